@@ -1,0 +1,259 @@
+"""Deployment settings: ``config.toml`` + environment -> frozen, validated dataclasses.
+
+Precedence is flag > environment > file > default. Secrets come only from the environment and
+are held as :class:`~campaign.secrets.Secret`, so they never print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_type_hints
+
+from campaign.errors import ConfigError
+from campaign.secrets import Secret
+
+REGIONS = ("us", "eu", "br")
+
+DEFAULT_AUTH_URL = "https://auth.sinch.com/oauth2/token"
+DEFAULT_CONVERSATION_URL = "https://{region}.conversation.api.sinch.com"
+DEFAULT_BATCH_URL = "https://{region}.conversationbatch.api.sinch.com"
+
+# What the embedded sandbox accepts; used when `sandbox = true` and the environment is silent.
+SANDBOX_PROJECT_ID = "sandbox-project"
+SANDBOX_APP_ID = "sandbox-app"
+SANDBOX_KEY_ID = "sandbox-key"
+SANDBOX_KEY_SECRET = "sandbox-secret"
+SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+
+
+@dataclass(frozen=True)
+class SinchConfig:
+    """Where Sinch is and who we are there."""
+
+    project_id: str = ""
+    app_id: str = ""
+    key_id: str = ""
+    key_secret: Secret = field(default_factory=lambda: Secret(""))
+    webhook_secret: Secret | None = None
+    region: str = "us"
+    auth_url: str = DEFAULT_AUTH_URL
+    conversation_url: str = DEFAULT_CONVERSATION_URL
+    batch_url: str = DEFAULT_BATCH_URL
+    auth: Literal["oauth", "basic"] = "oauth"
+    sandbox: bool = False
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    pool_size: int = 1000
+    token_refresh_margin: float = 300.0
+
+    def resolved_url(self, template: str) -> str:
+        """``template`` with ``{region}`` filled in and no trailing slash."""
+        return template.format(region=self.region).rstrip("/")
+
+    def pointed_at(self, base_url: str) -> SinchConfig:
+        """The same settings with every URL on ``base_url`` (the sandbox's address)."""
+        base = base_url.rstrip("/")
+        return dataclasses.replace(
+            self, auth_url=f"{base}/oauth2/token", conversation_url=base, batch_url=base
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///campaign.db"
+
+
+@dataclass(frozen=True)
+class SendingConfig:
+    requests_per_second: float = 800.0
+    batch_size: int = 1000
+    # None: derived from the rate so that 200 ms of latency still sustains it.
+    max_in_flight: int | None = None
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/sinch/callbacks"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Settings of the embedded sandbox (``[sinch] sandbox = true``)."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    rate_limit: int = 800
+
+
+@dataclass(frozen=True)
+class Config:
+    sinch: SinchConfig = field(default_factory=SinchConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    sending: SendingConfig = field(default_factory=SendingConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    path: Path | None = None
+
+
+_T = TypeVar("_T")
+
+# Keys of the [sinch] table that must never be written in a file.
+_SECRET_KEYS = {"key_secret", "webhook_secret", "key_id"}
+
+
+def _from_table(cls: type[_T], table: Mapping[str, Any], where: str) -> _T:
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys and wrong types."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _SECRET_KEYS and where == "[sinch]":
+            raise ConfigError(
+                f"{where} {key}: secrets are not read from files; set it in the environment"
+            )
+        if key not in names or hints[key] in (Secret, Secret | None, Path | None):
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        values[key] = _coerce(value, hints[key], f"{where} {key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int or hint == (int | None):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _validate(config: Config) -> None:
+    s = config.sinch
+    if s.region not in REGIONS:
+        raise ConfigError(f"[sinch] region: {s.region!r} is not one of {', '.join(REGIONS)}")
+    if s.auth not in ("oauth", "basic"):
+        raise ConfigError(f"[sinch] auth: {s.auth!r} is not 'oauth' or 'basic'")
+    if s.timeout <= 0 or s.connect_timeout <= 0:
+        raise ConfigError("[sinch] timeout and connect_timeout must be positive")
+    if s.pool_size < 1:
+        raise ConfigError("[sinch] pool_size must be at least 1")
+    if config.sending.requests_per_second <= 0:
+        raise ConfigError("[sending] requests_per_second must be positive")
+    if not 1 <= config.sending.batch_size <= 1000:
+        raise ConfigError("[sending] batch_size must be between 1 and 1000")
+    if config.sending.max_in_flight is not None and config.sending.max_in_flight < 1:
+        raise ConfigError("[sending] max_in_flight must be at least 1")
+    if config.sending.max_attempts < 1:
+        raise ConfigError("[sending] max_attempts must be at least 1")
+    if not s.sandbox:
+        missing = [
+            name
+            for name, value in (
+                ("SINCH_PROJECT_ID", s.project_id),
+                ("SINCH_APP_ID", s.app_id),
+                ("SINCH_KEY_ID", s.key_id),
+                ("SINCH_KEY_SECRET", s.key_secret.reveal()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set in the environment (needed when sandbox = false)"
+            )
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> Config:
+    """Read ``path`` (or ``$CAMPAIGN_CONFIG``, or ``./config.toml`` when it exists).
+
+    A path given explicitly must exist; the implicit ``./config.toml`` may be absent, and then
+    defaults apply. ``database_url`` (the ``--database`` flag) beats the environment.
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or "CAMPAIGN_CONFIG" in env
+    if path is None:
+        path = Path(env.get("CAMPAIGN_CONFIG", "config.toml"))
+    data: dict[str, Any] = {}
+    if path.exists() or explicit:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+    tables = {"sinch", "database", "sending", "receiver", "sandbox"}
+    for key in data:
+        if key not in tables:
+            raise ConfigError(f"{path}: unknown table or key {key!r}")
+    for key in tables:
+        if key in data and not isinstance(data[key], dict):
+            raise ConfigError(f"{path}: {key!r} must be a table")
+
+    sinch_table = dict(data.get("sinch", {}))
+    env_map = {
+        "SINCH_PROJECT_ID": "project_id",
+        "SINCH_APP_ID": "app_id",
+        "SINCH_REGION": "region",
+    }
+    for var, key in env_map.items():
+        if env.get(var):
+            sinch_table[key] = env[var]
+    sinch = _from_table(SinchConfig, sinch_table, "[sinch]")
+    key_id = env.get("SINCH_KEY_ID", "")
+    key_secret = env.get("SINCH_KEY_SECRET", "")
+    webhook_secret = env.get("SINCH_WEBHOOK_SECRET", "")
+    if sinch.sandbox:
+        sinch = dataclasses.replace(
+            sinch,
+            project_id=sinch.project_id or SANDBOX_PROJECT_ID,
+            app_id=sinch.app_id or SANDBOX_APP_ID,
+        )
+        key_id = key_id or SANDBOX_KEY_ID
+        key_secret = key_secret or SANDBOX_KEY_SECRET
+        webhook_secret = webhook_secret or SANDBOX_WEBHOOK_SECRET
+    sinch = dataclasses.replace(
+        sinch,
+        key_id=key_id,
+        key_secret=Secret(key_secret),
+        webhook_secret=Secret(webhook_secret) if webhook_secret else None,
+    )
+
+    db_table = dict(data.get("database", {}))
+    if env.get("CAMPAIGN_DATABASE_URL"):
+        db_table["url"] = env["CAMPAIGN_DATABASE_URL"]
+    if database_url:
+        db_table["url"] = database_url
+
+    config = Config(
+        sinch=sinch,
+        database=_from_table(DatabaseConfig, db_table, "[database]"),
+        sending=_from_table(SendingConfig, data.get("sending", {}), "[sending]"),
+        receiver=_from_table(ReceiverConfig, data.get("receiver", {}), "[receiver]"),
+        sandbox=_from_table(SandboxConfig, data.get("sandbox", {}), "[sandbox]"),
+        path=path if path.exists() else None,
+    )
+    _validate(config)
+    return config

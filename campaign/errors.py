@@ -1,0 +1,88 @@
+"""The exception tree of the product.
+
+Every error the product raises on purpose is a :class:`CampaignError`. Subclasses say what went
+wrong; the CLI prints ``str(error)`` as one line and exits with ``error.exit_code``. Messages
+never contain secrets: credentials are carried as :class:`campaign.secrets.Secret` and never
+formatted into text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CampaignError(Exception):
+    """Root of every error raised by campaign."""
+
+    exit_code: int = 2
+
+
+class ConfigError(CampaignError):
+    """The configuration, the environment or a command-line option is invalid."""
+
+
+class InputFileError(CampaignError):
+    """A recipients or campaign file cannot be used (missing, unreadable, malformed)."""
+
+
+# --- Sinch -------------------------------------------------------------------------------------
+
+
+class SinchError(CampaignError):
+    """A call to Sinch did not succeed.
+
+    ``status`` is the HTTP status (``None`` when no answer arrived), ``code`` and ``message``
+    come from Sinch's ``{"error": {...}}`` body when there is one.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.details = details or []
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status}" if self.status is not None else "no answer"
+        code = f" {self.code}" if self.code else ""
+        return f"{prefix}{code}: {self.message}"
+
+
+class SinchRetryableError(SinchError):
+    """Sinch did not take the request and said so (429, 5xx) or it never left (refused).
+
+    Sending it again cannot duplicate a message. ``retry_after`` is the delay, in seconds, that
+    Sinch asked for with ``Retry-After``, when it did.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class SinchRateLimitedError(SinchRetryableError):
+    """HTTP 429: the project's request rate is over Sinch's limit."""
+
+
+class SinchPermanentError(SinchError):
+    """Sinch refused the request (400, 403, 404, ...): sending it again gives the same answer."""
+
+
+class SinchAuthError(SinchPermanentError):
+    """The credentials were refused, or the token endpoint could not be used."""
+
+
+class SinchAmbiguousError(SinchError):
+    """The request left but no answer came back (timeout, connection lost).
+
+    Sinch may have accepted it: it must not be re-sent blindly.
+    """

@@ -1,0 +1,61 @@
+"""Pure domain types shared by every layer: channels, statuses, message content keys."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    WHATSAPP = "WHATSAPP"
+    RCS = "RCS"
+    SMS = "SMS"
+    MESSENGER = "MESSENGER"
+    VIBERBM = "VIBERBM"
+    MMS = "MMS"
+    INSTAGRAM = "INSTAGRAM"
+    TELEGRAM = "TELEGRAM"
+    KAKAOTALK = "KAKAOTALK"
+    KAKAOTALKCHAT = "KAKAOTALKCHAT"
+    LINE = "LINE"
+    WECHAT = "WECHAT"
+    APPLEBC = "APPLEBC"
+
+
+# Channels whose identity is a phone number, normalised to E.164.
+PHONE_CHANNELS: frozenset[Channel] = frozenset(
+    {Channel.SMS, Channel.MMS, Channel.WHATSAPP, Channel.RCS, Channel.VIBERBM, Channel.KAKAOTALK}
+)
+
+# The nine content keys of an AppMessage; a message has exactly one.
+CONTENT_KEYS: tuple[str, ...] = (
+    "text_message",
+    "media_message",
+    "template_message",
+    "card_message",
+    "choice_message",
+    "carousel_message",
+    "location_message",
+    "list_message",
+    "contact_info_message",
+)
+
+
+class Status(StrEnum):
+    """A recipient's status. See README, "How delivery tracking works"."""
+
+    PENDING = "PENDING"
+    IN_FLIGHT = "IN_FLIGHT"
+    QUEUED = "QUEUED"
+    QUEUED_ON_CHANNEL = "QUEUED_ON_CHANNEL"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    SWITCHING_CHANNEL = "SWITCHING_CHANNEL"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    DUPLICATE = "DUPLICATE"
+    IN_DOUBT = "IN_DOUBT"
+    CANCELLED = "CANCELLED"
+
+
+# Never sent, and never will be.
+UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE})
