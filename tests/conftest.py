@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "spec" / "fixtures"
@@ -16,3 +20,54 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("SINCH_", "CAMPAIGN_")):
             monkeypatch.delenv(name)
+
+
+# --- databases ---------------------------------------------------------------------------------
+# Store tests run on real SQLite and real Postgres. Each Postgres test gets its own database.
+# Without a server they are skipped with the reason, unless CAMPAIGN_REQUIRE_POSTGRES=1 (as in
+# .ci/run), which turns the skip into a failure.
+
+POSTGRES_URL = os.environ.get(
+    "CAMPAIGN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("CAMPAIGN_REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str | None:
+    """None when Postgres answers, else why not."""
+    try:
+        with _postgres_admin() as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # any failure to connect means: no Postgres here
+        return f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_available: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'campaign.db'}"
+        return
+    if postgres_available is not None:
+        if REQUIRE_POSTGRES:
+            pytest.fail(postgres_available + "; CAMPAIGN_REQUIRE_POSTGRES=1 forbids skipping")
+        pytest.skip(postgres_available + "; set CAMPAIGN_TEST_POSTGRES_URL to run these")
+    name = f"campaign_test_{uuid.uuid4().hex[:12]}"
+    with _postgres_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = make_url(POSTGRES_URL)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with _postgres_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

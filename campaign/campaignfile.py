@@ -1,0 +1,185 @@
+"""The campaign file (TOML): what to send, to whom, how. Parsed into a frozen, validated spec.
+
+Paths are relative to the file itself. Unknown keys are refused with their name, so a typo
+never silently changes what is sent.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import phonenumbers
+
+from campaign import rendering
+from campaign.errors import InputFileError
+from campaign.models import Channel
+
+Mode = Literal["batch", "individual"]
+MODES: tuple[Mode, ...] = ("batch", "individual")
+
+_TOP_KEYS = {
+    "name",
+    "recipients",
+    "mode",
+    "channel",
+    "identity_column",
+    "default_country",
+    "message",
+    "send",
+    "defaults",
+}
+# Optional fields of a send request that a campaign may set; passed to Sinch as written.
+SEND_KEYS = {
+    "channel_properties",
+    "channel_priority_order",
+    "ttl",
+    "send_after",
+    "message_content_type",
+    "processing_strategy",
+    "queue",
+    "callback_url",
+    "conversation_metadata",
+}
+_TTL_RE = re.compile(r"^(\d+)s?$")
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    recipients: Path
+    mode: Mode
+    channel: Channel
+    identity_column: str
+    default_country: str | None
+    message: Mapping[str, Any]
+    send: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The recipient columns the message uses."""
+        return rendering.parameters_of(self.message)
+
+    def definition(self) -> dict[str, Any]:
+        """What is stored with the campaign: enough to send it again without the file."""
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "channel": self.channel.value,
+            "identity_column": self.identity_column,
+            "default_country": self.default_country,
+            "message": dict(self.message),
+            "send": dict(self.send),
+            "defaults": dict(self.defaults),
+        }
+
+
+def load(path: Path) -> CampaignSpec:
+    """Read and validate a campaign file; :class:`InputFileError` names the file and problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: campaign file not found") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a directory, not a campaign file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read campaign file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(f"{path}: invalid TOML: {exc}") from None
+    return parse(data, base=path.parent, where=str(path))
+
+
+def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
+    def fail(problem: str) -> InputFileError:
+        return InputFileError(f"{where}: {problem}")
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise fail(f"unknown key {key!r}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise fail("'name' must be a non-empty string of at most 200 characters")
+    recipients = data.get("recipients")
+    if not isinstance(recipients, str) or not recipients:
+        raise fail("'recipients' must name the recipients file")
+    mode = data.get("mode", "individual")
+    if mode not in MODES:
+        raise fail(f"'mode' must be 'batch' or 'individual', not {mode!r}")
+    channel_name = data.get("channel")
+    try:
+        channel = Channel(channel_name if isinstance(channel_name, str) else "")
+    except ValueError:
+        known = ", ".join(c.value for c in Channel)
+        raise fail(f"unknown channel {channel_name!r} (one of {known})") from None
+    identity_column = data.get("identity_column")
+    if not isinstance(identity_column, str) or not identity_column:
+        raise fail("'identity_column' must name the column holding the identities")
+    country = data.get("default_country")
+    if country is not None:
+        if not isinstance(country, str) or country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise fail(f"'default_country' {country!r} is not an ISO 3166 country code")
+        country = country.upper()
+
+    message = data.get("message")
+    if not isinstance(message, dict) or not message:
+        raise fail("a [message] table is required")
+    try:
+        rendering.message_content_type(message)
+        rendering.MessageTemplate.compile(message)
+    except rendering.RenderError as exc:
+        raise fail(f"[message]: {exc}") from None
+
+    send = data.get("send", {})
+    if not isinstance(send, dict):
+        raise fail("'send' must be a table")
+    for key in send:
+        if key not in SEND_KEYS:
+            raise fail(f"[send]: unknown key {key!r}")
+    send = _normalise_send(send, fail)
+
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise fail("'defaults' must be a table")
+    for key, value in defaults.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise fail(f"[defaults]: {key!r} must be a string or a number")
+    return CampaignSpec(
+        name=name.strip(),
+        recipients=(base / recipients),
+        mode=mode,
+        channel=channel,
+        identity_column=identity_column,
+        default_country=country,
+        message=message,
+        send=send,
+        defaults={str(k): str(v) for k, v in defaults.items()},
+        path=base,
+    )
+
+
+def _normalise_send(send: dict[str, Any], fail: Any) -> dict[str, Any]:
+    send = dict(send)
+    if "ttl" in send:
+        match = _TTL_RE.match(str(send["ttl"]))
+        if not match or not 3 <= int(match.group(1)) <= 315_576_000_000:
+            raise fail('[send] ttl: give seconds (3 to 315576000000), e.g. 86400 or "86400s"')
+        send["ttl"] = f"{int(match.group(1))}s"
+    properties = send.get("channel_properties")
+    if properties is not None and not (
+        isinstance(properties, dict) and all(isinstance(v, str) for v in properties.values())
+    ):
+        raise fail("[send] channel_properties: a table of strings")
+    order = send.get("channel_priority_order")
+    if order is not None:
+        if not isinstance(order, list) or not order:
+            raise fail("[send] channel_priority_order: a list of channels")
+        for item in order:
+            if item not in Channel.__members__:
+                raise fail(f"[send] channel_priority_order: unknown channel {item!r}")
+    return send

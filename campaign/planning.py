@@ -1,0 +1,80 @@
+"""Pure planning: recipient keys, request bodies, and the preflight estimate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Every request carries the recipient's own key, so that a delivery callback can be matched to
+# its row even when it arrives before the send was recorded.
+_KEY_SEPARATOR = "-"
+
+
+def recipient_key(campaign_key: str, position: int) -> str:
+    return f"{campaign_key}{_KEY_SEPARATOR}{position}"
+
+
+def parse_recipient_key(key: str) -> tuple[str, int] | None:
+    """``(campaign_key, position)`` from a key made by :func:`recipient_key`, else None."""
+    campaign_key, sep, position = key.rpartition(_KEY_SEPARATOR)
+    if not sep or not campaign_key or not position.isdigit():
+        return None
+    return campaign_key, int(position)
+
+
+def individual_body(
+    *,
+    channel: str,
+    identity: str,
+    message: Mapping[str, Any],
+    key: str,
+    send: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``messages:send`` body for one recipient (``app_id`` is added by the client)."""
+    body: dict[str, Any] = {
+        "recipient": {
+            "identified_by": {"channel_identities": [{"channel": channel, "identity": identity}]}
+        },
+        "message": message,
+        "correlation_id": key,
+        "message_metadata": key,
+    }
+    for name, value in send.items():
+        if name == "send_after":  # a scheduling instruction of ours, not a messages:send field
+            continue
+        body[name] = value
+    return body
+
+
+def default_max_in_flight(rate: float | None, latency: float = 0.2) -> int:
+    """Enough concurrent requests to hold ``rate`` at ``latency`` seconds each, with 25% spare."""
+    if rate is None:
+        return 1000
+    return max(8, math.ceil(rate * latency * 1.25))
+
+
+@dataclass(frozen=True)
+class Preflight:
+    rows: int
+    valid: int
+    rejected: Mapping[str, int]
+    duplicates: int
+    requests: int
+    seconds: float
+
+
+def preflight(
+    *,
+    rows: int,
+    valid: int,
+    rejected: Mapping[str, int],
+    duplicates: int,
+    mode: str,
+    batch_size: int,
+    rate: float,
+) -> Preflight:
+    """How many requests the campaign takes and how long at ``rate`` requests per second."""
+    requests = math.ceil(valid / batch_size) if mode == "batch" else valid
+    return Preflight(rows, valid, dict(rejected), duplicates, requests, requests / rate)

@@ -1,0 +1,152 @@
+"""Database URLs, engines and migrations.
+
+Users write plain URLs (``sqlite:///campaign.db``, ``postgresql://user@host/db``); the store
+picks the drivers: aiosqlite / psycopg for the running engine, pysqlite / psycopg for Alembic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from campaign.errors import ConfigError
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ConfigError("the database URL is not a valid SQLAlchemy URL") from None
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return _parse(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return "<invalid database URL>"
+
+
+def async_url(url: str) -> URL:
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def sync_url(url: str) -> URL:
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite")
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (status, report, the receiver) work while a run writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_engine_async(url: str) -> AsyncEngine:
+    """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def create_engine_sync(url: str) -> Engine:
+    parsed = sync_url(url)
+    engine = create_engine(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    """Alembic's config pointing at the migrations shipped with the package."""
+    script_location = resources.files("migrations")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(script_location))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    """Run the migrations up to ``revision`` (blocking)."""
+    parsed = sync_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is not None and not path.parent.exists():
+            raise ConfigError(f"database directory {path.parent} does not exist")
+    engine = create_engine_sync(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade_sync(url: str, revision: str) -> None:
+    engine = create_engine_sync(url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), revision)
+    finally:
+        engine.dispose()
+
+
+async def prepare(engine: AsyncEngine, url: str) -> None:
+    """Make sure the schema is at head: SQLite is migrated automatically, Postgres must have been
+    upgraded with ``campaign db upgrade`` (schema changes there are an operator's decision)."""
+    head = head_revision()
+    async with engine.connect() as connection:
+        current = await connection.run_sync(current_revision)
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        await asyncio.to_thread(upgrade_sync, url)
+        return
+    raise ConfigError(
+        f"the database {safe_url(url)} is at schema revision {current or 'none'}, not {head}: "
+        "run `campaign db upgrade`"
+    )

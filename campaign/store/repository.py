@@ -1,0 +1,498 @@
+"""The repository: every read and write of campaign state, as short transactions.
+
+Rows become plain dataclasses here and nothing SQL leaks out. Status changes are guarded in the
+``WHERE`` clause (``status = 'IN_FLIGHT'``...), so a late or repeated write never moves a
+recipient backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from campaign.models import Status
+from campaign.store import engine as engine_mod
+from campaign.store.tables import UTCDateTime, campaigns, recipients
+
+C = recipients.c
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    key: str
+    mode: str
+    channel: str
+    definition: str
+    source: str
+    state: str
+    total_rows: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    pending: int
+    rejected: int
+    duplicate: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A recipient claimed for sending (now IN_FLIGHT)."""
+
+    id: int
+    position: int
+    identity: str
+    parameters: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: int
+    message_id: str
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Back to PENDING, not before ``at``."""
+
+    id: int
+    at: datetime
+    code: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    id: int
+    code: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    id: int
+    description: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Claimed but never sent (the run is stopping): back to PENDING, attempt not counted."""
+
+    id: int
+
+
+Outcome = Sent | Retry | Failed | InDoubt | Release
+
+REPORT_COLUMNS = (
+    "position",
+    "identity",
+    "identity_raw",
+    "channel",
+    "status",
+    "message_id",
+    "batch_id",
+    "error_code",
+    "error_description",
+    "sent_at",
+    "updated_at",
+    "attempts",
+)
+
+_REJECT_CODES = (
+    ("missing identity", "MISSING_IDENTITY"),
+    ("invalid", "INVALID_IDENTITY"),
+    ("missing value for parameter", "MISSING_PARAMETER"),
+)
+
+
+def reject_code(reason: str) -> str:
+    """A stable code for a loading rejection reason (the reason itself is the description)."""
+    for prefix, code in _REJECT_CODES:
+        if reason.startswith(prefix):
+            return code
+    return "INVALID_INPUT"
+
+
+class Store:
+    """Campaign state in SQLite or Postgres. One per process; ``close`` it last."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        engine = engine_mod.create_engine_async(url)
+        try:
+            await engine_mod.prepare(engine, url)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # --- campaigns ----------------------------------------------------------------------------
+
+    async def find_campaign(self, name: str) -> CampaignRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(campaigns).where(campaigns.c.name == name))).first()
+        return CampaignRow(**row._mapping) if row else None
+
+    async def list_campaigns(self) -> list[CampaignRow]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(campaigns).order_by(campaigns.c.id))).all()
+        return [CampaignRow(**r._mapping) for r in rows]
+
+    async def create_campaign(
+        self,
+        *,
+        name: str,
+        key: str,
+        mode: str,
+        channel: str,
+        definition: str,
+        source: str,
+        now: datetime,
+    ) -> CampaignRow:
+        """Create the campaign, or return the one another process created first."""
+        values = {
+            "name": name,
+            "key": key,
+            "mode": mode,
+            "channel": channel,
+            "definition": definition,
+            "source": source,
+            "state": "LOADING",
+            "total_rows": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(campaigns).values(values))
+        except IntegrityError:
+            pass
+        found = await self.find_campaign(name)
+        assert found is not None
+        return found
+
+    async def set_campaign(self, campaign_id: int, *, now: datetime, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(updated_at=now, **values)
+            )
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def _insert_ignoring_conflicts(self) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(recipients).on_conflict_do_nothing()
+        return sqlite.insert(recipients).on_conflict_do_nothing()
+
+    async def ingest(
+        self, campaign_id: int, channel: str, frame: pl.DataFrame, now: datetime
+    ) -> IngestCounts:
+        """Store one slice of loaded rows (columns ``row, identity_raw, identity, reason,
+        parameters``), in one transaction. Idempotent: rows already stored are left alone.
+
+        The first row of an identity is PENDING; later ones are DUPLICATE, whether the earlier
+        row is in this slice or an earlier one (the unique index decides).
+        """
+        if frame.is_empty():
+            return IngestCounts(0, 0, 0)
+        base = {"campaign_id": campaign_id, "channel": channel, "updated_at": now, "attempts": 0}
+        rejected = frame.filter(pl.col("reason").is_not_null())
+        valid = frame.filter(pl.col("reason").is_null())
+        rejected_rows = [
+            {
+                **base,
+                "position": r["row"],
+                "identity_raw": r["identity_raw"],
+                "identity": None,
+                "parameters": r["parameters"] or "{}",
+                "status": Status.REJECTED.value,
+                "error_code": reject_code(r["reason"]),
+                "error_description": r["reason"],
+            }
+            for r in rejected.iter_rows(named=True)
+        ]
+        valid_rows = [
+            {
+                **base,
+                "position": r["row"],
+                "identity_raw": r["identity_raw"],
+                "identity": r["identity"],
+                "parameters": r["parameters"] or "{}",
+                "status": Status.PENDING.value,
+                "error_code": None,
+                "error_description": None,
+            }
+            for r in valid.iter_rows(named=True)
+        ]
+        first, last = int(frame["row"].min()), int(frame["row"].max())  # type: ignore[arg-type]
+        statement = self._insert_ignoring_conflicts()
+        async with self.engine.begin() as conn:
+            if rejected_rows:
+                await conn.execute(statement, rejected_rows)
+            if valid_rows:
+                await conn.execute(statement, valid_rows)
+            stored = set(
+                (
+                    await conn.execute(
+                        select(C.position).where(
+                            C.campaign_id == campaign_id, C.position.between(first, last)
+                        )
+                    )
+                ).scalars()
+            )
+            duplicates = [r for r in valid_rows if r["position"] not in stored]
+            if duplicates:
+                await self._insert_duplicates(conn, campaign_id, channel, duplicates)
+        return IngestCounts(
+            pending=len(valid_rows) - len(duplicates),
+            rejected=len(rejected_rows),
+            duplicate=len(duplicates),
+        )
+
+    async def _insert_duplicates(
+        self, conn: AsyncConnection, campaign_id: int, channel: str, rows: list[dict[str, Any]]
+    ) -> None:
+        identities = sorted({r["identity"] for r in rows})
+        first_row: dict[str, int] = {}
+        for start in range(0, len(identities), 500):
+            chunk = identities[start : start + 500]
+            result = await conn.execute(
+                select(C.identity, C.position).where(
+                    C.campaign_id == campaign_id,
+                    C.channel == channel,
+                    C.identity.in_(chunk),
+                    C.status.not_in([Status.REJECTED.value, Status.DUPLICATE.value]),
+                )
+            )
+            first_row.update({identity: position for identity, position in result.all()})
+        for r in rows:
+            r["status"] = Status.DUPLICATE.value
+            r["error_code"] = "DUPLICATE"
+            original = first_row.get(r["identity"])
+            r["error_description"] = (
+                f"same identity as row {original}" if original else "same identity as another row"
+            )
+        await conn.execute(self._insert_ignoring_conflicts(), rows)
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    async def recover_in_flight(self, campaign_id: int, now: datetime) -> int:
+        """Rows left IN_FLIGHT by a process that died: their outcome is unknown -> IN_DOUBT."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(recipients)
+                .where(C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value)
+                .values(
+                    status=Status.IN_DOUBT.value,
+                    error_code="IN_DOUBT",
+                    error_description="the process sending it stopped before Sinch answered",
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
+
+    async def claim(self, campaign_id: int, limit: int, now: datetime) -> list[Claim]:
+        """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
+        due = (
+            select(C.id)
+            .where(
+                C.campaign_id == campaign_id,
+                C.status == Status.PENDING.value,
+                or_(C.next_attempt_at.is_(None), C.next_attempt_at <= now),
+            )
+            .order_by(C.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(recipients)
+            .where(C.id.in_(due.scalar_subquery()))
+            .values(
+                status=Status.IN_FLIGHT.value,
+                attempts=C.attempts + 1,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            .returning(C.id, C.position, C.identity, C.parameters, C.attempts)
+        )
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        claims = [Claim(*row) for row in rows]
+        claims.sort(key=lambda c: c.id)
+        return claims
+
+    async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Write send outcomes in one transaction; only rows still IN_FLIGHT change."""
+        sent = [
+            {"rid": o.id, "mid": o.message_id, "bid": o.batch_id}
+            for o in outcomes
+            if isinstance(o, Sent)
+        ]
+        retry = [
+            {"rid": o.id, "at": o.at, "code": o.code, "desc": o.description}
+            for o in outcomes
+            if isinstance(o, Retry)
+        ]
+        failed = [
+            {"rid": o.id, "code": o.code, "desc": o.description}
+            for o in outcomes
+            if isinstance(o, Failed)
+        ]
+        doubt = [{"rid": o.id, "desc": o.description} for o in outcomes if isinstance(o, InDoubt)]
+        released = [{"rid": o.id} for o in outcomes if isinstance(o, Release)]
+        in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
+        async with self.engine.begin() as conn:
+            if sent:
+                await conn.execute(
+                    update(recipients)
+                    .where(in_flight)
+                    .values(
+                        status=Status.QUEUED.value,
+                        message_id=bindparam("mid"),
+                        batch_id=bindparam("bid"),
+                        error_code=None,
+                        error_description=None,
+                        sent_at=now,
+                        updated_at=now,
+                    ),
+                    sent,
+                )
+            if retry:
+                await conn.execute(
+                    update(recipients)
+                    .where(in_flight)
+                    .values(
+                        status=Status.PENDING.value,
+                        next_attempt_at=bindparam("at"),
+                        error_code=bindparam("code"),
+                        error_description=bindparam("desc"),
+                        updated_at=now,
+                    ),
+                    retry,
+                )
+            if failed:
+                await conn.execute(
+                    update(recipients)
+                    .where(in_flight)
+                    .values(
+                        status=Status.FAILED.value,
+                        error_code=bindparam("code"),
+                        error_description=bindparam("desc"),
+                        updated_at=now,
+                    ),
+                    failed,
+                )
+            if doubt:
+                await conn.execute(
+                    update(recipients)
+                    .where(in_flight)
+                    .values(
+                        status=Status.IN_DOUBT.value,
+                        error_code="IN_DOUBT",
+                        error_description=bindparam("desc"),
+                        updated_at=now,
+                    ),
+                    doubt,
+                )
+            if released:
+                await conn.execute(
+                    update(recipients)
+                    .where(in_flight)
+                    .values(status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now),
+                    released,
+                )
+
+    async def next_retry_at(self, campaign_id: int) -> datetime | None:
+        """When the earliest PENDING row waiting for a retry becomes due (None: none waits)."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    select(func.min(C.next_attempt_at)).where(
+                        C.campaign_id == campaign_id, C.status == Status.PENDING.value
+                    )
+                )
+            ).scalar()
+        return tables_datetime(value)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def counts(self, campaign_id: int) -> dict[Status, int]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.status, func.count())
+                    .where(C.campaign_id == campaign_id)
+                    .group_by(C.status)
+                )
+            ).all()
+        return {Status(status): int(count) for status, count in rows}
+
+    async def error_summary(self, campaign_id: int) -> list[tuple[str, str, int]]:
+        """``(status, error_code, count)`` for rows that carry an error, most frequent first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.status, C.error_code, func.count().label("n"))
+                    .where(C.campaign_id == campaign_id, C.error_code.is_not(None))
+                    .group_by(C.status, C.error_code)
+                    .order_by(func.count().desc())
+                )
+            ).all()
+        return [(str(s), str(code), int(n)) for s, code, n in rows]
+
+    async def report_pages(
+        self, campaign_id: int, page_size: int = 100_000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every recipient in input order, as tuples of :data:`REPORT_COLUMNS`, page by page."""
+        columns = [C[name] for name in REPORT_COLUMNS]
+        after = 0
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(*columns)
+                        .where(C.campaign_id == campaign_id, C.position > after)
+                        .order_by(C.position)
+                        .limit(page_size)
+                    )
+                ).all()
+            if not rows:
+                return
+            yield [tuple(r) for r in rows]
+            after = rows[-1][0]
+
+
+def tables_datetime(value: Any) -> datetime | None:
+    """Aggregates bypass the column type on SQLite; give them the same UTC treatment."""
+    return UTCDateTime().process_result_value(value, _SQLITE)
+
+
+_SQLITE = sqlite.dialect()

@@ -1,0 +1,142 @@
+"""The schema, as SQLAlchemy Core tables. Migrations under ``migrations/`` build exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; Postgres gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every database (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # Prefix of every recipient key sent to Sinch (correlation_id / message_metadata).
+    Column("key", String(32), nullable=False, unique=True),
+    Column("mode", String(16), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("definition", Text, nullable=False),  # the campaign file, as JSON
+    Column("source", Text, nullable=False),  # the recipients file it was loaded from
+    Column("state", String(16), nullable=False),  # LOADING, READY, DONE, CANCELLED
+    Column("total_rows", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("position", BigInteger, nullable=False),  # 1-based row of the input file
+    Column("channel", String(32), nullable=False),
+    Column("identity_raw", Text, nullable=True),
+    Column("identity", String(256), nullable=True),  # normalised; NULL when rejected
+    Column("parameters", Text, nullable=False, server_default=text("'{}'")),  # JSON object
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("message_id", String(64), nullable=True),
+    Column("batch_id", String(64), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_description", Text, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("campaign_id", "position"),
+    # One sendable row per (campaign, channel, identity): the database decides duplicates.
+    Index(
+        "uq_recipients_sendable_identity",
+        "campaign_id",
+        "channel",
+        "identity",
+        unique=True,
+        sqlite_where=text("status NOT IN ('REJECTED', 'DUPLICATE')"),
+        postgresql_where=text("status NOT IN ('REJECTED', 'DUPLICATE')"),
+    ),
+    Index("ix_recipients_campaign_id_status_id", "campaign_id", "status", "id"),
+    Index("ix_recipients_message_id", "message_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=True),
+    Column("recipient_id", BigId, nullable=True),
+    Column("message_id", String(64), nullable=True),
+    Column("trigger", String(64), nullable=False),
+    Column("status", String(32), nullable=True),
+    Column("payload", Text, nullable=False),  # the raw callback body, kept as received
+    Index("ix_events_message_id", "message_id"),
+    Index("ix_events_recipient_id", "recipient_id"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("chunk", BigInteger, nullable=False),
+    Column("batch_id", String(64), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("send_after", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("campaign_id", "chunk"),
+    Index("ix_batches_batch_id", "batch_id"),
+)

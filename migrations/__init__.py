@@ -1,0 +1,2 @@
+"""Alembic migrations of the campaign store (shipped in the wheel so `campaign db upgrade` works
+from any install)."""

@@ -1,0 +1,192 @@
+"""The store on real SQLite and real Postgres, with the schema built by the migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from sqlalchemy import inspect
+
+from campaign.models import Status
+from campaign.store import engine as store_engine
+from campaign.store import repository as repo
+from campaign.store.tables import metadata
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[repo.Store]:
+    if database_url.startswith("postgresql"):
+        store_engine.upgrade_sync(database_url)  # Postgres is migrated by `campaign db upgrade`
+    opened = await repo.Store.open(database_url)  # SQLite is migrated on open
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def new_campaign(store: repo.Store, name: str = "c1") -> repo.CampaignRow:
+    return await store.create_campaign(
+        name=name,
+        key=f"K{name}",
+        mode="individual",
+        channel="SMS",
+        definition="{}",
+        source="r.csv",
+        now=NOW,
+    )
+
+
+def frame(rows: list[tuple[int, str | None, str | None, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "row": [r[0] for r in rows],
+            "identity_raw": [r[1] for r in rows],
+            "identity": [r[2] for r in rows],
+            "reason": [r[3] for r in rows],
+            "parameters": ['{"name":"x"}'] * len(rows),
+        },
+        schema={
+            "row": pl.UInt64,
+            "identity_raw": pl.String,
+            "identity": pl.String,
+            "reason": pl.String,
+            "parameters": pl.String,
+        },
+    )
+
+
+async def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    store_engine.upgrade_sync(database_url)
+    engine = store_engine.create_engine_sync(database_url)
+    try:
+        with engine.connect() as conn:
+            from alembic.autogenerate import compare_metadata
+            from alembic.runtime.migration import MigrationContext
+
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            assert diff == []
+            assert store_engine.current_revision(conn) == store_engine.head_revision()
+            tables = set(inspect(conn).get_table_names())
+        assert {"campaigns", "recipients", "events", "batches"} <= tables
+    finally:
+        engine.dispose()
+    store_engine.downgrade_sync(database_url, "base")
+    store_engine.upgrade_sync(database_url)
+
+
+def test_one_migration_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert len(ScriptDirectory.from_config(store_engine.alembic_config()).get_heads()) == 1
+
+
+async def test_create_campaign_is_idempotent(store: repo.Store) -> None:
+    first = await new_campaign(store)
+    again = await store.create_campaign(
+        name="c1", key="other", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    assert again.id == first.id
+    assert again.key == "Kc1"  # the first one stays
+    assert first.created_at == NOW
+
+
+async def test_ingest_decides_rejects_and_duplicates_across_slices(store: repo.Store) -> None:
+    campaign = await new_campaign(store)
+    first = frame(
+        [
+            (1, "+1 201", "+12015550001", None),
+            (2, "bad", None, "invalid phone number"),
+            (3, "2015550001", "+12015550001", None),  # duplicate within the slice
+            (4, None, None, "missing identity"),
+        ]
+    )
+    second = frame([(5, "+12015550001", "+12015550001", None), (6, "x", "+12015550002", None)])
+    assert await store.ingest(campaign.id, "SMS", first, NOW) == repo.IngestCounts(1, 2, 1)
+    assert await store.ingest(campaign.id, "SMS", second, NOW) == repo.IngestCounts(1, 0, 1)
+    # Re-ingesting (a crashed load that is run again) changes nothing.
+    await store.ingest(campaign.id, "SMS", first, NOW)
+    counts = await store.counts(campaign.id)
+    assert counts == {Status.PENDING: 2, Status.REJECTED: 2, Status.DUPLICATE: 2}
+    rows = [r async for page in store.report_pages(campaign.id) for r in page]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
+    by_position = {r[0]: r for r in rows}
+    assert by_position[2][4:][0] == "REJECTED"
+    assert by_position[2][7:9] == ("INVALID_IDENTITY", "invalid phone number")
+    assert by_position[4][7] == "MISSING_IDENTITY"
+    assert by_position[3][8] == "same identity as row 1"
+    assert by_position[5][8] == "same identity as row 1"
+
+
+async def test_claim_moves_pending_to_in_flight_once(store: repo.Store) -> None:
+    campaign = await new_campaign(store)
+    await store.ingest(
+        campaign.id, "SMS", frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 11)]), NOW
+    )
+    first = await store.claim(campaign.id, 4, NOW)
+    second = await store.claim(campaign.id, 100, NOW)
+    assert [c.position for c in first] == [1, 2, 3, 4]
+    assert [c.position for c in second] == [5, 6, 7, 8, 9, 10]
+    assert all(c.attempts == 1 for c in first + second)
+    assert await store.claim(campaign.id, 100, NOW) == []
+    assert (await store.counts(campaign.id)) == {Status.IN_FLIGHT: 10}
+
+
+async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> None:
+    campaign = await new_campaign(store)
+    await store.ingest(
+        campaign.id, "SMS", frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 6)]), NOW
+    )
+    c = await store.claim(campaign.id, 5, NOW)
+    later = NOW + timedelta(seconds=30)
+    await store.record(
+        [
+            repo.Sent(c[0].id, "MSG1"),
+            repo.Retry(c[1].id, later, "HTTP_503", "unavailable"),
+            repo.Failed(c[2].id, "INVALID_ARGUMENT", "bad"),
+            repo.InDoubt(c[3].id, "timeout"),
+            repo.Release(c[4].id),
+        ],
+        NOW,
+    )
+    counts = await store.counts(campaign.id)
+    assert counts == {
+        Status.QUEUED: 1,
+        Status.PENDING: 2,
+        Status.FAILED: 1,
+        Status.IN_DOUBT: 1,
+    }
+    # The retry is not due yet, the released row is (and its attempt was not counted).
+    due_now = await store.claim(campaign.id, 10, NOW)
+    assert [(x.position, x.attempts) for x in due_now] == [(5, 1)]
+    assert await store.next_retry_at(campaign.id) == later
+    assert [x.position for x in await store.claim(campaign.id, 10, later)] == [2]
+    # A late duplicate outcome for an already-settled row changes nothing.
+    await store.record([repo.Failed(c[0].id, "X", "late")], NOW)
+    rows = {r[0]: r for page in [p async for p in store.report_pages(campaign.id)] for r in page}
+    assert rows[1][4] == "QUEUED"
+    assert rows[1][5] == "MSG1"
+    assert rows[1][9] == NOW  # sent_at, timezone-aware UTC on both databases
+
+
+async def test_recover_in_flight_marks_in_doubt(store: repo.Store) -> None:
+    campaign = await new_campaign(store)
+    await store.ingest(campaign.id, "SMS", frame([(1, "x", "+12015550001", None)]), NOW)
+    await store.claim(campaign.id, 1, NOW)
+    assert await store.recover_in_flight(campaign.id, NOW) == 1
+    assert await store.counts(campaign.id) == {Status.IN_DOUBT: 1}
+    errors = await store.error_summary(campaign.id)
+    assert errors == [("IN_DOUBT", "IN_DOUBT", 1)]
+
+
+async def test_campaigns_are_isolated(store: repo.Store) -> None:
+    a = await new_campaign(store, "a")
+    b = await new_campaign(store, "b")
+    same = frame([(1, "x", "+12015550001", None)])
+    await store.ingest(a.id, "SMS", same, NOW)
+    await store.ingest(b.id, "SMS", same, NOW)  # same identity, other campaign: not a duplicate
+    assert await store.counts(b.id) == {Status.PENDING: 1}
+    assert [c.name for c in await store.list_campaigns()] == ["a", "b"]
