@@ -50,8 +50,9 @@ class TokenProvider:
         self._lock = asyncio.Lock()
         self.fetches = 0
 
-    def basic_auth(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth(self._config.key_id, self._config.key_secret.reveal())
+    def basic_authorization(self) -> str:
+        """The ``Authorization: Basic ...`` value for the key (token endpoint, or Basic mode)."""
+        return aiohttp.encode_basic_auth(self._config.key_id, self._config.key_secret.reveal())
 
     async def token(self) -> str:
         """A token valid now, fetching a new one when the cached one is due for refresh."""
@@ -74,7 +75,9 @@ class TokenProvider:
         started = self._clock()
         try:
             async with self._session.post(
-                url, data={"grant_type": "client_credentials"}, auth=self.basic_auth()
+                url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": self.basic_authorization()},
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -152,7 +152,7 @@ class SinchClient:
     async def _authorization(self, auth: _Auth) -> tuple[str, str | None]:
         """The Authorization header and the bearer token it carries (None for Basic)."""
         if auth == "conversation" and self.config.auth == "basic":
-            return self.tokens.basic_auth().encode(), None
+            return self.tokens.basic_authorization(), None
         token = await self.tokens.token()
         return f"Bearer {token}", token
 

@@ -1,0 +1,33 @@
+"""A local emulator of the Sinch APIs that campaign uses, over real HTTP.
+
+One aiohttp application serves the OAuth2 token endpoint, the Conversation API
+(``messages:send``, apps) and the Batch API on one port, validates requests the way Sinch
+does, injects configurable faults (latency, 429 storms, 500/503, dropped connections), and
+simulates delivery with signed MESSAGE_SUBMIT / MESSAGE_DELIVERY callbacks. ``/_sandbox/``
+exposes what it recorded and lets tests change its behaviour at runtime.
+
+    async with SandboxServer(SandboxSettings(callback_url=...)) as sandbox:
+        config = config.pointed_at(sandbox.url)
+"""
+
+from __future__ import annotations
+
+from campaign.sandbox.app import make_app
+from campaign.sandbox.arguments import add_arguments, settings_from_args
+from campaign.sandbox.records import BatchStatus
+from campaign.sandbox.server import SandboxServer, ThreadedSandbox, serve_forever
+from campaign.sandbox.settings import FailureRule, SandboxSettings
+from campaign.sandbox.state import SandboxState
+
+__all__ = [
+    "BatchStatus",
+    "FailureRule",
+    "SandboxServer",
+    "SandboxSettings",
+    "SandboxState",
+    "ThreadedSandbox",
+    "add_arguments",
+    "make_app",
+    "serve_forever",
+    "settings_from_args",
+]

@@ -1,0 +1,205 @@
+"""The Batch API: send one message to up to 1000 recipients, schedule, look up, cancel.
+
+Each recipient becomes a normal Conversation message with its ``${parameters}`` substituted
+and its metadata merged (plus ``_batch_id``). Without a future ``send_after`` the messages are
+accepted at once; otherwise the batch waits, SCHEDULED, in :class:`BatchScheduler` until its
+time or until it is cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from campaign import jsonutil
+from campaign.sandbox import guard, keys, records, responses, scheduling, substitution, validation
+from campaign.sandbox.records import Batch, BatchStatus
+from campaign.sandbox.state import SandboxState
+from campaign.sandbox.timers import DueQueue
+
+
+class BatchScheduler:
+    """Releases SCHEDULED batches at their ``send_after``. Create it inside the running loop."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self._state = state
+        self._due: DueQueue[str] = DueQueue(time.time)
+
+    def schedule(self, batch: Batch) -> None:
+        """Release ``batch`` at its ``send_after`` unless it is cancelled first."""
+        assert batch.send_after is not None
+        self._due.push(batch.send_after.timestamp(), batch.batch_id)
+
+    def clear(self) -> None:
+        """Forget every scheduled release."""
+        self._due.clear()
+
+    async def run(self) -> None:
+        """Release batches as they fall due, until cancelled."""
+        while True:
+            batch_id = await self._due.get()
+            batch = self._state.batches.get(batch_id)
+            if batch is not None and batch.status is BatchStatus.SCHEDULED:
+                self._state.release(batch)
+
+
+@guard.api_endpoint("batch")
+async def send_batch(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/projects/{project_id}/messages``."""
+    state = request.app[keys.STATE]
+    settings = state.settings
+    body = await guard.read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    now = datetime.now(UTC)
+    violations = validation.check_batch(body, now=now, strict=settings.reject_unknown_fields)
+    if violations:
+        return responses.invalid_argument(violations)
+    assert isinstance(body, dict)  # check_batch refuses anything else
+    if body["app_id"] not in settings.app_ids:
+        return responses.not_found(f"App {body['app_id']!r}")
+
+    batch_id = records.new_id()
+    prepared: list[records.SentMessage] = []
+    missing: list[tuple[str, str]] = []
+    for i, item in enumerate(body["recipient_and_params"]):
+        try:
+            rendered = substitution.render(
+                body["message"], item.get("parameters", {}), settings.unknown_parameter
+            )
+        except substitution.UnknownParameterError as exc:
+            where = f"recipient_and_params[{i}].parameters"
+            missing.append((where, f"no value for parameter {exc.name!r} used in message"))
+            continue
+        item_message = records.from_batch_item(
+            body, item, rendered, batch_id, settings.project_id, now
+        )
+        prepared.append(item_message)
+    if missing:
+        return responses.invalid_argument(missing)
+
+    batch = Batch(
+        batch_id=batch_id,
+        project_id=settings.project_id,
+        app_id=body["app_id"],
+        metadata=body.get("batch_metadata", {}),
+        status=BatchStatus.READY,
+        created_time=now,
+        pending=prepared,
+        size=len(prepared),
+    )
+    answer: dict[str, Any] = {"batch_id": batch_id}
+    if "send_after" in body:
+        requested = scheduling.parse_time(body["send_after"])
+        assert requested is not None  # check_batch refuses anything else
+        batch.send_after = scheduling.effective_send_after(requested, now)
+        batch.send_after_text = answer["send_after"] = responses.iso_seconds(batch.send_after)
+    state.batches[batch_id] = batch
+    state.stats.batches += 1
+    scheduler = request.app[keys.SERVICES].scheduler
+    if batch.send_after is not None and batch.send_after > now and scheduler is not None:
+        batch.status = BatchStatus.SCHEDULED
+        scheduler.schedule(batch)
+    else:
+        state.release(batch)
+    return responses.json_response(answer)
+
+
+@guard.api_endpoint("batch")
+async def get_batch(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/projects/{project_id}/messages/{batch_id}``."""
+    state = request.app[keys.STATE]
+    batch = state.batches.get(request.match_info["batch_id"])
+    if batch is None or batch.project_id != request.match_info["project_id"]:
+        return responses.not_found(f"Batch {request.match_info['batch_id']!r}")
+    return responses.json_response(batch.status_json())
+
+
+@guard.api_endpoint("batch")
+async def find_batches(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/projects/{project_id}/messages?metadataKey=K&metadataValue=V``."""
+    state = request.app[keys.STATE]
+    key = request.query.get("metadataKey")
+    value = request.query.get("metadataValue")
+    if key is None or value is None:
+        return responses.invalid_argument(
+            [
+                (name, "is required")
+                for name in ("metadataKey", "metadataValue")
+                if name not in request.query
+            ]
+        )
+    project_id = request.match_info["project_id"]
+    found = [
+        batch.status_json()
+        for batch in state.batches.values()
+        if batch.project_id == project_id and _metadata_matches(batch.metadata, key, value)
+    ]
+    return responses.json_response(found)
+
+
+@guard.api_endpoint("batch")
+async def cancel_batches(request: web.Request) -> web.StreamResponse:
+    """``DELETE /v1/projects/{project_id}/messages``: cancel SCHEDULED batches.
+
+    The JSON body names them by ``batch_id``, ``batch_ids`` or ``metadata_key`` and
+    ``metadata_value`` (also ``metadataKey``/``metadataValue``); without a body the same names
+    are read from the query string. Like Sinch, the answer is 200 ``{}`` whether or not
+    anything matched; only a request naming nothing is refused.
+    """
+    state = request.app[keys.STATE]
+    body: object = dict(request.query)  # for clients that cannot send a DELETE body
+    if request.body_exists:
+        body = await guard.read_json(request)
+        if isinstance(body, web.Response):
+            return body
+    selector = _selector(body)
+    if selector is None:
+        return responses.invalid_argument(
+            [("", "give batch_id, batch_ids, or metadata_key and metadata_value")]
+        )
+    project_id = request.match_info["project_id"]
+    for batch in state.batches.values():
+        if (
+            batch.project_id == project_id
+            and batch.status is BatchStatus.SCHEDULED
+            and selector(batch)
+        ):
+            batch.status = BatchStatus.CANCELLED
+            batch.pending = []
+    return responses.json_response({})
+
+
+def _selector(body: object) -> Callable[[Batch], bool] | None:
+    """A predicate on batches from a cancel body, or ``None`` if the body names none."""
+    if not isinstance(body, dict):
+        return None
+    ids: set[str] = set()
+    if isinstance(body.get("batch_id"), str):
+        ids.add(body["batch_id"])
+    if isinstance(body.get("batch_ids"), list):
+        ids.update(i for i in body["batch_ids"] if isinstance(i, str))
+    key = body.get("metadata_key", body.get("metadataKey"))
+    value = body.get("metadata_value", body.get("metadataValue"))
+    by_metadata = isinstance(key, str) and isinstance(value, str)
+    if not ids and not by_metadata:
+        return None
+
+    def selected(batch: Batch) -> bool:
+        if batch.batch_id in ids:
+            return True
+        return by_metadata and _metadata_matches(batch.metadata, str(key), str(value))
+
+    return selected
+
+
+def _metadata_matches(metadata: Mapping[str, Any], key: str, value: str) -> bool:
+    """Whether ``metadata[key]`` is ``value`` (non-string values compare as compact JSON)."""
+    if key not in metadata:
+        return False
+    found = metadata[key]
+    return found == value if isinstance(found, str) else jsonutil.dumps(found) == value

@@ -1,0 +1,139 @@
+"""What happens to a message after Sinch accepted it: the callbacks it produces, as data.
+
+:func:`plan` decides the sequence (submit, queued, delivered, read; failures and channel
+switches from the failure rules) and when each event happens relative to acceptance;
+:func:`callback_body` builds the JSON Sinch would POST for one event. Both are pure: the
+random generator and the current time are passed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from campaign.sandbox import channels, responses
+from campaign.sandbox.records import Hop, SentMessage
+from campaign.sandbox.settings import FailureRule, SandboxSettings
+
+
+class Trigger(enum.StrEnum):
+    """The webhook triggers the sandbox emits."""
+
+    MESSAGE_SUBMIT = "MESSAGE_SUBMIT"
+    MESSAGE_DELIVERY = "MESSAGE_DELIVERY"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """``message_delivery_report.status`` values (QUEUED is never sent as a callback)."""
+
+    QUEUED_ON_CHANNEL = "QUEUED_ON_CHANNEL"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    FAILED = "FAILED"
+    SWITCHING_CHANNEL = "SWITCHING_CHANNEL"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One callback-worthy event, ``offset_s`` seconds after the message was accepted."""
+
+    offset_s: float
+    trigger: Trigger
+    hop: Hop
+    status: DeliveryStatus | None = None
+    reason: FailureRule | None = None
+
+
+def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) -> list[Event]:
+    """The events of ``message``, in the order they happen unless ``settings.reorder``.
+
+    MESSAGE_SUBMIT comes first, on the first channel. Then on each channel of the route:
+    QUEUED_ON_CHANNEL, and DELIVERED (+ READ on channels that report it); or, when a failure
+    rule matches, SWITCHING_CHANNEL to the next channel or FAILED on the last one. Each delay
+    counts from the previous event and gets a uniform jitter, so jitter alone never reorders.
+    """
+
+    def later(delay: float, jitter: float) -> float:
+        return delay + (rng.uniform(0.0, jitter) if jitter > 0 else 0.0)
+
+    events: list[Event] = []
+    if Trigger.MESSAGE_SUBMIT in settings.triggers:
+        events.append(Event(0.0, Trigger.MESSAGE_SUBMIT, message.route[0]))
+    if Trigger.MESSAGE_DELIVERY in settings.triggers:
+        t = 0.0
+        delivery = Trigger.MESSAGE_DELIVERY
+        for index, hop in enumerate(message.route):
+            rule = settings.failure_for(hop.channel, hop.identity or message.contact_id)
+            t += later(settings.queued_delay_s, settings.queued_jitter_s)
+            events.append(Event(t, delivery, hop, DeliveryStatus.QUEUED_ON_CHANNEL))
+            t += later(settings.delivered_delay_s, settings.delivered_jitter_s)
+            if rule is not None:
+                last = index == len(message.route) - 1
+                status = DeliveryStatus.FAILED if last else DeliveryStatus.SWITCHING_CHANNEL
+                events.append(Event(t, delivery, hop, status, rule))
+                continue
+            events.append(Event(t, delivery, hop, DeliveryStatus.DELIVERED))
+            if hop.channel in channels.READ_CHANNELS:
+                t += later(settings.read_delay_s, settings.read_jitter_s)
+                events.append(Event(t, delivery, hop, DeliveryStatus.READ))
+            break
+    if settings.reorder and len(events) > 1:
+        offsets = [event.offset_s for event in events]
+        rng.shuffle(offsets)
+        events = [dataclasses.replace(e, offset_s=o) for e, o in zip(events, offsets, strict=True)]
+    return events
+
+
+def callback_body(message: SentMessage, event: Event, now: datetime) -> dict[str, Any]:
+    """The JSON object Sinch POSTs for ``event`` of ``message`` at ``now``."""
+    hop = event.hop
+    identity = {
+        "channel": hop.channel,
+        "identity": channels.callback_identity(hop.channel, hop.identity),
+        "app_id": "",
+    }
+    stamp = responses.iso_millis(now)
+    body: dict[str, Any] = {
+        "app_id": message.app_id,
+        "project_id": message.project_id,
+        "accepted_time": stamp,
+        "event_time": stamp,
+        "message_metadata": message.message_metadata,
+        "correlation_id": message.correlation_id,
+    }
+    if event.trigger is Trigger.MESSAGE_SUBMIT:
+        body["message_submit_notification"] = {
+            "message_id": message.message_id,
+            "conversation_id": "",
+            "contact_id": message.contact_id,
+            "channel_identity": identity,
+            "submitted_message": message.message,
+            "metadata": message.message_metadata,
+            "processing_mode": "DISPATCH",
+        }
+        return body
+    report: dict[str, Any] = {
+        "message_id": message.message_id,
+        "conversation_id": "",
+        "status": event.status,
+        "channel_identity": identity,
+        "contact_id": message.contact_id,
+        "metadata": message.message_metadata,
+        "processing_mode": "DISPATCH",
+    }
+    if event.reason is not None:
+        report["reason"] = reason_json(event.reason)
+    body["message_delivery_report"] = report
+    return body
+
+
+def reason_json(rule: FailureRule) -> dict[str, str]:
+    """The ``reason`` object of a FAILED or SWITCHING_CHANNEL report."""
+    description = rule.description or (
+        f"The underlying channel reported: {rule.code.replace('_', ' ').lower()}"
+    )
+    return {"code": rule.code, "description": description, "sub_code": "UNSPECIFIED_SUB_CODE"}

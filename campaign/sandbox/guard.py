@@ -1,0 +1,117 @@
+"""The gate every Conversation and Batch API request passes, in Sinch's order.
+
+Count the request, wait the configured latency, apply 429 storms and the per-project rate
+limit, check credentials and the project, maybe inject a 500/503, run the handler, and maybe
+drop the connection after the work is done (the client then never learns that its message
+was accepted: the case an idempotent sender must survive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from aiohttp import web
+
+from campaign import jsonutil
+from campaign.sandbox import auth, keys, ratelimit, responses
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Api = Literal["conversation", "batch"]
+
+
+def api_endpoint(api: Api) -> Callable[[Handler], Handler]:
+    """Wrap a handler of ``api``; only the Conversation API accepts Basic credentials."""
+    allow_basic = api == "conversation"
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            state = request.app[keys.STATE]
+            settings = state.settings
+            stats = state.stats
+            rng = state.fault_rng
+            stats.requests += 1
+            now = time.monotonic()
+            state.peak.record(now)
+            if settings.latency_ms or settings.jitter_ms:
+                jitter = rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
+                await asyncio.sleep((settings.latency_ms + jitter) / 1000)
+                now = time.monotonic()
+
+            project_id = request.match_info["project_id"]
+            storm = ratelimit.storm_remaining(
+                now, state.epoch, settings.storm_every_s, settings.storm_duration_s
+            )
+            limiter = state.limiter(project_id)
+            if storm > 0 or not limiter.admit(now, settings.rate_limit):
+                stats.rate_limited += 1
+                wait = (
+                    math.ceil(storm) if storm > 0 else limiter.retry_after(now, settings.rate_limit)
+                )
+                return too_many_requests(max(1, wait))
+
+            denied = auth.authenticate(request, state, allow_basic=allow_basic)
+            if denied is not None:
+                stats.auth_failures += 1
+                return denied
+            if project_id != settings.project_id:
+                return responses.not_found(f"Project {project_id!r}")
+
+            failure_rate = settings.error_rate_500 + settings.error_rate_503
+            if failure_rate:
+                roll = rng.random()
+                if roll < failure_rate:
+                    stats.errors_injected += 1
+                    if roll < settings.error_rate_500:
+                        return responses.api_error(500, "Internal error encountered.")
+                    return responses.api_error(503, "The service is currently unavailable.")
+
+            response = await handler(request)
+            if response.status == 400:
+                stats.invalid_requests += 1
+            elif (
+                200 <= response.status < 300
+                and settings.drop_rate
+                and rng.random() < settings.drop_rate
+            ):
+                stats.dropped += 1
+                drop_connection(request)
+            return response
+
+        return guarded
+
+    return wrap
+
+
+def too_many_requests(retry_after: int) -> web.Response:
+    """429 RESOURCE_EXHAUSTED with ``Retry-After`` in whole seconds."""
+    return responses.api_error(429, "Too many requests", headers={"Retry-After": str(retry_after)})
+
+
+def drop_connection(request: web.Request) -> None:
+    """Close the connection under ``request`` so that no answer ever reaches the client.
+
+    The handler's response is still returned to aiohttp, which fails to write it on the
+    closed transport and discards it quietly.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+async def read_json(request: web.Request) -> object | web.Response:
+    """The JSON body of ``request``, or the 400 to answer when there is none."""
+    if request.content_type != "application/json":
+        return responses.api_error(
+            400, "Invalid JSON payload received. Content-Type must be application/json."
+        )
+    raw = await request.read()
+    try:
+        return jsonutil.loads(raw)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        return responses.api_error(400, f"Invalid JSON payload received. {exc}")

@@ -1,0 +1,249 @@
+"""The sandbox's settings: one frozen dataclass, validated once, replaceable at runtime.
+
+Every knob has a default that behaves like a healthy Sinch project with the sandbox
+credentials of :mod:`campaign.config`. ``PATCH /_sandbox/settings`` builds a new instance with
+:func:`patched`; the running app always reads the current one from its state, so faults,
+limits and callbacks change without a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from campaign import config
+from campaign.errors import ConfigError
+from campaign.sandbox import channels
+
+UnknownParameterPolicy = Literal["literal", "empty", "error"]
+
+TRIGGERS = ("MESSAGE_DELIVERY", "MESSAGE_SUBMIT")
+
+
+@dataclass(frozen=True)
+class FailureRule:
+    """Recipients whose identity matches ``pattern`` fail with reason ``code``.
+
+    ``pattern`` is a regular expression searched in the identity, both as sent and without
+    its leading ``+`` (so ``^1555`` and ``^\\+1555`` both work). ``channel`` limits the rule
+    to one channel; ``None`` applies it on every channel.
+    """
+
+    pattern: str
+    code: str = "RECIPIENT_NOT_REACHABLE"
+    channel: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigError(f"failure rule {self.pattern!r}: bad regex: {exc}") from None
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.code):
+            raise ConfigError(f"failure rule {self.pattern!r}: bad reason code {self.code!r}")
+        if self.channel is not None and self.channel not in channels.CHANNELS:
+            raise ConfigError(f"failure rule {self.pattern!r}: unknown channel {self.channel!r}")
+
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str]:
+        """The compiled pattern."""
+        return re.compile(self.pattern)
+
+    def matches(self, channel: str, identity: str) -> bool:
+        """Whether this rule makes ``identity`` fail on ``channel``."""
+        if self.channel is not None and self.channel != channel:
+            return False
+        plain = identity.removeprefix("+")
+        return self.regex.search(identity) is not None or self.regex.search(plain) is not None
+
+    @classmethod
+    def parse(cls, text: str) -> FailureRule:
+        """``REGEX[=CODE[:CHANNEL]]``, the command-line form."""
+        pattern, sep, tail = text.rpartition("=")
+        if sep and re.fullmatch(r"[A-Z][A-Z0-9_]*(:[A-Z]+)?", tail):
+            code, _, channel = tail.partition(":")
+            return cls(pattern=pattern, code=code, channel=channel or None)
+        return cls(pattern=text)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How the sandbox behaves. Times are seconds unless the name says ``_ms``.
+
+    Everything may change at runtime (``PATCH /_sandbox/settings``) except
+    ``callback_concurrency``, which sizes the sender pool when the app starts.
+    """
+
+    # Identity of the emulated project and its credentials.
+    project_id: str = config.SANDBOX_PROJECT_ID
+    app_ids: tuple[str, ...] = (config.SANDBOX_APP_ID,)
+    key_id: str = config.SANDBOX_KEY_ID
+    key_secret: str = config.SANDBOX_KEY_SECRET
+    token_lifetime: int = 3600
+    # Per-project limit over a sliding one-second window (0: unlimited) and 429 storms.
+    rate_limit: int = 800
+    storm_every_s: float = 0.0
+    storm_duration_s: float = 0.0
+    # Faults on the API endpoints (``faults_on_token``: on /oauth2/token too).
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate_500: float = 0.0
+    error_rate_503: float = 0.0
+    drop_rate: float = 0.0
+    faults_on_token: bool = False
+    # Where and how delivery callbacks go (``callback_url`` None: only per-request URLs).
+    callback_url: str | None = None
+    webhook_secret: str | None = config.SANDBOX_WEBHOOK_SECRET
+    triggers: tuple[str, ...] = TRIGGERS
+    queued_delay_s: float = 0.2
+    queued_jitter_s: float = 0.1
+    delivered_delay_s: float = 1.0
+    delivered_jitter_s: float = 0.5
+    read_delay_s: float = 3.0
+    read_jitter_s: float = 2.0
+    failure_rules: tuple[FailureRule, ...] = ()
+    duplicate_callback_rate: float = 0.0
+    reorder: bool = False
+    callback_retry_base_s: float = 0.5
+    callback_retry_factor: float = 2.0
+    callback_max_attempts: int = 5
+    callback_timeout_s: float = 5.0
+    callback_concurrency: int = 32
+    # Request handling. ``record_history`` False: messages and callback attempts are counted
+    # but not kept for /_sandbox/ inspection (long benchmarks; about 2 KB per message).
+    record_history: bool = True
+    unknown_parameter: UnknownParameterPolicy = "literal"
+    reject_unknown_fields: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ConfigError("sandbox settings: " + "; ".join(problems))
+
+    def failure_for(self, channel: str, identity: str) -> FailureRule | None:
+        """The first failure rule that applies to ``identity`` on ``channel``."""
+        for rule in self.failure_rules:
+            if rule.matches(channel, identity):
+                return rule
+        return None
+
+
+def _problems(s: SandboxSettings) -> list[str]:
+    out: list[str] = []
+    if not s.project_id or not s.app_ids or not all(s.app_ids):
+        out.append("project_id and app_ids must be non-empty")
+    if not s.key_id or not s.key_secret:
+        out.append("key_id and key_secret must be non-empty")
+    if s.token_lifetime < 1:
+        out.append("token_lifetime must be at least 1")
+    if s.rate_limit < 0:
+        out.append("rate_limit must be >= 0 (0: unlimited)")
+    for name in ("error_rate_500", "error_rate_503", "drop_rate", "duplicate_callback_rate"):
+        if not 0.0 <= getattr(s, name) <= 1.0:
+            out.append(f"{name} must be between 0 and 1")
+    if s.error_rate_500 + s.error_rate_503 > 1.0:
+        out.append("error_rate_500 + error_rate_503 must not exceed 1")
+    for f in dataclasses.fields(s):
+        if f.name.endswith(("_s", "_ms")) and getattr(s, f.name) < 0:
+            out.append(f"{f.name} must be >= 0")
+    if s.storm_every_s and s.storm_duration_s > s.storm_every_s:
+        out.append("storm_duration_s must not exceed storm_every_s")
+    if s.callback_url is not None and not re.match(r"https?://[^/\s]+", s.callback_url):
+        out.append(f"callback_url {s.callback_url!r} is not an http(s) URL")
+    if unknown := set(s.triggers) - set(TRIGGERS):
+        out.append(f"unknown triggers {sorted(unknown)}")
+    if s.callback_retry_factor < 1.0:
+        out.append("callback_retry_factor must be >= 1")
+    if s.callback_max_attempts < 1 or s.callback_concurrency < 1:
+        out.append("callback_max_attempts and callback_concurrency must be >= 1")
+    if s.callback_timeout_s <= 0:
+        out.append("callback_timeout_s must be positive")
+    if s.unknown_parameter not in ("literal", "empty", "error"):
+        out.append("unknown_parameter must be literal, empty or error")
+    return out
+
+
+# --- JSON forms, for the control endpoint ---------------------------------------------------
+
+
+def to_json(settings: SandboxSettings) -> dict[str, Any]:
+    """The settings as a JSON-ready mapping (tuples become lists, rules become objects)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "failure_rules":
+            value = [dataclasses.asdict(rule) for rule in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def patched(settings: SandboxSettings, changes: Mapping[str, Any]) -> SandboxSettings:
+    """A copy of ``settings`` with ``changes`` (JSON values) applied and validated.
+
+    Raises :class:`~campaign.errors.ConfigError` naming the first bad key.
+    """
+    hints = get_type_hints(SandboxSettings)
+    names = {f.name for f in dataclasses.fields(SandboxSettings)}
+    values: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in names:
+            raise ConfigError(f"unknown sandbox setting {key!r}")
+        values[key] = _coerce(key, value, hints[key])
+    return dataclasses.replace(settings, **values)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(hint):
+            return None
+        (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
+        origin = get_origin(hint)
+    if key == "failure_rules":
+        if not isinstance(value, list):
+            raise ConfigError("failure_rules must be a list")
+        return tuple(_rule(item) for item in value)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings")
+        return tuple(value)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{key} must be one of {', '.join(get_args(hint))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be a whole number")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string")
+    return value
+
+
+def _rule(item: Any) -> FailureRule:
+    if isinstance(item, str):
+        return FailureRule.parse(item)
+    if isinstance(item, dict) and isinstance(item.get("pattern"), str):
+        allowed = {"pattern", "code", "channel", "description"}
+        if extra := set(item) - allowed:
+            raise ConfigError(f"failure rule: unknown keys {sorted(extra)}")
+        if not all(isinstance(v, str) for k, v in item.items() if v is not None or k != "channel"):
+            raise ConfigError("failure rule: pattern, code, channel, description are strings")
+        return FailureRule(**item)
+    raise ConfigError("a failure rule is 'REGEX[=CODE[:CHANNEL]]' or {pattern, code, channel}")

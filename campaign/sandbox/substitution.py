@@ -1,0 +1,59 @@
+"""``${name}`` substitution into a batch message, the way the Batch API describes it.
+
+Every string at any depth of the message is scanned once; each ``${name}`` is replaced by the
+recipient's ``parameters[name]``. Replacement text is never scanned again, so a value that
+itself contains ``${other}`` arrives literally. Keys of objects are left alone. What happens
+to a name the recipient has no value for is a policy (Sinch does not document it):
+``literal`` keeps ``${name}``, ``empty`` removes it, ``error`` refuses the batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from campaign.sandbox.settings import UnknownParameterPolicy
+
+# The name grammar that campaign.rendering also uses (kept separate on purpose: the sandbox
+# stands for Sinch, and the engine's renderer is tested against it): no whitespace, braces or
+# dollars in a name; whitespace around it inside the braces is allowed.
+PLACEHOLDER: Final = re.compile(r"\$\{\s*([^\s{}$]+)\s*\}")
+
+
+class UnknownParameterError(ValueError):
+    """A ``${name}`` in the message has no value and the policy is ``error``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no value for parameter {name!r}")
+        self.name = name
+
+
+def render(
+    message: Any,
+    parameters: Mapping[str, str],
+    policy: UnknownParameterPolicy = "literal",
+) -> Any:
+    """A copy of ``message`` with every ``${name}`` in its strings substituted."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1]
+        value = parameters.get(name)
+        if value is not None:
+            return value
+        if policy == "literal":
+            return match[0]
+        if policy == "empty":
+            return ""
+        raise UnknownParameterError(name)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(replace, value) if "${" in value else value
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return walk(message)
