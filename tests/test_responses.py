@@ -95,7 +95,9 @@ def test_error_bodies_of_other_shapes(body: bytes, expected: tuple) -> None:  # 
 
 
 def test_expired_token_detection() -> None:
-    expired = {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'}
+    expired = {
+        "WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'
+    }
     assert responses.is_token_expired(401, expired)
     assert not responses.is_token_expired(401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     assert not responses.is_token_expired(403, expired)
