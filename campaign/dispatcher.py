@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import random
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DispatchSettings:
     rate: float | None = 800.0  # requests per second; None = no limit (benchmarks)
+    rate_headroom: float = 0.005  # share of the rate left unused for arrival jitter
     max_in_flight: int = 200
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
     flush_interval: float = 0.2
@@ -57,16 +59,32 @@ class DispatchStats:
     requests: int = 0
 
 
-def make_limiter(rate: float) -> AsyncLimiter:
+def make_limiter(rate: float, headroom: float = 0.0) -> AsyncLimiter:
     """A leaky bucket that keeps every sliding one-second window at or under ``rate``.
 
     ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once and then keep
-    going: up to twice the rate in the first second. A bucket of ``b`` leaking at ``rate - b``
-    per second admits at most ``b + (rate - b) = rate`` in any second.
+    going: up to twice the rate in the first second. A bucket of ``b`` leaking at ``budget - b``
+    per second admits at most ``budget`` in any second. ``headroom`` (a share of the rate) is
+    kept unused: requests that leave evenly spaced do not arrive evenly spaced (scheduling
+    at both ends), and a window counted by arrival at Sinch must still fit.
     """
-    bucket = max(1, min(4, math.floor(rate / 25)))
-    leak = rate - bucket if rate > 2 * bucket else rate / 2
+    budget = rate * (1.0 - headroom)
+    bucket = max(1, min(4, math.floor(budget / 25)))
+    leak = budget - bucket if budget > 2 * bucket else budget / 2
     return AsyncLimiter(bucket, bucket / leak)
+
+
+def quiet_gc() -> None:
+    """Keep garbage-collection pauses out of the send loop.
+
+    A full collection walks every live object: after loading a campaign that takes tens of
+    milliseconds, long enough for sends granted before the pause to reach Sinch bunched with
+    later ones, past the rate limit. Freezing what exists now takes it out of every future
+    collection, and a larger young generation makes collections rarer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 class Dispatcher:
@@ -96,8 +114,13 @@ class Dispatcher:
         self._stop = stop
         self.stats = stats or DispatchStats()
         self._clock = clock
-        self._limiter = make_limiter(settings.rate) if settings.rate else None
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._limiter = (
+            make_limiter(settings.rate, settings.rate_headroom) if settings.rate else None
+        )
+        self._room = asyncio.Event()  # set whenever a send finishes
+        self._done = asyncio.Event()  # set when the run ends: the recorder's last flush
+        self._flush_lock = asyncio.Lock()
+        self._recorder: asyncio.Task[None] | None = None
         self._outcomes: list[repo.Outcome] = []
         self._flushed = asyncio.Event()
         self._paused_until = 0.0
@@ -105,53 +128,69 @@ class Dispatcher:
 
     async def run(self) -> bool:
         """Send until nothing is left (True) or a stop was asked (False)."""
-        recorder = asyncio.create_task(self._record_forever())
+        quiet_gc()
+        self._recorder = asyncio.create_task(self._record_forever())
         try:
             finished = await self._produce()
             await self._drain()
         finally:
-            recorder.cancel()
-            await asyncio.gather(recorder, return_exceptions=True)
+            # The recorder is told to stop, never cancelled: a write cut short would lose
+            # outcomes of requests that Sinch has already answered.
+            self._done.set()
+            await asyncio.shield(self._recorder)
             await asyncio.shield(self._flush())
         return finished
 
     # --- producing ----------------------------------------------------------------------------
 
     def _claim_size(self) -> int:
-        free = self._settings.max_in_flight - self.stats.in_flight
+        """How many rows to claim at once: what the limiter admits in the next tenth of a second
+        (so that claimed rows wait little before they leave), or the in-flight bound when there
+        is no limit."""
         if self._settings.rate is None:
-            return free
-        return max(1, min(free, math.ceil(self._settings.rate * 0.1)))
+            return self._settings.max_in_flight
+        return max(1, min(self._settings.max_in_flight, math.ceil(self._settings.rate * 0.1)))
 
     async def _produce(self) -> bool:
+        """Claim chunks and pace them out: the limiter is taken here, one row at a time, so the
+        in-flight bound counts only requests really under way."""
+        chunk = self._claim_size()
         while not self._stop.is_set():
-            size = self._claim_size()
-            if size <= 0:
-                await self._wait_for_room()
+            if self._recorder is not None and self._recorder.done():
+                self._recorder.result()  # the recorder failed: stop sending, raise its error
+                raise RuntimeError("the outcome recorder stopped unexpectedly")
+            claims = await self._store.claim(self._campaign.id, chunk, self._clock())
+            if not claims:
+                if self._tasks:
+                    await self._wait_for_room()
+                    continue
+                await self._flush()
+                due = await self._store.next_retry_at(self._campaign.id)
+                if due is None:
+                    return True
+                await self._sleep((due - self._clock()).total_seconds())
                 continue
-            claims = await self._store.claim(self._campaign.id, size, self._clock())
-            if claims:
-                for claim in claims:
-                    await self._slots.acquire()
-                    self.stats.in_flight += 1
-                    task = asyncio.create_task(self._send(claim))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                continue
-            if self._tasks:
-                await self._wait_for_room()
-                continue
-            await self._flush()
-            due = await self._store.next_retry_at(self._campaign.id)
-            if due is None:
-                return True
-            await self._sleep((due - self._clock()).total_seconds())
+            for index, claim in enumerate(claims):
+                await self._wait_if_paused()
+                if self._limiter is not None:
+                    await self._limiter.acquire()
+                while self.stats.in_flight >= self._settings.max_in_flight:
+                    await self._wait_for_room()
+                if self._stop.is_set():
+                    # Claimed, never sent: back to PENDING for the next run.
+                    self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
+                    return False
+                self.stats.in_flight += 1
+                task = asyncio.create_task(self._send(claim))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return False
 
     async def _wait_for_room(self) -> None:
-        """Wait until a send finishes (or a short while, to look for due retries)."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+        """Wait until a send finishes (or a short while, to look again for due retries)."""
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout=0.5)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -180,12 +219,6 @@ class Dispatcher:
             except rendering.RenderError as exc:
                 outcome = repo.Failed(claim.id, "RENDER_ERROR", str(exc))
                 return
-            await self._wait_if_paused()
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            if self._stop.is_set():
-                outcome = repo.Release(claim.id)
-                return
             started = True
             self.stats.requests += 1
             try:
@@ -206,7 +239,7 @@ class Dispatcher:
             if outcome is not None:
                 self._outcomes.append(outcome)
             self.stats.in_flight -= 1
-            self._slots.release()
+            self._room.set()
 
     def _after_error(self, claim: repo.Claim, exc: errors.SinchError) -> repo.Outcome:
         decision = retry.decide(self._settings.retry, claim.attempts, exc, random.random())
@@ -239,15 +272,18 @@ class Dispatcher:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _flush(self) -> None:
-        if not self._outcomes:
-            return
-        outcomes, self._outcomes = self._outcomes, []
-        await self._store.record(outcomes, self._clock())
+        """Write the outcomes gathered so far. Serialised: when it returns, every outcome
+        gathered before the call is committed (the "anything left?" check relies on it)."""
+        async with self._flush_lock:
+            if not self._outcomes:
+                return
+            outcomes, self._outcomes = self._outcomes, []
+            await self._store.record(outcomes, self._clock())
 
     async def _record_forever(self) -> None:
-        interval = self._settings.flush_interval
-        while True:
-            await asyncio.sleep(interval)
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), timeout=self._settings.flush_interval)
             await self._flush()
 
 

@@ -20,9 +20,36 @@ ROWS = 10_000
 COUNTRIES = ["US"] * 40 + ["GB"] * 12 + ["DE"] * 10 + ["FR"] * 8 + ["BR"] * 8 + ["SE"] * 6
 COUNTRIES += ["ES"] * 6 + ["MX"] * 5 + ["IN"] * 5
 FIRST = [
-    "Ana", "José", "Zoë", "Björn", "Łukasz", "François", "Müller", "Siobhán", "Søren", "Ægir",
-    "Chloé", "Renée", "İlker", "Мария", "Дмитрий", "陈伟", "さくら", "민준", "محمد", "Ελένη",
-    "Priya", "Nguyễn", "Olga", "Jane", "John", "O'Brien", "Anne-Marie", "Đorđe", "Ömer", "Jürgen",
+    "Ana",
+    "José",
+    "Zoë",
+    "Björn",
+    "Łukasz",
+    "François",
+    "Müller",
+    "Siobhán",
+    "Søren",
+    "Ægir",
+    "Chloé",
+    "Renée",
+    "İlker",
+    "Мария",
+    "Дмитрий",
+    "陈伟",
+    "さくら",
+    "민준",
+    "محمد",
+    "Ελένη",
+    "Priya",
+    "Nguyễn",
+    "Olga",
+    "Jane",
+    "John",
+    "O'Brien",
+    "Anne-Marie",
+    "Đorđe",
+    "Ömer",
+    "Jürgen",
 ]
 CITIES = ["São Paulo", "München", "Malmö", "Zürich", "Kraków", "Montréal", "Córdoba", "New York"]
 
@@ -31,9 +58,10 @@ def valid_number(rng: random.Random, region: str) -> phonenumbers.PhoneNumber:
     example = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
     assert example is not None
     digits = str(example.national_number)
+    keep = max(3, len(digits) - 7)  # vary the last digits: enough numbers for no accidental repeat
     while True:
-        tail = "".join(rng.choice("0123456789") for _ in range(4))
-        candidate = phonenumbers.parse(f"+{example.country_code}{digits[:-4]}{tail}")
+        tail = "".join(rng.choice("0123456789") for _ in range(len(digits) - keep))
+        candidate = phonenumbers.parse(f"+{example.country_code}{digits[:keep]}{tail}")
         if phonenumbers.is_valid_number(candidate):
             return candidate
 
@@ -47,8 +75,10 @@ def written(rng: random.Random, number: phonenumbers.PhoneNumber, region: str) -
         return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
     if style < 0.60:
         return "00" + e164[1:]
-    if style < 0.65:
-        return f"{float(e164[1:]):.10E}".replace("E+", "E")  # Excel's scientific notation
+    if style < 0.65 and len(e164) <= 12:
+        # Excel's scientific notation; only where it keeps every digit (11 digits or fewer):
+        # a longer number written this way has lost digits and is rightly rejected.
+        return f"{float(e164[1:]):.{len(e164) - 2}E}".replace("E+", "E")
     if region == "US":  # local US formats, resolved with default_country = "US"
         national = str(number.national_number)
         if style < 0.80:

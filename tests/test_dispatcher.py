@@ -143,7 +143,9 @@ async def test_rate_limit_holds_in_every_sliding_second(world: World) -> None:
 async def test_server_errors_are_retried_until_sent(world: World) -> None:
     await world.control("PATCH", "settings", {"error_rate_503": 0.3, "error_rate_500": 0.1})
     campaign = await world.campaign(80)
-    assert await world.dispatcher(campaign).run() is True
+    # 40% errors: 20 attempts make a row failing every one of them a 1e-8 event.
+    policy = retry.RetryPolicy(max_attempts=20, base_delay=0.01, max_delay=0.05)
+    assert await world.dispatcher(campaign, retry=policy).run() is True
     sent = await world.sent()
     assert len(sent) == 80
     assert len({m["identity"] for m in sent}) == 80

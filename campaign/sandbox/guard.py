@@ -1,9 +1,9 @@
 """The gate every Conversation and Batch API request passes, in Sinch's order.
 
-Count the request, wait the configured latency, apply 429 storms and the per-project rate
-limit, check credentials and the project, maybe inject a 500/503, run the handler, and maybe
-drop the connection after the work is done (the client then never learns that its message
-was accepted: the case an idempotent sender must survive).
+Count the request and apply 429 storms and the per-project rate limit on arrival, wait the
+configured latency, check credentials and the project, maybe inject a 500/503, run the
+handler, and maybe drop the connection after the work is done (the client then never learns
+that its message was accepted: the case an idempotent sender must survive).
 """
 
 from __future__ import annotations
@@ -38,22 +38,26 @@ def api_endpoint(api: Api) -> Callable[[Handler], Handler]:
             stats.requests += 1
             now = time.monotonic()
             state.peak.record(now)
-            if settings.latency_ms or settings.jitter_ms:
-                jitter = rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
-                await asyncio.sleep((settings.latency_ms + jitter) / 1000)
-                now = time.monotonic()
-
+            # The limit is decided on arrival, as an ingress limiter does; the answer (429 or
+            # not) comes after the latency. Deciding after the sleep would count timer wake-ups,
+            # which the loop batches, instead of arrivals.
             project_id = request.match_info["project_id"]
             storm = ratelimit.storm_remaining(
                 now, state.epoch, settings.storm_every_s, settings.storm_duration_s
             )
             limiter = state.limiter(project_id)
+            limited: web.Response | None = None
             if storm > 0 or not limiter.admit(now, settings.rate_limit):
                 stats.rate_limited += 1
                 wait = (
                     math.ceil(storm) if storm > 0 else limiter.retry_after(now, settings.rate_limit)
                 )
-                return too_many_requests(max(1, wait))
+                limited = too_many_requests(max(1, wait))
+            if settings.latency_ms or settings.jitter_ms:
+                jitter = rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
+                await asyncio.sleep((settings.latency_ms + jitter) / 1000)
+            if limited is not None:
+                return limited
 
             denied = auth.authenticate(request, state, allow_basic=allow_basic)
             if denied is not None:

@@ -1,0 +1,242 @@
+"""The command line: parse -> config -> one runtime -> one service call -> exit code.
+
+There is exactly one ``asyncio.run`` in the product, here. Errors print as one line on stderr
+(the cause chain too with ``-v``) and map to the exit codes of the interface:
+0 success, 1 some recipients did not make it, 2 usage/config/input error, 3 interrupted,
+4 campaign held by another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from campaign import __version__, demo, errors, jsonutil, reporting, runner, status_view
+from campaign import sandbox as sandbox_mod
+from campaign.config import Config, load_config
+from campaign.progress import ProgressDisplay
+from campaign.runtime import open_runtime
+from campaign.store import engine as store_engine
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 3
+
+Command = Callable[[argparse.Namespace, Config | None], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="campaign",
+        description="High-volume campaigns over the Sinch Conversation API.",
+    )
+    parser.add_argument("--version", action="version", version=f"campaign {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: $CAMPAIGN_CONFIG, else ./config.toml)",
+    )
+    common.add_argument(
+        "--database", default=None, help="database URL (default: $CAMPAIGN_DATABASE_URL)"
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run (or resume) a campaign",
+        description="Load, validate, plan and send a campaign. Safe to repeat: a new name starts "
+        "it, an interrupted one resumes, a finished one does nothing.",
+    )
+    run.add_argument("campaign_file", type=Path, metavar="CAMPAIGN.toml")
+    run.add_argument("--recipients", type=Path, help="recipients file (overrides the campaign's)")
+    run.add_argument("--mode", choices=["batch", "individual"], help="override the send mode")
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate and plan; write and send nothing"
+    )
+    run.set_defaults(handler=_run, needs_config=True)
+
+    status = sub.add_parser("status", parents=[common], help="show campaigns and their counts")
+    status.add_argument("name", nargs="?", metavar="NAME")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status, needs_config=True)
+
+    report = sub.add_parser(
+        "report", parents=[common], help="export the delivery report (CSV or Parquet)"
+    )
+    report.add_argument("name", metavar="NAME")
+    report.add_argument(
+        "--output", "-o", type=Path, required=True, help="PATH ending in .csv or .parquet"
+    )
+    report.set_defaults(handler=_report, needs_config=True)
+
+    db = sub.add_parser("db", parents=[common], help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser(
+        "upgrade", parents=[common], help="migrate the database schema to the latest version"
+    )
+    upgrade.set_defaults(handler=_db_upgrade, needs_config=True)
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the sample campaign end to end against the built-in sandbox",
+    )
+    demo.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("campaign-demo"),
+        help="where the demo database and report go (default: ./campaign-demo)",
+    )
+    demo.add_argument(
+        "--campaign",
+        type=Path,
+        default=None,
+        help="campaign file to run (default: sample_data/text_campaign.toml)",
+    )
+    demo.set_defaults(handler=_demo, needs_config=False)
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        parents=[common],
+        help="run the local Sinch emulator",
+        description="Run the local Sinch sandbox: OAuth, messages:send, the Batch API, rate "
+        "limits, faults and signed delivery callbacks, over real HTTP.",
+    )
+    sandbox_mod.add_arguments(sandbox)
+    sandbox.set_defaults(handler=_sandbox, needs_config=False)
+    return parser
+
+
+async def _run(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    options = runner.RunOptions(
+        campaign_file=args.campaign_file,
+        recipients=args.recipients,
+        mode=args.mode,
+        dry_run=args.dry_run,
+    )
+    return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
+
+
+async def _status(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_runtime(config, sinch=False) as runtime:
+        store = runtime.need_store()
+        if args.name:
+            found = await store.find_campaign(args.name)
+            if found is None:
+                raise errors.CampaignError(f"no campaign named {args.name!r}")
+            campaigns = [found]
+        else:
+            campaigns = await store.list_campaigns()
+        views = []
+        for campaign in campaigns:
+            counts = await store.counts(campaign.id)
+            errs = await store.error_summary(campaign.id) if args.name else []
+            views.append(status_view.campaign_view(campaign, counts, errs))
+    if args.json:
+        print(jsonutil.dumps(views if not args.name else views[0]))
+    elif not views:
+        print("no campaigns yet")
+    else:
+        for line in status_view.render_text(views):
+            print(line)
+    return EXIT_OK
+
+
+async def _report(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_runtime(config, sinch=False) as runtime:
+        store = runtime.need_store()
+        campaign = await store.find_campaign(args.name)
+        if campaign is None:
+            raise errors.CampaignError(f"no campaign named {args.name!r}")
+        rows = await reporting.export(store.report_pages(campaign.id), args.output)
+    print(f"wrote {rows:,} rows to {args.output}")
+    return EXIT_OK
+
+
+async def _db_upgrade(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    await asyncio.to_thread(store_engine.upgrade_sync, config.database.url)
+    print(f"database {store_engine.safe_url(config.database.url)} is at the latest schema")
+    return EXIT_OK
+
+
+async def _demo(args: argparse.Namespace, config: Config | None) -> int:
+    return await demo.run_demo(
+        output_dir=args.output_dir,
+        campaign_file=args.campaign,
+        stop=_stop_event(),
+        display=ProgressDisplay(),
+    )
+
+
+async def _sandbox(args: argparse.Namespace, config: Config | None) -> int:
+    settings = sandbox_mod.settings_from_args(args)
+    stop = _stop_event()
+    server = asyncio.create_task(
+        sandbox_mod.serve_forever(settings, args.host, args.port, print_fn=_print)
+    )
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (server, waiter):
+        task.cancel()
+    await asyncio.gather(server, waiter, return_exceptions=True)
+    if server in done and server.exception() is not None:
+        raise server.exception()  # type: ignore[misc]
+    return EXIT_OK
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the loop's handlers replace the default ones)."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, event.set)
+    return event
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _describe(exc: BaseException, verbose: bool) -> str:
+    text = str(exc) or type(exc).__name__
+    if verbose:
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None:
+            text += f"\n  caused by {type(cause).__name__}: {cause}"
+            cause = cause.__cause__ or cause.__context__
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handler: Command = args.handler
+    try:
+        config = load_config(args.config, database_url=args.database) if args.needs_config else None
+        return asyncio.run(handler(args, config))
+    except errors.CampaignError as exc:
+        print(f"campaign: error: {_describe(exc, args.verbose > 0)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("campaign: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

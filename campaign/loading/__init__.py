@@ -1,0 +1,43 @@
+"""Recipients file (CSV or Parquet) -> slices of validated, normalised recipient rows.
+
+:func:`open_recipients` checks what concerns the file as a whole and raises
+:class:`~campaign.errors.InputFileError` (one line that names the file) before any row is used.
+:meth:`RecipientSource.slices` then reads the file a slice of rows at a time, so that memory
+stays bounded whatever its size, and turns each slice into one row per recipient
+(:func:`prepare_slice`, pure): the row's number, its identity as written and normalised (phone
+numbers to E.164, see :mod:`campaign.phones`), why it is rejected if it is, and the message's
+parameters as JSON.
+
+Every cell is read as text, so identities keep their leading ``+`` and zeros. Duplicates are not
+decided here but by the store's unique key, across slices; :func:`mark_duplicates` flags them
+within one frame, for tests and dry runs.
+
+Modules: ``source`` (the file, its checks, slicing), ``csvblocks`` (bounded CSV reading),
+``rows`` (the pure per-slice work).
+"""
+
+from campaign.loading.rows import (
+    INVALID_PHONE,
+    MISSING_IDENTITY,
+    OUTPUT_SCHEMA,
+    Parameter,
+    SlicePlan,
+    mark_duplicates,
+    missing_parameter,
+    prepare_slice,
+)
+from campaign.loading.source import LoadSpec, RecipientSource, open_recipients
+
+__all__ = [
+    "INVALID_PHONE",
+    "MISSING_IDENTITY",
+    "OUTPUT_SCHEMA",
+    "LoadSpec",
+    "Parameter",
+    "RecipientSource",
+    "SlicePlan",
+    "mark_duplicates",
+    "missing_parameter",
+    "open_recipients",
+    "prepare_slice",
+]

@@ -1,0 +1,119 @@
+"""Rows as read -> recipient rows: identity normalised, rejection reason, parameters as JSON.
+
+Pure functions over DataFrames; the file and its reading are :mod:`campaign.loading.source`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from campaign import phones
+
+MISSING_IDENTITY = "missing identity"
+INVALID_PHONE = "invalid phone number"
+
+ROW = "__campaign_row__"  # the row number while reading; no real column is called that
+
+OUTPUT_SCHEMA: dict[str, type[pl.DataType]] = {
+    "row": pl.UInt64,  # 1-based, header not counted
+    "identity_raw": pl.String,  # the cell as in the file, null when empty
+    "identity": pl.String,  # normalised; null when the row is rejected
+    "reason": pl.String,  # null when the row is valid
+    "parameters": pl.String,  # JSON object of the message's parameters
+}
+
+
+def missing_parameter(name: str) -> str:
+    """The rejection reason of a row without a value for parameter ``name``."""
+    return f"missing value for parameter '{name}'"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """Where a parameter's value comes from: a column, a default for its empty cells, or both."""
+
+    name: str
+    column: str | None
+    default: str | None
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """What :func:`prepare_slice` needs, settled when the file is opened."""
+
+    identity_column: str
+    phone: bool  # the identity is a phone number, to E.164
+    default_country: str | None
+    parameters: tuple[Parameter, ...]
+
+    def columns(self) -> list[str]:
+        """The file's columns that are read, each once."""
+        wanted = [self.identity_column] + [p.column for p in self.parameters if p.column]
+        return list(dict.fromkeys(wanted))
+
+
+def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
+    """Rows as read (:data:`ROW` and the plan's columns, as text) -> recipient rows.
+
+    Columns as in :data:`OUTPUT_SCHEMA`. A row is rejected for its first problem among: no
+    identity, an invalid phone number, no value for a parameter (in the plan's order). A cell
+    holding only spaces is empty; other values are kept as they are.
+    """
+    values, missing = [], []
+    for parameter in plan.parameters:
+        cell = pl.col(parameter.column) if parameter.column else pl.lit(None, dtype=pl.String)
+        empty = cell.is_null() | (cell.str.strip_chars() == "")
+        if parameter.default is None:
+            missing.append((empty, missing_parameter(parameter.name)))
+        else:
+            cell = pl.when(empty).then(pl.lit(parameter.default)).otherwise(cell)
+        values.append(cell.alias(parameter.name))
+    first_missing = pl.lit(None, dtype=pl.String)
+    for empty, text in reversed(missing):
+        first_missing = pl.when(empty).then(pl.lit(text)).otherwise(first_missing)
+    computed = batch.select(
+        row=pl.col(ROW).cast(pl.UInt64),
+        parameters=pl.struct(values).struct.json_encode() if values else pl.lit("{}"),
+        missing=first_missing,
+    )
+    raw = batch[plan.identity_column]
+    raw = raw.set(raw == "", None)
+    trimmed = raw.str.strip_chars()
+    trimmed = trimmed.set(trimmed == "", None)
+    identity = phones.normalise(raw, plan.default_country) if plan.phone else trimmed
+    reason = (
+        pl.when(pl.col("trimmed").is_null())
+        .then(pl.lit(MISSING_IDENTITY))
+        .when(pl.col("identity").is_null())
+        .then(pl.lit(INVALID_PHONE))
+        .otherwise(pl.col("missing"))
+    )
+    return pl.DataFrame(
+        {
+            "row": computed["row"],
+            "identity_raw": raw,
+            "identity": identity,
+            "trimmed": trimmed,
+            "missing": computed["missing"],
+            "parameters": computed["parameters"],
+        }
+    ).select(
+        "row",
+        "identity_raw",
+        identity=pl.when(reason.is_null()).then("identity"),
+        reason=reason,
+        parameters="parameters",
+    )
+
+
+def mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``duplicate``: a valid row whose identity an earlier valid row has.
+
+    The store's unique key decides for real, across slices; this is for one frame.
+    """
+    valid_identity = pl.when(pl.col("reason").is_null()).then(pl.col("identity"))
+    return frame.with_columns(
+        duplicate=valid_identity.is_not_null() & ~valid_identity.is_first_distinct()
+    )

@@ -1,0 +1,244 @@
+"""The recipients file: checked as a whole when opened, then read in slices of rows."""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from campaign import phones
+from campaign.errors import ConfigError, InputFileError
+from campaign.loading import csvblocks
+from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
+from campaign.models import PHONE_CHANNELS, Channel
+
+logger = logging.getLogger(__name__)
+
+_PARQUET_MAGIC = b"PAR1"
+_HEAD_BYTES = 64 << 10  # enough to tell an empty file
+_CHECK_BYTES = 4 << 20  # read at a time by the encoding check
+_WORKERS = 2  # slices prepared at once: Polars works without the GIL, so both cores are used
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to read and how to judge it."""
+
+    path: Path
+    channel: Channel
+    identity_column: str
+    default_country: str | None  # ISO 3166 alpha-2, for phone numbers without a country code
+    parameters: tuple[str, ...]  # the columns the message uses (``${name}``)
+    defaults: Mapping[str, str]  # the value of a parameter whose cell is empty
+
+
+@dataclass(frozen=True)
+class RecipientSource:
+    """A recipients file that passed the file-level checks."""
+
+    path: Path
+    format: Literal["csv", "parquet"]
+    columns: tuple[str, ...]  # every column of the file, in order
+    plan: SlicePlan
+
+    def slices(self, rows_per_slice: int = 250_000) -> Iterator[pl.DataFrame]:
+        """The recipient rows in input order, ``rows_per_slice`` at a time (the last fewer).
+
+        Columns as in :data:`campaign.loading.rows.OUTPUT_SCHEMA`. Memory holds a few slices,
+        whatever the file's size. Raises :class:`InputFileError` for a malformed row (a row
+        with more fields than the header, for instance) when it gets there.
+        """
+        if rows_per_slice < 1:
+            raise ValueError("rows_per_slice must be at least 1")
+        return self._prepared(_numbered(self._frames(rows_per_slice), rows_per_slice))
+
+    def _prepared(self, numbered: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        """:func:`prepare_slice` of each slice, in order, with at most _WORKERS slices being
+        prepared while the caller works on the one before."""
+        with ThreadPoolExecutor(_WORKERS, thread_name_prefix="recipients") as pool:
+            in_flight: deque[Future[pl.DataFrame]] = deque()
+            try:
+                for batch in numbered:
+                    in_flight.append(pool.submit(prepare_slice, batch, self.plan))
+                    if len(in_flight) >= _WORKERS:
+                        yield in_flight.popleft().result()
+                while in_flight:
+                    yield in_flight.popleft().result()
+            finally:
+                for future in in_flight:
+                    future.cancel()
+
+    def _frames(self, rows_per_slice: int) -> Iterator[pl.DataFrame]:
+        """The plan's columns of every row, as text, in pieces of any size."""
+        columns = self.plan.columns()
+        try:
+            if self.format == "csv":
+                with self.path.open("rb") as stream:
+                    yield from csvblocks.read_blocks(stream, str(self.path), columns)
+            else:
+                scan = pl.scan_parquet(self.path).select(pl.col(columns).cast(pl.String))
+                yield from scan.collect_batches(chunk_size=rows_per_slice, lazy=True)
+        except OSError as exc:
+            raise InputFileError(f"{self.path}: cannot be read ({exc.strerror or exc})") from exc
+        except pl.exceptions.PolarsError as exc:
+            raise InputFileError(f"{self.path}: {_first_line(exc)}") from exc
+
+
+def open_recipients(spec: LoadSpec) -> RecipientSource:
+    """Check the file as a whole and say how to read it; raises :class:`InputFileError`.
+
+    Checked, before any row is used: the file exists, is a readable file, is Parquet (by its
+    magic bytes) or UTF-8 text without NUL bytes read as CSV with a header, and has the
+    identity column and every parameter column that ``defaults`` does not stand in for. An
+    unknown ``default_country`` is a :class:`ConfigError`.
+    """
+    country = spec.default_country.upper() if spec.default_country else None
+    if country is not None and not phones.is_known_region(country):
+        raise ConfigError(f"default_country {spec.default_country!r} is not a known ISO region")
+    path = spec.path
+    if _read_head(path).startswith(_PARQUET_MAGIC):
+        kind: Literal["csv", "parquet"] = "parquet"
+        schema = _parquet_schema(path)
+    else:
+        kind = "csv"
+        _check_text(path)
+        schema = _csv_schema(path)
+    columns = tuple(schema)
+    parameters = tuple(
+        _parameter(path, columns, name, spec.defaults) for name in dict.fromkeys(spec.parameters)
+    )
+    plan = SlicePlan(
+        identity_column=_require(path, columns, spec.identity_column, "the identity column"),
+        phone=spec.channel in PHONE_CHANNELS,
+        default_country=country,
+        parameters=parameters,
+    )
+    for name in plan.columns():
+        if schema[name].is_nested():
+            raise InputFileError(f"{path}: column {name!r} holds {schema[name]}, not text")
+    logger.info(
+        "recipients file opened",
+        extra={"action": "open_recipients", "path": str(path), "format": kind},
+    )
+    return RecipientSource(path=path, format=kind, columns=columns, plan=plan)
+
+
+def _numbered(frames: Iterable[pl.DataFrame], size: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``frames`` again, ``size`` at a time, with their 1-based number (ROW)."""
+    waiting: list[pl.DataFrame] = []
+    count = 0
+    first = 1
+    for frame in frames:
+        if not frame.height:
+            continue
+        waiting.append(frame)
+        count += frame.height
+        while count >= size:
+            whole = pl.concat(waiting) if len(waiting) > 1 else waiting[0]
+            yield _with_row_numbers(whole.head(size), first)
+            first += size
+            rest = whole.slice(size)
+            waiting, count = ([rest] if rest.height else []), rest.height
+    if count:
+        yield _with_row_numbers(pl.concat(waiting), first)
+
+
+def _with_row_numbers(frame: pl.DataFrame, first: int) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.int_range(first, first + frame.height, dtype=pl.UInt64, eager=True).alias(ROW)
+    )
+
+
+# --- file-level checks -------------------------------------------------------------------------
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a readable, non-empty regular file."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a recipients file")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not head.removeprefix(codecs.BOM_UTF8).strip():
+        raise InputFileError(f"{path}: is empty")
+    return head
+
+
+def _check_text(path: Path) -> None:
+    """All of the file is UTF-8 text: one pass, a block at a time, before any row is used."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(_CHECK_BYTES):
+                if b"\0" in block:
+                    raise InputFileError(f"{path}: is neither CSV text nor Parquet (binary data)")
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    raise InputFileError(
+                        f"{path}: is not UTF-8 text (byte {offset + exc.start}); "
+                        "save it as CSV UTF-8"
+                    ) from exc
+                offset += len(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{path}: is not UTF-8 text (it ends mid-character)") from exc
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _csv_schema(path: Path) -> pl.Schema:
+    try:
+        return pl.scan_csv(path, infer_schema=False, encoding="utf8").collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        raise InputFileError(f"{path}: is not a readable CSV file ({_first_line(exc)})") from exc
+
+
+def _parquet_schema(path: Path) -> pl.Schema:
+    try:
+        return pl.scan_parquet(path).collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputFileError(
+            f"{path}: is not a readable Parquet file ({_first_line(exc)})"
+        ) from exc
+
+
+def _require(path: Path, columns: tuple[str, ...], name: str, role: str) -> str:
+    """``name`` if the file has that column, once; else an error that lists what it has."""
+    if f"{name}_duplicated_0" in columns:  # Polars' name for a repeated header
+        raise InputFileError(f"{path}: column {name!r} appears more than once in the header")
+    if name in columns:
+        return name
+    listed = ", ".join(repr(c) for c in columns if "_duplicated_" not in c)
+    near = [c for c in columns if c.strip().casefold() == name.strip().casefold()]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    if not near and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        hint = "; the file seems separated by something other than commas"
+    raise InputFileError(f"{path}: has no column {name!r} ({role}); its columns: {listed}{hint}")
+
+
+def _parameter(
+    path: Path, columns: tuple[str, ...], name: str, defaults: Mapping[str, str]
+) -> Parameter:
+    default = defaults.get(name)
+    if name not in columns and default is not None:
+        return Parameter(name, None, default)
+    role = "used by the message, and [defaults] has no value for it"
+    return Parameter(name, _require(path, columns, name, role), default)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,138 @@
+"""Live progress of a run: a rich progress bar on a terminal, a line every few seconds otherwise.
+
+It only reads counters (:class:`campaign.dispatcher.DispatchStats`); it never touches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from campaign.dispatcher import DispatchStats
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    done: int
+    total: int
+    rate: float
+    limit: float | None
+    detail: str
+
+
+def snapshot(
+    stats: DispatchStats, total: int, already_done: int, limit: float | None, window: float
+) -> Snapshot:
+    """What to show, from the counters; ``window`` is the seconds since the run started."""
+    done = already_done + stats.sent + stats.failed + stats.in_doubt
+    rate = stats.requests / window if window > 0 else 0.0
+    detail = (
+        f"queued {stats.sent:,} · failed {stats.failed:,} · in doubt {stats.in_doubt:,}"
+        f" · retries {stats.retried:,} · 429s {stats.rate_limited:,}"
+        f" · in flight {stats.in_flight:,}"
+    )
+    return Snapshot(done, total, rate, limit, detail)
+
+
+def _rate_text(snap: Snapshot) -> str:
+    limit = f" / {snap.limit:,.0f}" if snap.limit else ""
+    return f"{snap.rate:,.0f}{limit} req/s"
+
+
+class ProgressDisplay:
+    """Shows a run's progress on ``console`` (stderr by default)."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        interval: float | None = None,
+        out: Console | None = None,
+    ) -> None:
+        self.console = console or Console(stderr=True)
+        self.out = out or Console()  # summaries go to stdout, progress to stderr
+        self.interactive = self.console.is_terminal
+        self.interval = interval or (0.25 if self.interactive else 5.0)
+
+    @contextlib.asynccontextmanager
+    async def track(self, label: str, read: Callable[[], Snapshot]) -> AsyncIterator[None]:
+        """Refresh the display from ``read()`` while the body runs; print a last state after."""
+        started = time.monotonic()
+        if self.interactive:
+            progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[detail]}"),
+                console=self.console,
+                transient=False,
+            )
+            first = read()
+            task_id = progress.add_task(
+                label, total=first.total, completed=first.done, rate="", detail=""
+            )
+
+            def update() -> None:
+                snap = read()
+                progress.update(
+                    task_id,
+                    total=snap.total,
+                    completed=snap.done,
+                    rate=_rate_text(snap),
+                    detail=snap.detail,
+                )
+
+            with progress:
+                refresher = asyncio.create_task(self._every(update))
+                try:
+                    yield
+                finally:
+                    refresher.cancel()
+                    await asyncio.gather(refresher, return_exceptions=True)
+                    update()
+            return
+
+        def line() -> None:
+            snap = read()
+            elapsed = time.monotonic() - started
+            self.console.print(
+                f"{label}: {snap.done:,}/{snap.total:,} · {_rate_text(snap)} · "
+                f"{elapsed:,.0f}s · {snap.detail}",
+                highlight=False,
+            )
+
+        refresher = asyncio.create_task(self._every(line))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+            line()
+
+    async def _every(self, fn: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            fn()
+
+    def table(self, title: str, rows: Sequence[tuple[str, str]]) -> None:
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for label, value in rows:
+            table.add_row(label, value)
+        self.out.print(table)
+
+
+def default_console() -> Console:
+    return Console(stderr=True, force_terminal=None if sys.stderr.isatty() else False)

@@ -1,0 +1,155 @@
+"""Delivery reports and summaries: plain functions over plain rows. Writing files is the only
+I/O here, and it takes already-fetched pages.
+
+A report has one row per input row, in input order. Cells that a spreadsheet would run as a
+formula (``=``, ``+``, ``-``, ``@``, tab, CR at the start) are prefixed with ``'`` unless they are
+phone numbers (``+15551234567`` stays as it is, so identities keep their ``+`` and zeros).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from campaign.errors import CampaignError
+from campaign.models import Status
+
+REPORT_COLUMNS = (
+    "row",
+    "identity",
+    "channel",
+    "status",
+    "message_id",
+    "batch_id",
+    "error_code",
+    "error_description",
+    "sent_at",
+    "updated_at",
+    "attempts",
+)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]*$")
+_TEXT_COLUMNS = ("identity", "error_code", "error_description", "message_id", "batch_id")
+
+
+class ReportError(CampaignError):
+    """The report cannot be written."""
+
+
+def defuse(value: str | None) -> str | None:
+    """A cell that cannot run as a formula when a spreadsheet opens the CSV."""
+    if value and value.startswith(_FORMULA_START) and not _PHONE.match(value):
+        return "'" + value
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def report_frame(page: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
+    """One page of store rows (:data:`campaign.store.repository.REPORT_COLUMNS`) as a report
+    frame: identity falls back to the raw cell for rejected rows, timestamps are ISO-8601 UTC."""
+    (
+        position,
+        identity,
+        identity_raw,
+        channel,
+        status,
+        message_id,
+        batch_id,
+        error_code,
+        error_description,
+        sent_at,
+        updated_at,
+        attempts,
+    ) = zip(*page, strict=True) if page else ((),) * 12
+    frame = pl.DataFrame(
+        {
+            "row": pl.Series(position, dtype=pl.UInt64),
+            "identity": pl.Series(
+                [i if i is not None else r for i, r in zip(identity, identity_raw, strict=True)],
+                dtype=pl.String,
+            ),
+            "channel": pl.Series(channel, dtype=pl.String),
+            "status": pl.Series(status, dtype=pl.String),
+            "message_id": pl.Series(message_id, dtype=pl.String),
+            "batch_id": pl.Series(batch_id, dtype=pl.String),
+            "error_code": pl.Series(error_code, dtype=pl.String),
+            "error_description": pl.Series(error_description, dtype=pl.String),
+            "sent_at": pl.Series([_iso(v) for v in sent_at], dtype=pl.String),
+            "updated_at": pl.Series([_iso(v) for v in updated_at], dtype=pl.String),
+            "attempts": pl.Series(attempts, dtype=pl.UInt32),
+        }
+    )
+    return frame.with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)
+
+
+def defuse_expr(name: str) -> pl.Expr:
+    """:func:`defuse`, vectorised over a column."""
+    column = pl.col(name)
+    risky = column.str.contains(r"^[=+\-@\t\r]") & ~column.str.contains(_PHONE.pattern)
+    return pl.when(risky).then(pl.lit("'") + column).otherwise(column).alias(name)
+
+
+async def export(pages: AsyncIterator[Sequence[tuple[Any, ...]]], path: Path) -> int:
+    """Write store pages to ``path`` (``.csv`` or ``.parquet``); returns the row count.
+
+    CSV is written page by page; Parquet is assembled from the pages and written once.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ReportError(f"{path}: the report must end in .csv or .parquet")
+    if not path.parent.exists():
+        raise ReportError(f"{path.parent}: directory does not exist")
+    total = 0
+    try:
+        if suffix == ".parquet":
+            frames = [report_frame(page) async for page in pages]
+            frame = pl.concat(frames) if frames else report_frame([])
+            frame.write_parquet(path)
+            return frame.height
+        with path.open("wb") as out:
+            first = True
+            async for page in pages:
+                frame = report_frame(page)
+                frame.write_csv(out, include_header=first)
+                first = False
+                total += frame.height
+            if first:
+                report_frame([]).write_csv(out)
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot write the report: {exc.strerror}") from None
+    return total
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+FINAL_BAD = (Status.FAILED, Status.REJECTED, Status.IN_DOUBT)
+
+
+def exit_code_for(counts: Mapping[Status, int]) -> int:
+    """0 when every recipient made it (or was a duplicate), 1 when some ended badly."""
+    return 1 if any(counts.get(s, 0) for s in FINAL_BAD) else 0
+
+
+def summary_lines(
+    name: str, counts: Mapping[Status, int], errors: Sequence[tuple[str, str, int]]
+) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for a summary table: totals, per-status counts, top errors."""
+    total = sum(counts.values())
+    lines = [("campaign", name), ("rows", f"{total:,}")]
+    for status in Status:
+        if counts.get(status):
+            share = counts[status] / total * 100 if total else 0.0
+            lines.append((status.value, f"{counts[status]:,} ({share:.1f}%)"))
+    for status_name, code, count in errors[:10]:
+        if code != status_name:  # "DUPLICATE DUPLICATE" says nothing the count above did not
+            lines.append((f"  {status_name}: {code}", f"{count:,}"))
+    return lines

@@ -1,0 +1,233 @@
+"""``campaign run``: load -> plan -> store -> dispatch -> summary. Safe to repeat.
+
+A new campaign name starts the campaign; an interrupted one resumes where it stopped; a finished
+one does nothing. The recipients file is read once, into the store; later runs use the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import polars as pl
+import ulid
+
+from campaign import campaignfile, loading, planning, rendering
+from campaign.config import Config
+from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
+from campaign.errors import CampaignError, ConfigError
+from campaign.models import Status
+from campaign.progress import ProgressDisplay, Snapshot, snapshot
+from campaign.reporting import exit_code_for, summary_lines
+from campaign.retry import RetryPolicy
+from campaign.runtime import open_runtime
+from campaign.store.repository import CampaignRow, Store
+
+logger = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    campaign_file: Path
+    recipients: Path | None = None
+    mode: str | None = None
+    dry_run: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def prepare_spec(options: RunOptions) -> campaignfile.CampaignSpec:
+    spec = campaignfile.load(options.campaign_file)
+    if options.recipients is not None:
+        spec = dataclasses.replace(spec, recipients=options.recipients)
+    if options.mode is not None:
+        spec = dataclasses.replace(spec, mode=options.mode)  # type: ignore[arg-type]
+    if spec.mode == "batch":
+        raise ConfigError(
+            f"{spec.name}: batch mode is not available in this version; "
+            'run with --mode individual or set mode = "individual"'
+        )
+    return spec
+
+
+def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
+    return loading.open_recipients(
+        loading.LoadSpec(
+            path=spec.recipients,
+            channel=spec.channel,
+            identity_column=spec.identity_column,
+            default_country=spec.default_country,
+            parameters=spec.parameters,
+            defaults=spec.defaults,
+        )
+    )
+
+
+async def _slices(source: loading.RecipientSource) -> AsyncIterator[pl.DataFrame]:
+    """The slices, each read in a worker thread so the loop stays responsive."""
+    iterator = source.slices()
+    while True:
+        frame = await asyncio.to_thread(next, iterator, None)
+        if frame is None:
+            return
+        yield frame
+
+
+async def dry_run(
+    spec: campaignfile.CampaignSpec, config: Config, out: Callable[[str], None]
+) -> int:
+    source = open_source(spec)
+    rows = valid = duplicates = 0
+    rejected: dict[str, int] = {}
+    seen: set[str] = set()
+    async for frame in _slices(source):
+        rows += frame.height
+        for reason, count in (
+            frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
+        ):
+            rejected[reason] = rejected.get(reason, 0) + count
+        for identity in frame.filter(pl.col("reason").is_null())["identity"]:
+            if identity in seen:
+                duplicates += 1
+            else:
+                seen.add(identity)
+                valid += 1
+    plan = planning.preflight(
+        rows=rows,
+        valid=valid,
+        rejected=rejected,
+        duplicates=duplicates,
+        mode=spec.mode,
+        batch_size=config.sending.batch_size,
+        rate=config.sending.requests_per_second,
+    )
+    out(f"campaign      {spec.name} ({spec.mode}, {spec.channel.value})")
+    out(f"recipients    {spec.recipients}")
+    out(f"rows          {plan.rows:,}")
+    out(f"valid         {plan.valid:,}")
+    for reason, count in sorted(plan.rejected.items(), key=lambda kv: -kv[1]):
+        out(f"rejected      {count:,}  {reason}")
+    out(f"duplicates    {plan.duplicates:,}")
+    out(f"requests      {plan.requests:,}")
+    out(
+        f"time          {plan.seconds:,.1f} s at {config.sending.requests_per_second:,.0f} "
+        "requests/s"
+    )
+    out("dry run: nothing was written or sent")
+    return 0
+
+
+async def _ingest(
+    store: Store,
+    campaign: CampaignRow,
+    source: loading.RecipientSource,
+    display: ProgressDisplay,
+) -> None:
+    rows = 0
+    started = time.monotonic()
+    with display.console.status("loading recipients…"):
+        async for frame in _slices(source):
+            await store.ingest(campaign.id, campaign.channel, frame, _now())
+            rows += frame.height
+    await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
+    logger.info(
+        "loaded recipients",
+        extra={"action": "ingested", "rows": rows, "seconds": time.monotonic() - started},
+    )
+
+
+def dispatch_settings(config: Config) -> DispatchSettings:
+    rate = config.sending.requests_per_second
+    return DispatchSettings(
+        rate=rate,
+        max_in_flight=config.sending.max_in_flight or planning.default_max_in_flight(rate),
+        retry=RetryPolicy(max_attempts=config.sending.max_attempts),
+    )
+
+
+async def run(
+    config: Config,
+    options: RunOptions,
+    *,
+    stop: asyncio.Event,
+    display: ProgressDisplay,
+    out: Callable[[str], None] = print,
+) -> int:
+    spec = prepare_spec(options)
+    if options.dry_run:
+        return await dry_run(spec, config, out)
+    source = open_source(spec)  # file-level problems stop us before anything is written
+    template = rendering.MessageTemplate.compile(spec.message)
+    async with open_runtime(config) as runtime:
+        store = runtime.need_store()
+        campaign = await store.find_campaign(spec.name)
+        if campaign is None:
+            campaign = await store.create_campaign(
+                name=spec.name,
+                key=str(ulid.ULID()),
+                mode=spec.mode,
+                channel=spec.channel.value,
+                definition=orjson.dumps(spec.definition()).decode(),
+                source=str(spec.recipients),
+                now=_now(),
+            )
+        elif campaign.mode != spec.mode:
+            raise ConfigError(
+                f"{spec.name}: the campaign was started in {campaign.mode} mode and stays in it"
+            )
+        if campaign.state == "LOADING":
+            await _ingest(store, campaign, source, display)
+        elif campaign.state == "DONE":
+            out(f"{spec.name}: already finished; nothing to do")
+            return 0
+        recovered = await store.recover_in_flight(campaign.id, _now())
+        if recovered:
+            out(
+                f"{spec.name}: {recovered:,} recipients were in flight when a run stopped: IN_DOUBT"
+            )
+        counts = await store.counts(campaign.id)
+        total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
+        already = total - counts.get(Status.PENDING, 0)
+        settings = dispatch_settings(runtime.config)
+        stats = DispatchStats()
+        dispatcher = Dispatcher(
+            store=store,
+            client=runtime.need_client(),
+            campaign=campaign,
+            channel=spec.channel.value,
+            template=template,
+            send_fields=spec.send,
+            settings=settings,
+            stop=stop,
+            stats=stats,
+        )
+        started = time.monotonic()
+
+        def read() -> Snapshot:
+            return snapshot(stats, total, already, settings.rate, time.monotonic() - started)
+
+        async with display.track(spec.name, read):
+            finished = await dispatcher.run()
+        if finished:
+            await store.set_campaign(campaign.id, now=_now(), state="DONE")
+        counts = await store.counts(campaign.id)
+        errors = await store.error_summary(campaign.id)
+        display.table(f"summary: {spec.name}", summary_lines(spec.name, counts, errors))
+        if not finished:
+            out(f"{spec.name}: interrupted; run the same command again to resume")
+            return EXIT_INTERRUPTED
+        return exit_code_for(counts)
+
+
+__all__ = ["CampaignError", "RunOptions", "run"]

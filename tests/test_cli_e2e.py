@@ -1,0 +1,343 @@
+"""End to end: the `campaign` command, as a user runs it, against a sandbox it talks to over HTTP.
+
+The sandbox runs in this test process (so the test can see exactly what "Sinch" received) and
+the CLI runs as a real subprocess configured like a production deployment: `sandbox = false`,
+URLs in config.toml, credentials in the environment.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import requests
+
+from campaign import config
+from campaign.sandbox import SandboxSettings, ThreadedSandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+SMS_TEXT = "Hi {first_name}, your code is {code}. Reply STOP to opt out."
+
+
+@pytest.fixture
+def sandbox() -> Iterator[ThreadedSandbox]:
+    with ThreadedSandbox(SandboxSettings(seed=5)) as running:
+        yield running
+
+
+class Cli:
+    def __init__(self, tmp: Path, sandbox: ThreadedSandbox) -> None:
+        self.tmp = tmp
+        self.sandbox = sandbox
+        self.db = tmp / "campaign.db"
+        self.config = tmp / "config.toml"
+        self.config.write_text(
+            f"""
+[sinch]
+auth_url = "{sandbox.url}/oauth2/token"
+conversation_url = "{sandbox.url}"
+batch_url = "{sandbox.url}"
+sandbox = false
+
+[database]
+url = "sqlite:///{self.db}"
+
+[sending]
+requests_per_second = 800
+"""
+        )
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SINCH_", "CAMPAIGN_"))},
+            "SINCH_PROJECT_ID": config.SANDBOX_PROJECT_ID,
+            "SINCH_APP_ID": config.SANDBOX_APP_ID,
+            "SINCH_KEY_ID": config.SANDBOX_KEY_ID,
+            "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
+            "CAMPAIGN_CONFIG": str(self.config),
+        }
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "campaign", *args]
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.tmp,
+        )
+
+    def campaign_file(
+        self, name: str = "e2e", recipients: Path | None = None, **extra: str
+    ) -> Path:
+        path = self.tmp / f"{name}.toml"
+        lines = [
+            f'name = "{name}"',
+            f'recipients = "{recipients or SAMPLE / "recipients.csv"}"',
+            'mode = "individual"',
+            'channel = "SMS"',
+            'identity_column = "phone"',
+            'default_country = "US"',
+            *(f"{k} = {v}" for k, v in extra.items()),
+            "[message]",
+            f'text_message = {{ text = "{SMS_TEXT.replace("{", "${")}" }}',
+            "[send]",
+            'channel_properties = { SMS_SENDER = "+15550000000" }',
+            "[defaults]",
+            'first_name = "there"',
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def sent(self) -> list[dict[str, Any]]:
+        """What the sandbox accepted, in its inspection form."""
+        return [m.to_json() for m in list(self.sandbox.state.messages)]
+
+    def patch_sandbox(self, **settings: Any) -> None:
+        answer = requests.patch(f"{self.sandbox.url}/_sandbox/settings", json=settings, timeout=5)
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture
+def cli(tmp_path: Path, sandbox: ThreadedSandbox) -> Cli:
+    return Cli(tmp_path, sandbox)
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def sample_rows() -> list[dict[str, str]]:
+    return read_report(SAMPLE / "recipients.csv")
+
+
+def test_run_sends_every_valid_row_once_and_reports_every_row(cli: Cli) -> None:
+    result = cli.run("run", str(cli.campaign_file()))
+    assert result.returncode == 1, result.stderr  # the sample has invalid rows: exit 1
+    assert "summary: e2e" in result.stdout
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "--output", str(report)).returncode == 0
+    rows = read_report(report)
+    inputs = sample_rows()
+    assert [int(r["row"]) for r in rows] == list(range(1, len(inputs) + 1))
+    statuses = Counter(r["status"] for r in rows)
+    assert set(statuses) == {"QUEUED", "REJECTED", "DUPLICATE"}
+    sent = cli.sent()
+    assert len(sent) == statuses["QUEUED"]
+    by_identity = Counter(m["identity"] for m in sent)
+    assert max(by_identity.values()) == 1  # nobody twice
+    queued = {
+        r["identity"]: (r, inputs[int(r["row"]) - 1]) for r in rows if r["status"] == "QUEUED"
+    }
+    assert set(by_identity) == set(queued)
+    for message in sent:
+        row, source = queued[message["identity"]]
+        expected = SMS_TEXT.format(first_name=source["first_name"] or "there", code=source["code"])
+        assert message["message"] == {"text_message": {"text": expected}}
+        assert row["message_id"] == message["message_id"]
+        assert row["sent_at"].endswith("Z")
+    for row in rows:
+        if row["status"] == "REJECTED":
+            assert row["error_description"]
+        if row["status"] == "DUPLICATE":
+            assert row["identity"] in queued
+            assert int(row["row"]) > int(queued[row["identity"]][0]["row"])
+
+
+def test_a_finished_campaign_does_nothing(cli: Cli) -> None:
+    path = cli.campaign_file(recipients=cli.tmp / "few.csv")
+    (cli.tmp / "few.csv").write_text("phone,first_name,code\n+12015550101,A,1\n+12015550102,B,2\n")
+    assert cli.run("run", str(path)).returncode == 0
+    again = cli.run("run", str(path))
+    assert again.returncode == 0
+    assert "already finished" in again.stdout
+    assert len(cli.sent()) == 2
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_resumes(cli: Cli) -> None:
+    cli.patch_sandbox(latency_ms=30.0)
+    path = cli.campaign_file()
+    cli.config.write_text(cli.config.read_text().replace("= 800", "= 400"))
+    process = cli.popen("run", str(path))
+    deadline = time.monotonic() + 60
+    while len(cli.sent()) < 1500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr
+    interrupted_at = len(cli.sent())
+    assert 1500 <= interrupted_at < 8000
+    resumed = cli.run("run", str(path))
+    assert resumed.returncode == 1, resumed.stderr
+    sent = cli.sent()
+    identities = Counter(m["identity"] for m in sent)
+    assert max(identities.values()) == 1  # no recipient sent twice across the two runs
+    status = json.loads(cli.run("status", "e2e", "--json").stdout)
+    assert status["counts"]["QUEUED"] == len(sent)  # none left out
+    assert status["counts"]["PENDING"] == status["counts"]["IN_FLIGHT"] == 0
+    assert status["counts"]["IN_DOUBT"] == 0  # the stop drained what was in flight
+
+
+def test_dry_run_plans_and_sends_nothing(cli: Cli) -> None:
+    result = cli.run("run", str(cli.campaign_file()), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "rows          10,000" in result.stdout
+    assert "invalid phone number" in result.stdout
+    assert "requests" in result.stdout
+    assert cli.sent() == []
+    assert not cli.db.exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda tmp: (tmp / "nope.csv", None), "nope.csv"),
+        (lambda tmp: (tmp / "r.csv", "name,code\nA,1\n"), "phone"),
+        (lambda tmp: (tmp / "r.csv", "phone,first_name\n+12015550101,A\n"), "code"),
+        (lambda tmp: (tmp / "dir", "DIR"), "dir"),
+    ],
+    ids=["missing-file", "no-identity-column", "missing-parameter-column", "a-directory"],
+)
+def test_bad_recipient_files_exit_2_with_one_clear_line(cli: Cli, setup: Any, message: str) -> None:
+    path, content = setup(cli.tmp)
+    if content == "DIR":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    result = cli.run("run", str(cli.campaign_file(recipients=path)))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("campaign: error: ")
+    assert message in lines[0]
+    assert cli.sent() == []
+    assert not cli.db.exists()  # nothing written
+
+
+def test_bad_campaign_file_exits_2(cli: Cli) -> None:
+    path = cli.tmp / "bad.toml"
+    path.write_text('name = "x"\nrecipients = "r.csv"\nchanel = "SMS"\n')
+    result = cli.run("run", str(path))
+    assert result.returncode == 2
+    assert "unknown key 'chanel'" in result.stderr
+
+
+def test_status_and_parquet_report(cli: Cli) -> None:
+    (cli.tmp / "few.csv").write_text("phone,first_name,code\n+12015550101,A,1\nbad,B,2\n")
+    assert cli.run("run", str(cli.campaign_file(recipients=cli.tmp / "few.csv"))).returncode == 1
+    text = cli.run("status")
+    assert "e2e" in text.stdout
+    assert "QUEUED 1" in text.stdout
+    out = cli.tmp / "r.parquet"
+    assert cli.run("report", "e2e", "-o", str(out)).returncode == 0
+    frame = pl.read_parquet(out)
+    assert frame["status"].to_list() == ["QUEUED", "REJECTED"]
+    assert frame["identity"].to_list() == ["+12015550101", "bad"]
+    missing = cli.run("report", "nope", "-o", str(out))
+    assert missing.returncode == 2
+    assert "no campaign named 'nope'" in missing.stderr
+
+
+def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(3)]
+        url = next(word for line in banner for word in line.split() if word.startswith("http://"))
+        token = json.loads(
+            subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    f"{url}/oauth2/token",
+                    "-d",
+                    "grant_type=client_credentials",
+                    "--user",
+                    f"{config.SANDBOX_KEY_ID}:{config.SANDBOX_KEY_SECRET}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout
+        )
+        assert set(token) == {"access_token", "token_type", "expires_in", "scope"}
+        body = {
+            "app_id": config.SANDBOX_APP_ID,
+            "recipient": {
+                "identified_by": {
+                    "channel_identities": [{"channel": "SMS", "identity": "+15551234567"}]
+                }
+            },
+            "message": {"text_message": {"text": "Hello from Sinch Conversation API!"}},
+            "channel_properties": {"SMS_SENDER": "+15550000000"},
+        }
+        sent = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-X",
+                "POST",
+                f"{url}/v1/projects/{config.SANDBOX_PROJECT_ID}/messages:send",
+                "-H",
+                f"Authorization: Bearer {token['access_token']}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                json.dumps(body),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        answer = json.loads(sent.stdout)
+        assert len(answer["message_id"]) == 26
+        assert answer["accepted_time"].endswith("Z")
+        apps = subprocess.run(
+            [
+                "curl",
+                "-s",
+                f"{url}/v1beta/projects/{config.SANDBOX_PROJECT_ID}/apps",
+                "--user",
+                f"{config.SANDBOX_KEY_ID}:{config.SANDBOX_KEY_SECRET}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        assert json.loads(apps.stdout)["apps"][0]["id"] == config.SANDBOX_APP_ID
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.returncode == 0
