@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,12 +29,27 @@ class Snapshot:
     detail: str
 
 
+class RateMeter:
+    """Requests per second over the last few seconds (the current rate, not the average)."""
+
+    def __init__(self, span: float = 3.0) -> None:
+        self.span = span
+        self._points: deque[tuple[float, int]] = deque()
+
+    def rate(self, now: float, count: int) -> float:
+        self._points.append((now, count))
+        while len(self._points) > 2 and now - self._points[1][0] >= self.span:
+            self._points.popleft()
+        first_time, first_count = self._points[0]
+        elapsed = now - first_time
+        return (count - first_count) / elapsed if elapsed > 0 else 0.0
+
+
 def snapshot(
-    stats: DispatchStats, total: int, already_done: int, limit: float | None, window: float
+    stats: DispatchStats, total: int, already_done: int, limit: float | None, rate: float
 ) -> Snapshot:
-    """What to show, from the counters; ``window`` is the seconds since the run started."""
+    """What to show, from the counters and the current ``rate`` (requests per second)."""
     done = already_done + stats.sent + stats.failed + stats.in_doubt
-    rate = stats.requests / window if window > 0 else 0.0
     detail = (
         f"queued {stats.sent:,} · failed {stats.failed:,} · in doubt {stats.in_doubt:,}"
         f" · retries {stats.retried:,} · 429s {stats.rate_limited:,}"

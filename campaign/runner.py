@@ -24,7 +24,7 @@ from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
 from campaign.errors import CampaignError, ConfigError
 from campaign.models import Status
-from campaign.progress import ProgressDisplay, Snapshot, snapshot
+from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
 from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
 from campaign.runtime import open_runtime
@@ -212,10 +212,11 @@ async def run(
             stop=stop,
             stats=stats,
         )
-        started = time.monotonic()
+        meter = RateMeter()
 
         def read() -> Snapshot:
-            return snapshot(stats, total, already, settings.rate, time.monotonic() - started)
+            rate = meter.rate(time.monotonic(), stats.requests)
+            return snapshot(stats, total, already, settings.rate, rate)
 
         async with display.track(spec.name, read):
             finished = await dispatcher.run()

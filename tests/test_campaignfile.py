@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from campaign import campaignfile
+from campaign.errors import InputFileError
+from campaign.models import Channel
+
+GOOD = """
+name = "spring"
+recipients = "r.csv"
+mode = "individual"
+channel = "SMS"
+identity_column = "phone"
+default_country = "us"
+[message]
+text_message = { text = "Hi ${first_name} ${ code }" }
+[send]
+ttl = 60
+channel_properties = { SMS_SENDER = "+15550000000" }
+[defaults]
+first_name = "there"
+code = 0
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file(tmp_path: Path) -> None:
+    spec = campaignfile.load(write(tmp_path, GOOD))
+    assert spec.recipients == tmp_path / "r.csv"  # relative to the campaign file
+    assert spec.channel is Channel.SMS
+    assert spec.default_country == "US"
+    assert spec.parameters == ("first_name", "code")
+    assert spec.send["ttl"] == "60s"
+    assert spec.defaults == {"first_name": "there", "code": "0"}
+    assert spec.definition()["message"] == {"text_message": {"text": "Hi ${first_name} ${ code }"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('name = "spring"', 'nmae = "spring"'), "unknown key 'nmae'"),
+        (('channel = "SMS"', 'channel = "PIGEON"'), "unknown channel 'PIGEON'"),
+        (('mode = "individual"', 'mode = "bulk"'), "'mode' must be"),
+        (('default_country = "us"', 'default_country = "XX"'), "not an ISO 3166"),
+        (("ttl = 60", "ttl = 1"), "ttl"),
+        (("ttl = 60", "retries = 3"), "[send]: unknown key 'retries'"),
+        (
+            (
+                'text_message = { text = "Hi ${first_name} ${ code }" }',
+                "agent = { display_name = 'x' }",
+            ),
+            "[message]",
+        ),
+        (
+            (
+                'text_message = { text = "Hi ${first_name} ${ code }" }',
+                'text_message = { text = "a" }\nmedia_message = { url = "u" }',
+            ),
+            "[message]",
+        ),
+        (('name = "spring"', "name = 5"), "'name' must be"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(InputFileError) as caught:
+        campaignfile.load(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="not found"):
+        campaignfile.load(tmp_path / "missing.toml")
+    with pytest.raises(InputFileError, match="is a directory"):
+        campaignfile.load(tmp_path)
+    with pytest.raises(InputFileError, match="invalid TOML"):
+        campaignfile.load(write(tmp_path, "name = "))

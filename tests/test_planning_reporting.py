@@ -1,0 +1,170 @@
+"""Unit tests of the pure core: planning, reporting, progress figures, status view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from campaign import planning, reporting
+from campaign.dispatcher import DispatchStats
+from campaign.models import Status
+from campaign.progress import RateMeter, snapshot
+from campaign.status_view import campaign_view, render_text
+from campaign.store.repository import CampaignRow
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("key", "position"), [("01J5ABC", 1), ("a-b-c", 12345678)])
+def test_recipient_keys_round_trip(key: str, position: int) -> None:
+    made = planning.recipient_key(key, position)
+    assert planning.parse_recipient_key(made) == (key, position)
+    assert len(planning.recipient_key("X" * 26, 10**10)) <= 128  # fits correlation_id
+
+
+@pytest.mark.parametrize("bad", ["", "nokey", "-5", "abc-", "abc-x1"])
+def test_foreign_keys_are_not_ours(bad: str) -> None:
+    assert planning.parse_recipient_key(bad) is None
+
+
+def test_individual_body_carries_the_key_and_the_send_fields() -> None:
+    body = planning.individual_body(
+        channel="SMS",
+        identity="+15551234567",
+        message={"text_message": {"text": "hi"}},
+        key="K-7",
+        send={"ttl": "60s", "send_after": "2026-01-01T00:00:00Z", "channel_properties": {"A": "b"}},
+    )
+    assert body == {
+        "recipient": {
+            "identified_by": {
+                "channel_identities": [{"channel": "SMS", "identity": "+15551234567"}]
+            }
+        },
+        "message": {"text_message": {"text": "hi"}},
+        "correlation_id": "K-7",
+        "message_metadata": "K-7",
+        "ttl": "60s",
+        "channel_properties": {"A": "b"},
+    }
+
+
+def test_in_flight_bound_sustains_the_rate_at_200_ms() -> None:
+    assert planning.default_max_in_flight(800) == 200
+    assert planning.default_max_in_flight(1) == 8
+    assert planning.default_max_in_flight(None) == 1000
+
+
+def test_preflight_counts_requests_and_time() -> None:
+    individual = planning.preflight(
+        rows=10,
+        valid=8,
+        rejected={"x": 1},
+        duplicates=1,
+        mode="individual",
+        batch_size=1000,
+        rate=4,
+    )
+    assert (individual.requests, individual.seconds) == (8, 2.0)
+    batch = planning.preflight(
+        rows=2500, valid=2500, rejected={}, duplicates=0, mode="batch", batch_size=1000, rate=800
+    )
+    assert batch.requests == 3
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ('=HYPERLINK("x")', '\'=HYPERLINK("x")'),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("+15551234567", "+15551234567"),
+        ("+1 (555) 123-4567", "+1 (555) 123-4567"),
+        ("0044 20 7946 0958", "0044 20 7946 0958"),
+        ("plain", "plain"),
+        (None, None),
+    ],
+)
+def test_defuse_formula_cells_but_not_phone_numbers(cell: str | None, expected: str | None) -> None:
+    assert reporting.defuse(cell) == expected
+
+
+def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
+    frame = reporting.report_frame(
+        [
+            (
+                1,
+                "+15551234567",
+                "555-123-4567",
+                "SMS",
+                "QUEUED",
+                "M1",
+                None,
+                None,
+                None,
+                NOW,
+                NOW,
+                1,
+            ),
+            (
+                2,
+                None,
+                "=1+1",
+                "SMS",
+                "REJECTED",
+                None,
+                None,
+                "INVALID_IDENTITY",
+                "bad",
+                None,
+                NOW,
+                0,
+            ),
+            (3, None, None, "SMS", "REJECTED", None, None, "MISSING_IDENTITY", "x", None, NOW, 0),
+        ]
+    )
+    assert frame.columns == list(reporting.REPORT_COLUMNS)
+    assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
+    assert frame["sent_at"].to_list() == ["2026-11-21T12:00:00Z", None, None]
+    assert frame["row"].to_list() == [1, 2, 3]
+    assert reporting.report_frame([]).height == 0
+
+
+def test_exit_code_and_summary() -> None:
+    assert reporting.exit_code_for({Status.QUEUED: 5, Status.DUPLICATE: 2}) == 0
+    for bad in (Status.FAILED, Status.REJECTED, Status.IN_DOUBT):
+        assert reporting.exit_code_for({Status.QUEUED: 5, bad: 1}) == 1
+    lines = reporting.summary_lines(
+        "c",
+        {Status.QUEUED: 3, Status.DUPLICATE: 1},
+        [("DUPLICATE", "DUPLICATE", 1), ("FAILED", "INVALID_ARGUMENT", 2)],
+    )
+    assert ("QUEUED", "3 (75.0%)") in lines
+    assert ("  FAILED: INVALID_ARGUMENT", "2") in lines
+    assert not any("DUPLICATE:" in label for label, _ in lines)
+
+
+def test_rate_meter_shows_the_recent_rate() -> None:
+    meter = RateMeter(span=2.0)
+    assert meter.rate(0.0, 0) == 0.0
+    assert meter.rate(1.0, 100) == 100.0
+    assert meter.rate(2.0, 200) == 100.0
+    assert meter.rate(10.0, 200) == 0.0  # nothing sent lately: the current rate is zero
+    stats = DispatchStats(sent=7, failed=2, in_doubt=1, requests=12)
+    snap = snapshot(stats, total=20, already_done=5, limit=800.0, rate=42.0)
+    assert (snap.done, snap.total, snap.rate, snap.limit) == (15, 20, 42.0, 800.0)
+    assert "failed 2" in snap.detail
+
+
+def test_status_view() -> None:
+    row = CampaignRow(1, "c", "K", "individual", "SMS", "{}", "r.csv", "READY", 3, NOW, NOW)
+    view = campaign_view(row, {Status.QUEUED: 2, Status.PENDING: 1}, [("FAILED", "X", 1)])
+    assert view["settled"] == 2
+    assert view["counts"]["QUEUED"] == 2
+    assert view["counts"]["READ"] == 0
+    text = render_text([view])
+    assert text[0].startswith("c  [READY, individual, SMS]  2/3 settled")
+    assert "X" in text[2]
