@@ -32,7 +32,11 @@ _TOP_KEYS = {
     "message",
     "send",
     "defaults",
+    "in_doubt_policy",
+    "in_doubt_grace",
+    "stale_after",
 }
+InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
 SEND_KEYS = {
     "channel_properties",
@@ -60,6 +64,12 @@ class CampaignSpec:
     send: Mapping[str, Any] = field(default_factory=dict)
     defaults: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    # IN_DOUBT recipients with no callback after `in_doubt_grace` seconds are held (listed in
+    # status and the report) or sent again.
+    in_doubt_policy: InDoubtPolicy = "hold"
+    in_doubt_grace: float = 600.0
+    # QUEUED recipients with no callback after this many seconds are reported as stale.
+    stale_after: float = 3600.0
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -77,6 +87,9 @@ class CampaignSpec:
             "message": dict(self.message),
             "send": dict(self.send),
             "defaults": dict(self.defaults),
+            "in_doubt_policy": self.in_doubt_policy,
+            "in_doubt_grace": self.in_doubt_grace,
+            "stale_after": self.stale_after,
         }
 
 
@@ -149,7 +162,19 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     for key, value in defaults.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise fail(f"[defaults]: {key!r} must be a string or a number")
+    policy = data.get("in_doubt_policy", "hold")
+    if policy not in ("hold", "resend"):
+        raise fail(f"'in_doubt_policy' must be 'hold' or 'resend', not {policy!r}")
+    durations = {}
+    for key, default in (("in_doubt_grace", 600.0), ("stale_after", 3600.0)):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise fail(f"'{key}' must be a number of seconds, at least 0")
+        durations[key] = float(value)
     return CampaignSpec(
+        in_doubt_policy=policy,
+        in_doubt_grace=durations["in_doubt_grace"],
+        stale_after=durations["stale_after"],
         name=name.strip(),
         recipients=(base / recipients),
         mode=mode,

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiolimiter import AsyncLimiter
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import errors, planning, rendering, retry
 from campaign.sinch.client import SinchClient
@@ -279,6 +280,23 @@ class Dispatcher:
                 return
             outcomes, self._outcomes = self._outcomes, []
             await self._store.record(outcomes, self._clock())
+            if any(isinstance(o, repo.Sent) for o in outcomes):
+                await self._apply_waiting_events()
+
+    async def _apply_waiting_events(self) -> None:
+        """Callbacks that arrived before their sends were recorded can be applied now.
+
+        A supervision point: the receiver (maybe another process) applies events too, and a
+        conflict there must never stop the sending; what is not applied now waits for later.
+        """
+        try:
+            await self._store.events.apply(self._clock())
+        except SQLAlchemyError as exc:
+            logger.warning(
+                "could not apply waiting delivery events: %s",
+                type(exc).__name__,
+                extra={"action": "apply_events_failed"},
+            )
 
     async def _record_forever(self) -> None:
         while not self._done.is_set():

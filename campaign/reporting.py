@@ -31,6 +31,8 @@ REPORT_COLUMNS = (
     "sent_at",
     "updated_at",
     "attempts",
+    "status_at",
+    "delivery_channel",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -69,7 +71,9 @@ def report_frame(page: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
         sent_at,
         updated_at,
         attempts,
-    ) = zip(*page, strict=True) if page else ((),) * 12
+        status_at,
+        channel_used,
+    ) = zip(*page, strict=True) if page else ((),) * 14
     frame = pl.DataFrame(
         {
             "row": pl.Series(position, dtype=pl.UInt64),
@@ -86,6 +90,8 @@ def report_frame(page: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
             "sent_at": pl.Series([_iso(v) for v in sent_at], dtype=pl.String),
             "updated_at": pl.Series([_iso(v) for v in updated_at], dtype=pl.String),
             "attempts": pl.Series(attempts, dtype=pl.UInt32),
+            "status_at": pl.Series([_iso(v) for v in status_at], dtype=pl.String),
+            "delivery_channel": pl.Series(channel_used, dtype=pl.String),
         }
     )
     return frame.with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)

@@ -93,43 +93,22 @@ def test_defuse_formula_cells_but_not_phone_numbers(cell: str | None, expected: 
 
 
 def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
+    delivered = (1, "+15551234567", "555-123-4567", "SMS", "DELIVERED", "M1", None)
+    rejected = (2, None, "=1+1", "SMS", "REJECTED", None, None)
+    missing = (3, None, None, "SMS", "REJECTED", None, None)
     frame = reporting.report_frame(
         [
-            (
-                1,
-                "+15551234567",
-                "555-123-4567",
-                "SMS",
-                "QUEUED",
-                "M1",
-                None,
-                None,
-                None,
-                NOW,
-                NOW,
-                1,
-            ),
-            (
-                2,
-                None,
-                "=1+1",
-                "SMS",
-                "REJECTED",
-                None,
-                None,
-                "INVALID_IDENTITY",
-                "bad",
-                None,
-                NOW,
-                0,
-            ),
-            (3, None, None, "SMS", "REJECTED", None, None, "MISSING_IDENTITY", "x", None, NOW, 0),
+            (*delivered, None, None, NOW, NOW, 1, NOW, "SMS"),
+            (*rejected, "INVALID_IDENTITY", "bad", None, NOW, 0, None, None),
+            (*missing, "MISSING_IDENTITY", "x", None, NOW, 0, None, None),
         ]
     )
     assert frame.columns == list(reporting.REPORT_COLUMNS)
     assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
     assert frame["sent_at"].to_list() == ["2026-11-21T12:00:00Z", None, None]
     assert frame["row"].to_list() == [1, 2, 3]
+    assert frame["status_at"].to_list() == ["2026-11-21T12:00:00Z", None, None]
+    assert frame["delivery_channel"].to_list() == ["SMS", None, None]
     assert reporting.report_frame([]).height == 0
 
 

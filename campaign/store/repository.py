@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign.models import Status
 from campaign.store import engine as engine_mod
+from campaign.store.events import EventStore
 from campaign.store.tables import UTCDateTime, campaigns, recipients
 
 C = recipients.c
@@ -110,6 +111,8 @@ REPORT_COLUMNS = (
     "sent_at",
     "updated_at",
     "attempts",
+    "status_at",
+    "channel_used",
 )
 
 _REJECT_CODES = (
@@ -133,6 +136,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
+        self.events = EventStore(engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -429,6 +433,41 @@ class Store:
                     .values(status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now),
                     released,
                 )
+
+    async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
+        """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.
+
+        Only for campaigns whose policy is to send them again; a callback that still comes
+        later is applied to the new send as well (status never moves backwards).
+        """
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(recipients)
+                .where(
+                    C.campaign_id == campaign_id,
+                    C.status == Status.IN_DOUBT.value,
+                    C.updated_at < older_than,
+                )
+                .values(
+                    status=Status.PENDING.value,
+                    error_code="RESENT_IN_DOUBT",
+                    error_description="no callback within the grace period; sent again",
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
+
+    async def stale_queued(self, campaign_id: int, older_than: datetime) -> int:
+        """QUEUED rows sent before ``older_than`` that no callback has moved since."""
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(func.count()).where(
+                    C.campaign_id == campaign_id,
+                    C.status == Status.QUEUED.value,
+                    C.sent_at < older_than,
+                )
+            )
+        return int(value or 0)
 
     async def next_retry_at(self, campaign_id: int) -> datetime | None:
         """When the earliest PENDING row waiting for a retry becomes due (None: none waits)."""

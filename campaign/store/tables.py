@@ -95,6 +95,8 @@ recipients = Table(
     Column("error_description", Text, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("status_at", UTCDateTime, nullable=True),  # event time of the current status
+    Column("channel_used", String(32), nullable=True),  # the channel Sinch reported using
     UniqueConstraint("campaign_id", "position"),
     # One sendable row per (campaign, channel, identity): the database decides duplicates.
     Index(
@@ -121,8 +123,24 @@ events = Table(
     Column("trigger", String(64), nullable=False),
     Column("status", String(32), nullable=True),
     Column("payload", Text, nullable=False),  # the raw callback body, kept as received
+    Column("nonce", String(128), nullable=True),  # the signature nonce: a replay is refused
+    Column("recipient_key", String(128), nullable=True),
+    Column("batch_id", String(64), nullable=True),
+    Column("channel", String(32), nullable=True),
+    Column("event_time", UTCDateTime, nullable=True),
+    Column("reason_code", String(64), nullable=True),
+    Column("reason_description", Text, nullable=True),
+    Column("applied_at", UTCDateTime, nullable=True),  # NULL: not matched to a recipient yet
     Index("ix_events_message_id", "message_id"),
     Index("ix_events_recipient_id", "recipient_id"),
+    Index("ix_events_recipient_key", "recipient_key"),
+    Index("uq_events_nonce", "nonce", unique=True),
+    Index(
+        "ix_events_waiting",
+        "id",
+        sqlite_where=text("applied_at IS NULL"),
+        postgresql_where=text("applied_at IS NULL"),
+    ),
 )
 
 batches = Table(

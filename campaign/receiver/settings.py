@@ -1,0 +1,100 @@
+"""The receiver's settings (frozen, validated once) and its live counters."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from campaign.errors import ConfigError
+from campaign.secrets import Secret
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """How the webhook server checks and stores callbacks. Times are seconds.
+
+    ``secret`` is the webhook secret (``SINCH_WEBHOOK_SECRET``); without one the server refuses
+    to start unless ``allow_unsigned``. With ``allow_unsigned`` a callback that carries no
+    signature headers is accepted (and stored without a nonce); one that does carry them is
+    still verified when a secret is known.
+    """
+
+    path: str = "/sinch/callbacks"
+    secret: Secret | None = None
+    allow_unsigned: bool = False
+    timestamp_window_s: float = 300.0
+    max_body_bytes: int = MiB
+    max_json_depth: int = 64
+    max_batch: int = 2000  # events per group commit
+    max_pending: int = 50_000  # events queued for the committer before new ones get 503
+    apply_interval_s: float = 0.2  # at most one apply per interval, batching many commits
+    apply_retry_s: float = 5.0  # apply again after this long while events wait or it failed
+    max_nonces: int = 1_000_000  # nonces held in memory for replay checks
+    clock: Callable[[], float] = field(default=time.time, compare=False)  # Unix seconds
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/") or self.path != self.path.strip() or "?" in self.path:
+            raise ConfigError(f"receiver path {self.path!r} must start with '/' (no query)")
+        if self.timestamp_window_s <= 0:
+            raise ConfigError("receiver timestamp_window_s must be positive")
+        for name in ("max_body_bytes", "max_json_depth", "max_batch", "max_pending", "max_nonces"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"receiver {name} must be at least 1")
+        if self.apply_interval_s < 0 or self.apply_retry_s <= 0:
+            raise ConfigError("receiver apply_interval_s must be >= 0, apply_retry_s positive")
+
+    def require_secret(self) -> str | None:
+        """The secret's value for HMAC checks; raises ConfigError when it is needed but absent."""
+        if self.secret:
+            return self.secret.reveal()
+        if self.allow_unsigned:
+            return None
+        raise ConfigError(
+            "SINCH_WEBHOOK_SECRET is not set; the receiver only accepts signed callbacks. "
+            "Set it to the webhook's secret (pass --unsigned only for local tests)"
+        )
+
+
+@dataclass
+class ReceiverStats:
+    """Live counters of one receiver (what ``GET {path}/health`` shows)."""
+
+    received: int = 0  # callback POSTs seen
+    stored: int = 0  # events written to the event table
+    duplicates: int = 0  # acknowledged events whose nonce was already stored
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
+    pending: int = 0  # events queued or being committed
+    commits: int = 0  # group commits that succeeded
+    commit_failures: int = 0  # group commits the database refused (their events got 503)
+    largest_commit: int = 0
+    applied: int = 0  # events applied to recipients
+    apply_failures: int = 0
+    waiting: int | None = None  # events waiting for their recipient, as of the last apply
+    store_ok: bool = True  # whether the last commit succeeded
+
+    @property
+    def acknowledged(self) -> int:
+        """Events answered 200: stored now or already stored."""
+        return self.stored + self.duplicates
+
+    def as_json(self) -> dict[str, Any]:
+        """The counters as a JSON-ready mapping (no settings, no secrets)."""
+        return {
+            "status": "ok" if self.store_ok else "store unavailable",
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": dict(sorted(self.rejected.items())),
+            "pending": self.pending,
+            "commits": self.commits,
+            "commit_failures": self.commit_failures,
+            "largest_commit": self.largest_commit,
+            "applied": self.applied,
+            "apply_failures": self.apply_failures,
+            "waiting": self.waiting,
+        }

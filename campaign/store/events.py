@@ -1,0 +1,280 @@
+"""Raw delivery events: stored as received (group commits), then applied to recipients.
+
+Every accepted callback is stored before it is acknowledged; applying it is a separate step,
+so that a callback that arrives before its send was recorded simply waits (``applied_at`` is
+NULL) and is applied once the send is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from campaign import planning, tracking
+from campaign.models import Status
+from campaign.store.tables import campaigns, events, recipients
+
+E = events.c
+R = recipients.c
+_CHUNK = 500
+_NOTHING_TO_APPLY = frozenset({tracking.DELIVERY, tracking.SUBMIT})
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    received_at: datetime
+    nonce: str | None
+    payload: str  # the raw body, as received
+    event: tracking.Event
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: int  # events applied in this call
+    changed: int  # recipients whose state changed
+    waiting: int  # events still waiting for their recipient (or its send) to be recorded
+
+
+@dataclass
+class _Recipient:
+    id: int
+    campaign_id: int
+    message_id: str | None
+    tracked: tracking.Tracked
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+class EventStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._apply_lock = asyncio.Lock()  # one applier at a time in this process
+
+    def _insert(self) -> Any:
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(events).on_conflict_do_nothing(index_elements=["nonce"])
+        return sqlite.insert(events).on_conflict_do_nothing(index_elements=["nonce"])
+
+    async def insert(self, batch: Sequence[NewEvent]) -> int:
+        """Store ``batch`` in one transaction (a group commit); returns how many rows it added.
+
+        A nonce already stored (a replay, or the same delivery twice) adds nothing.
+        """
+        if not batch:
+            return 0
+        rows = [
+            {
+                "received_at": item.received_at,
+                "nonce": item.nonce,
+                "payload": item.payload,
+                "trigger": item.event.trigger,
+                "status": item.event.status.value if item.event.status else None,
+                "message_id": item.event.message_id,
+                "recipient_key": item.event.key,
+                "batch_id": item.event.batch_id,
+                "channel": item.event.channel,
+                "event_time": item.event.event_time,
+                "reason_code": item.event.reason_code,
+                "reason_description": item.event.reason_description,
+                # Other triggers are kept, with nothing to apply.
+                "applied_at": None
+                if item.event.trigger in _NOTHING_TO_APPLY
+                and (item.event.message_id or item.event.key)
+                else item.received_at,
+            }
+            for item in batch
+        ]
+        async with self._engine.begin() as conn:
+            # RETURNING yields only the rows really added (a conflicting nonce adds none).
+            result = await conn.execute(self._insert().returning(E.id), rows)
+            return len(result.all())
+
+    async def waiting(self) -> int:
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(select(func.count()).where(E.applied_at.is_(None)))
+        return int(value or 0)
+
+    async def count(self, campaign_id: int | None = None) -> int:
+        query = select(func.count()).select_from(events)
+        if campaign_id is not None:
+            query = query.where(E.campaign_id == campaign_id)
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def apply(self, now: datetime, limit: int = 5000) -> ApplyResult:
+        """Apply waiting events, oldest first, to the recipients they are about."""
+        async with self._apply_lock, self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        E.id,
+                        E.message_id,
+                        E.recipient_key,
+                        E.trigger,
+                        E.status,
+                        E.channel,
+                        E.event_time,
+                        E.reason_code,
+                        E.reason_description,
+                    )
+                    .where(E.applied_at.is_(None))
+                    .order_by(E.id)
+                    .limit(limit)
+                )
+            ).all()
+            if not rows:
+                return ApplyResult(0, 0, 0)
+            found = await self._recipients(conn, rows)
+            applied: list[dict[str, Any]] = []
+            changed: dict[int, tuple[_Recipient, tracking.Change, Status]] = {}
+            for row in rows:
+                recipient = found.get(("m", row.message_id)) or found.get(("k", row.recipient_key))
+                if recipient is None or recipient.tracked.status is Status.IN_FLIGHT:
+                    continue  # its send is not recorded yet: wait
+                event = tracking.Event(
+                    trigger=row.trigger,
+                    message_id=row.message_id,
+                    status=Status(row.status) if row.status else None,
+                    channel=row.channel,
+                    event_time=row.event_time,
+                    key=row.recipient_key,
+                    batch_id=None,
+                    reason_code=row.reason_code,
+                    reason_description=row.reason_description,
+                )
+                change = tracking.advance(recipient.tracked, event)
+                if change is not None:
+                    before = (
+                        changed[recipient.id][2]
+                        if recipient.id in changed
+                        else (recipient.tracked.status)
+                    )
+                    recipient.tracked = tracking.Tracked(
+                        change.status, change.status_at, change.channel
+                    )
+                    if recipient.message_id is None:
+                        recipient.message_id = row.message_id
+                    changed[recipient.id] = (recipient, change, before)
+                applied.append({"eid": row.id, "rid": recipient.id, "cid": recipient.campaign_id})
+            await self._write(conn, changed, applied, now)
+        waiting = await self.waiting()
+        return ApplyResult(len(applied), len(changed), waiting)
+
+    async def _recipients(
+        self, conn: AsyncConnection, rows: Sequence[Any]
+    ) -> dict[tuple[str, str], _Recipient]:
+        """The recipients the events are about, by message id and by recipient key."""
+        columns = (R.id, R.campaign_id, R.message_id, R.status, R.status_at, R.channel_used)
+        locking = self._engine.dialect.name == "postgresql"
+        by_id: dict[int, _Recipient] = {}
+        found: dict[tuple[str, str], _Recipient] = {}
+
+        def remember(record: Any, how: str, value: str) -> None:
+            recipient = by_id.get(record.id)
+            if recipient is None:
+                recipient = by_id[record.id] = _Recipient(
+                    record.id,
+                    record.campaign_id,
+                    record.message_id,
+                    tracking.Tracked(Status(record.status), record.status_at, record.channel_used),
+                )
+            found[(how, value)] = recipient
+
+        message_ids = sorted({r.message_id for r in rows if r.message_id})
+        for chunk in _chunks(message_ids):
+            query = select(*columns).where(R.message_id.in_(chunk))
+            for record in await conn.execute(query.with_for_update() if locking else query):
+                remember(record, "m", record.message_id)
+        keys: dict[str, tuple[str, int]] = {}
+        for r in rows:
+            if r.recipient_key and ("m", r.message_id) not in found:
+                parsed = planning.parse_recipient_key(r.recipient_key)
+                if parsed:
+                    keys[r.recipient_key] = parsed
+        if keys:
+            campaign_keys = sorted({k for k, _ in keys.values()})
+            ids = dict(
+                (
+                    await conn.execute(
+                        select(campaigns.c.key, campaigns.c.id).where(
+                            campaigns.c.key.in_(campaign_keys)
+                        )
+                    )
+                ).all()
+            )
+            wanted = {(ids[ck], position): key for key, (ck, position) in keys.items() if ck in ids}
+            pairs = sorted(wanted)
+            for chunk in _chunks(pairs):
+                by_key = select(*columns, R.position).where(
+                    tuple_(R.campaign_id, R.position).in_(chunk)
+                )
+                result = await conn.execute(by_key.with_for_update() if locking else by_key)
+                for row in result:
+                    remember(row, "k", wanted[(row.campaign_id, row.position)])
+        return found
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        changed: dict[int, tuple[_Recipient, tracking.Change, Status]],
+        applied: list[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        status_changes = [
+            {
+                "rid": rid,
+                "new_status": change.status.value,
+                "new_status_at": change.status_at,
+                "new_channel": change.channel,
+                "code": change.error_code,
+                "desc": change.error_description,
+                "mid": recipient.message_id,
+            }
+            for rid, (recipient, change, before) in changed.items()
+            if change.status is not before
+        ]
+        channel_only = [
+            {"rid": rid, "new_channel": change.channel}
+            for rid, (_, change, before) in changed.items()
+            if change.status is before
+        ]
+        if status_changes:
+            await conn.execute(
+                update(recipients)
+                .where(R.id == bindparam("rid"))
+                .values(
+                    status=bindparam("new_status"),
+                    status_at=bindparam("new_status_at"),
+                    channel_used=bindparam("new_channel"),
+                    error_code=bindparam("code"),
+                    error_description=bindparam("desc"),
+                    message_id=func.coalesce(R.message_id, bindparam("mid")),
+                    updated_at=now,
+                ),
+                status_changes,
+            )
+        if channel_only:
+            await conn.execute(
+                update(recipients)
+                .where(R.id == bindparam("rid"))
+                .values(channel_used=bindparam("new_channel"), updated_at=now),
+                channel_only,
+            )
+        if applied:
+            await conn.execute(
+                update(events)
+                .where(E.id == bindparam("eid"))
+                .values(
+                    applied_at=now, recipient_id=bindparam("rid"), campaign_id=bindparam("cid")
+                ),
+                applied,
+            )

@@ -1,0 +1,181 @@
+"""Raw events and their application to recipients, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+
+from campaign import tracking
+from campaign.models import Status
+from campaign.store import engine as store_engine
+from campaign.store import repository as repo
+from campaign.store.events import NewEvent
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[repo.Store]:
+    if database_url.startswith("postgresql"):
+        store_engine.upgrade_sync(database_url)
+    opened = await repo.Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def campaign_with(store: repo.Store, n: int) -> repo.CampaignRow:
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="individual", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    ids = [f"+1201555{i:04d}" for i in range(1, n + 1)]
+    frame = pl.DataFrame(
+        {
+            "row": pl.Series(range(1, n + 1), dtype=pl.UInt64),
+            "identity_raw": ids,
+            "identity": ids,
+            "reason": pl.Series([None] * n, dtype=pl.String),
+            "parameters": ["{}"] * n,
+        }
+    )
+    await store.ingest(campaign.id, "SMS", frame, NOW)
+    return campaign
+
+
+def callback(
+    status: str | None,
+    *,
+    message_id: str = "M1",
+    key: str | None = "CK-1",
+    at: int = 1,
+    channel: str = "SMS",
+    code: str | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {
+        "message_id": message_id,
+        "channel_identity": {"channel": channel, "identity": "1"},
+    }
+    body: dict[str, Any] = {
+        "event_time": (NOW + timedelta(seconds=at)).isoformat(),
+        "correlation_id": key or "",
+    }
+    if status is None:
+        body["message_submit_notification"] = payload
+    else:
+        payload["status"] = status
+        if code:
+            payload["reason"] = {"code": code, "description": f"{code} happened"}
+        body["message_delivery_report"] = payload
+    return json.dumps(body).encode()
+
+
+def new(body: bytes, nonce: str | None) -> NewEvent:
+    return NewEvent(NOW, nonce, body.decode(), tracking.parse_callback(body))
+
+
+async def rows(store: repo.Store, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
+    return {r[0]: r async for page in store.report_pages(campaign.id) for r in page}
+
+
+async def send(store: repo.Store, campaign: repo.CampaignRow, n: int) -> list[repo.Claim]:
+    claims = await store.claim(campaign.id, n, NOW)
+    await store.record([repo.Sent(c.id, f"M{c.position}") for c in claims], NOW)
+    return claims
+
+
+async def test_delivery_updates_the_recipient_and_keeps_the_raw_event(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 2)
+    await send(store, campaign, 2)
+    body = callback("DELIVERED", key=None)
+    assert (
+        await store.events.insert(
+            [new(body, "n1"), new(callback("READ", message_id="M2", key=None), "n2")]
+        )
+        == 2
+    )
+    result = await store.events.apply(NOW)
+    assert (result.applied, result.changed, result.waiting) == (2, 2, 0)
+    assert await store.counts(campaign.id) == {Status.DELIVERED: 1, Status.READ: 1}
+    assert await store.events.count(campaign.id) == 2
+
+
+async def test_a_replayed_nonce_adds_nothing(store: repo.Store) -> None:
+    body = callback("DELIVERED")
+    assert await store.events.insert([new(body, "same")]) == 1
+    assert await store.events.insert([new(body, "same")]) == 0
+    assert await store.events.count() == 1
+
+
+async def test_callback_before_the_send_is_recorded_waits_then_applies(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 1)
+    claims = await store.claim(campaign.id, 1, NOW)  # IN_FLIGHT: Sinch answered, not recorded yet
+    await store.events.insert([new(callback("DELIVERED"), "n1")])
+    assert (await store.events.apply(NOW)).waiting == 1
+    assert await store.counts(campaign.id) == {Status.IN_FLIGHT: 1}
+    await store.record([repo.Sent(claims[0].id, "M1")], NOW)
+    assert (await store.events.apply(NOW)).applied == 1
+    assert await store.counts(campaign.id) == {Status.DELIVERED: 1}
+
+
+async def test_unknown_messages_wait_and_other_triggers_are_just_kept(store: repo.Store) -> None:
+    await store.events.insert([new(callback("DELIVERED", message_id="nobody", key=None), "n1")])
+    inbound = json.dumps(
+        {"message": {"id": "x", "contact_message": {"text_message": {"text": "hi"}}}}
+    ).encode()
+    await store.events.insert(
+        [NewEvent(NOW, "n2", inbound.decode(), tracking.parse_callback(inbound))]
+    )
+    result = await store.events.apply(NOW)
+    assert (result.applied, result.waiting) == (0, 1)
+    assert await store.events.count() == 2
+
+
+async def test_in_doubt_is_settled_by_its_key(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 1)
+    await store.claim(campaign.id, 1, NOW)
+    await store.recover_in_flight(campaign.id, NOW)
+    await store.events.insert(
+        [new(callback(None, message_id="M-late", key="CK-1", channel="RCS"), "n1")]
+    )
+    await store.events.apply(NOW)
+    row = (await rows(store, campaign))[1]
+    assert row[4] == "QUEUED"
+    assert row[5] == "M-late"  # the message id we never got an answer with
+    assert row[7] is None  # no longer in doubt
+
+
+async def test_out_of_order_and_duplicates_end_at_the_highest(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 1)
+    await send(store, campaign, 1)
+    sequence = [
+        ("READ", 3),
+        ("QUEUED_ON_CHANNEL", 1),
+        ("DELIVERED", 2),
+        ("READ", 3),
+        ("DELIVERED", 2),
+    ]
+    await store.events.insert(
+        [new(callback(s, at=at), f"n{i}") for i, (s, at) in enumerate(sequence)]
+    )
+    await store.events.apply(NOW)
+    assert await store.counts(campaign.id) == {Status.READ: 1}
+    assert await store.events.count() == 5  # every raw event is kept
+
+
+async def test_failure_reason_is_kept(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 1)
+    await send(store, campaign, 1)
+    await store.events.insert([new(callback("FAILED", code="RECIPIENT_NOT_REACHABLE"), "n1")])
+    await store.events.apply(NOW)
+    row = (await rows(store, campaign))[1]
+    assert (row[4], row[7], row[8]) == (
+        "FAILED",
+        "RECIPIENT_NOT_REACHABLE",
+        "RECIPIENT_NOT_REACHABLE happened",
+    )
