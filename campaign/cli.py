@@ -14,10 +14,12 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from campaign import __version__, demo, errors, jsonutil, reporting, runner, status_view
+from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import Config, load_config
 from campaign.progress import ProgressDisplay
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="validate and plan; write and send nothing"
     )
+    run.add_argument(
+        "--wait-for-delivery",
+        type=float,
+        metavar="SECONDS",
+        help="after sending, receive delivery callbacks (in-process unless [receiver] external)"
+        " until every sent recipient has a final status or SECONDS pass",
+    )
     run.set_defaults(handler=_run, needs_config=True)
 
     status = sub.add_parser("status", parents=[common], help="show campaigns and their counts")
@@ -85,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade", parents=[common], help="migrate the database schema to the latest version"
     )
     upgrade.set_defaults(handler=_db_upgrade, needs_config=True)
+
+    receiver = sub.add_parser(
+        "receiver",
+        parents=[common],
+        help="run the delivery-webhook receiver",
+        description="Receive Sinch's signed delivery callbacks, store each one durably before "
+        "answering 200, and apply it to its recipient. Run it behind a reverse proxy; the "
+        "webhook secret comes from SINCH_WEBHOOK_SECRET.",
+    )
+    receiver.add_argument("--host", help="address to listen on (default: [receiver] host)")
+    receiver.add_argument("--port", type=int, help="port (default: [receiver] port)")
+    receiver.add_argument("--path", help="callback path (default: [receiver] path)")
+    receiver.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="accept unsigned callbacks (local tests only; never in production)",
+    )
+    receiver.set_defaults(handler=_receiver, needs_config=True)
 
     demo = sub.add_parser(
         "demo",
@@ -124,6 +151,7 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         recipients=args.recipients,
         mode=args.mode,
         dry_run=args.dry_run,
+        wait_for_delivery=args.wait_for_delivery,
     )
     return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
 
@@ -140,10 +168,20 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
         else:
             campaigns = await store.list_campaigns()
         views = []
+        now = datetime.now(UTC)
         for campaign in campaigns:
-            counts = await store.counts(campaign.id)
-            errs = await store.error_summary(campaign.id) if args.name else []
-            views.append(status_view.campaign_view(campaign, counts, errs))
+            definition = jsonutil.loads(campaign.definition)
+            stale_after = float(definition.get("stale_after", 3600.0))
+            views.append(
+                status_view.campaign_view(
+                    campaign,
+                    await store.counts(campaign.id),
+                    await store.error_summary(campaign.id) if args.name else [],
+                    await store.delivery_summary(campaign.id),
+                    await store.stale_queued(campaign.id, now - timedelta(seconds=stale_after)),
+                    str(definition.get("in_doubt_policy", "hold")),
+                )
+            )
     if args.json:
         print(jsonutil.dumps(views if not args.name else views[0]))
     elif not views:
@@ -170,6 +208,28 @@ async def _db_upgrade(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
     await asyncio.to_thread(store_engine.upgrade_sync, config.database.url)
     print(f"database {store_engine.safe_url(config.database.url)} is at the latest schema")
+    return EXIT_OK
+
+
+async def _receiver(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    settings = receiver_mod.ReceiverSettings(
+        path=args.path or config.receiver.path,
+        secret=config.sinch.webhook_secret,
+        allow_unsigned=args.unsigned,
+        timestamp_window_s=config.receiver.timestamp_window,
+    )
+    settings.require_secret()  # refuse to start unsigned before opening anything
+    stop = _stop_event()
+    async with open_runtime(config, sinch=False) as runtime:
+        await receiver_mod.serve(
+            runtime.need_store(),
+            settings,
+            args.host or config.receiver.host,
+            config.receiver.port if args.port is None else args.port,
+            stop,
+            print_fn=_print,
+        )
     return EXIT_OK
 
 

@@ -82,6 +82,10 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     path: str = "/sinch/callbacks"
+    timestamp_window: float = 300.0  # seconds a signed callback's timestamp may be off
+    # true: a separate `campaign receiver` feeds the same database, so `campaign run
+    # --wait-for-delivery` only waits and starts no receiver of its own.
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ class SandboxConfig:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     rate_limit: int = 800
+    # Delivery simulation (with --wait-for-delivery): identities matching this regular
+    # expression fail with RECIPIENT_NOT_REACHABLE; the others are delivered after about
+    # `delivered_delay` seconds and, on channels that report it, read after `read_delay` more.
+    fail_pattern: str = ""
+    delivered_delay: float = 1.0
+    read_delay: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from campaign.config import (
     SANDBOX_KEY_ID,
     SANDBOX_KEY_SECRET,
     SANDBOX_PROJECT_ID,
+    SANDBOX_WEBHOOK_SECRET,
     Config,
     DatabaseConfig,
     SandboxConfig,
@@ -46,10 +47,14 @@ def demo_config(database: Path) -> Config:
             app_id=SANDBOX_APP_ID,
             key_id=SANDBOX_KEY_ID,
             key_secret=Secret(SANDBOX_KEY_SECRET),
+            webhook_secret=Secret(SANDBOX_WEBHOOK_SECRET),
             sandbox=True,
         ),
         database=DatabaseConfig(url=f"sqlite:///{database}"),
-        sandbox=SandboxConfig(latency_ms=40.0, jitter_ms=20.0),
+        # About 1% of numbers are unreachable, so the report shows failures with a reason.
+        sandbox=SandboxConfig(
+            latency_ms=40.0, jitter_ms=20.0, fail_pattern=r"[0-9]*(13|77)$", delivered_delay=1.0
+        ),
     )
 
 
@@ -76,7 +81,9 @@ async def run_demo(
         f"({config.sandbox.latency_ms:.0f}±{config.sandbox.jitter_ms:.0f} ms latency, "
         f"{config.sending.requests_per_second:,.0f} requests/s)"
     )
-    options = runner.RunOptions(campaign_file=campaign_file, mode="individual")
+    options = runner.RunOptions(
+        campaign_file=campaign_file, mode="individual", wait_for_delivery=60.0
+    )
     code = await runner.run(config, options, stop=stop, display=display)
     if code == runner.EXIT_INTERRUPTED:
         return code

@@ -27,14 +27,17 @@ class Snapshot:
     rate: float
     limit: float | None
     detail: str
+    unit: str = "req/s"
 
 
 class RateMeter:
     """Requests per second over the last few seconds (the current rate, not the average)."""
 
-    def __init__(self, span: float = 3.0) -> None:
+    def __init__(self, span: float = 3.0, *, start: float | None = None) -> None:
         self.span = span
         self._points: deque[tuple[float, int]] = deque()
+        if start is not None:
+            self._points.append((start, 0))
 
     def rate(self, now: float, count: int) -> float:
         self._points.append((now, count))
@@ -60,7 +63,7 @@ def snapshot(
 
 def _rate_text(snap: Snapshot) -> str:
     limit = f" / {snap.limit:,.0f}" if snap.limit else ""
-    return f"{snap.rate:,.0f}{limit} req/s"
+    return f"{snap.rate:,.0f}{limit} {snap.unit}"
 
 
 class ProgressDisplay:

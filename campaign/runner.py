@@ -7,17 +7,19 @@ one does nothing. The recipients file is read once, into the store; later runs u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import polars as pl
 import ulid
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import campaignfile, loading, planning, rendering
 from campaign.config import Config
@@ -41,6 +43,7 @@ class RunOptions:
     recipients: Path | None = None
     mode: str | None = None
     dry_run: bool = False
+    wait_for_delivery: float | None = None  # seconds to wait for callbacks after sending
 
 
 def _now() -> datetime:
@@ -124,6 +127,10 @@ async def dry_run(
         f"time          {plan.seconds:,.1f} s at {config.sending.requests_per_second:,.0f} "
         "requests/s"
     )
+    out(
+        f"in doubt      policy {spec.in_doubt_policy}, after {spec.in_doubt_grace:g} s "
+        "without a callback"
+    )
     out("dry run: nothing was written or sent")
     return 0
 
@@ -169,8 +176,11 @@ async def run(
         return await dry_run(spec, config, out)
     source = open_source(spec)  # file-level problems stop us before anything is written
     template = rendering.MessageTemplate.compile(spec.message)
-    async with open_runtime(config) as runtime:
+    waits = options.wait_for_delivery is not None
+    async with open_runtime(config, receiver=waits and not config.receiver.external) as runtime:
         store = runtime.need_store()
+        if runtime.receiver is not None:
+            out(f"receiving delivery callbacks on {runtime.receiver.url}")
         campaign = await store.find_campaign(spec.name)
         if campaign is None:
             campaign = await store.create_campaign(
@@ -196,6 +206,11 @@ async def run(
             out(
                 f"{spec.name}: {recovered:,} recipients were in flight when a run stopped: IN_DOUBT"
             )
+        if spec.in_doubt_policy == "resend":
+            older = _now() - timedelta(seconds=spec.in_doubt_grace)
+            again = await store.resend_in_doubt(campaign.id, older, _now())
+            if again:
+                out(f"{spec.name}: {again:,} IN_DOUBT recipients had no callback: sending again")
         counts = await store.counts(campaign.id)
         total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
         already = total - counts.get(Status.PENDING, 0)
@@ -212,7 +227,7 @@ async def run(
             stop=stop,
             stats=stats,
         )
-        meter = RateMeter()
+        meter = RateMeter(start=time.monotonic())
 
         def read() -> Snapshot:
             rate = meter.rate(time.monotonic(), stats.requests)
@@ -222,13 +237,71 @@ async def run(
             finished = await dispatcher.run()
         if finished:
             await store.set_campaign(campaign.id, now=_now(), state="DONE")
+            if options.wait_for_delivery is not None:
+                await wait_for_delivery(
+                    store, campaign.id, options.wait_for_delivery, stop, display, out
+                )
         counts = await store.counts(campaign.id)
         errors = await store.error_summary(campaign.id)
-        display.table(f"summary: {spec.name}", summary_lines(spec.name, counts, errors))
+        lines = summary_lines(spec.name, counts, errors)
+        delivery = await store.delivery_summary(campaign.id)
+        if delivery["accepted"]:
+            accepted = delivery["accepted"]
+            lines.append(("delivered (of accepted)", f"{delivery['delivered'] / accepted:.1%}"))
+            lines.append(("read (of accepted)", f"{delivery['read'] / accepted:.1%}"))
+        lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))
+        display.table(f"summary: {spec.name}", lines)
         if not finished:
             out(f"{spec.name}: interrupted; run the same command again to resume")
             return EXIT_INTERRUPTED
         return exit_code_for(counts)
 
 
-__all__ = ["CampaignError", "RunOptions", "run"]
+# Statuses after which a callback is still expected.
+AWAITING = (Status.QUEUED, Status.QUEUED_ON_CHANNEL, Status.SWITCHING_CHANNEL)
+
+
+async def wait_for_delivery(
+    store: Store,
+    campaign_id: int,
+    seconds: float,
+    stop: asyncio.Event,
+    display: ProgressDisplay,
+    out: Callable[[str], None],
+) -> bool:
+    """Wait until no sent recipient still expects a callback (True), or time runs out."""
+    deadline = time.monotonic() + seconds
+    counts = await store.counts(campaign_id)
+    received = await store.events.count(campaign_id)
+    meter = RateMeter(start=time.monotonic())
+
+    def read() -> Snapshot:
+        waiting = sum(counts.get(s, 0) for s in AWAITING)
+        settled = sum(counts.get(s, 0) for s in (Status.DELIVERED, Status.READ, Status.FAILED))
+        detail = (
+            f"delivered {counts.get(Status.DELIVERED, 0):,} · read {counts.get(Status.READ, 0):,}"
+            f" · failed {counts.get(Status.FAILED, 0):,} · waiting {waiting:,}"
+        )
+        rate = meter.rate(time.monotonic(), received - first)
+        return Snapshot(settled, settled + waiting, rate, None, detail, "callbacks/s")
+
+    first = received
+    async with display.track("delivery", read):
+        while True:
+            with contextlib.suppress(SQLAlchemyError):  # another applier got there first
+                await store.events.apply(_now())
+            counts = await store.counts(campaign_id)
+            received = await store.events.count(campaign_id)
+            if not any(counts.get(s, 0) for s in AWAITING):
+                return True
+            if stop.is_set() or time.monotonic() >= deadline:
+                waiting = sum(counts.get(s, 0) for s in AWAITING)
+                out(
+                    f"stopped waiting for delivery: {waiting:,} recipients have no final status yet"
+                )
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+__all__ = ["CampaignError", "RunOptions", "run", "wait_for_delivery"]

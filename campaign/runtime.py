@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from campaign.config import Config
-from campaign.sandbox import SandboxServer, SandboxSettings
+from campaign.receiver import ReceiverServer, ReceiverSettings
+from campaign.sandbox import FailureRule, SandboxServer, SandboxSettings
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store.repository import Store
 
@@ -22,6 +23,7 @@ class Runtime:
     store: Store | None = None
     client: SinchClient | None = None
     sandbox: SandboxServer | None = None
+    receiver: ReceiverServer | None = None
 
     def need_store(self) -> Store:
         assert self.store is not None, "runtime opened without a store"
@@ -35,15 +37,22 @@ class Runtime:
 def embedded_sandbox_settings(config: Config) -> SandboxSettings:
     """The embedded sandbox accepts exactly the credentials the config will present."""
     sinch = config.sinch
+    box = config.sandbox
+    rules = (FailureRule(pattern=box.fail_pattern),) if box.fail_pattern else ()
     return SandboxSettings(
         project_id=sinch.project_id,
         app_ids=(sinch.app_id,),
         key_id=sinch.key_id,
         key_secret=sinch.key_secret.reveal(),
         webhook_secret=sinch.webhook_secret.reveal() if sinch.webhook_secret else None,
-        latency_ms=config.sandbox.latency_ms,
-        jitter_ms=config.sandbox.jitter_ms,
-        rate_limit=config.sandbox.rate_limit,
+        latency_ms=box.latency_ms,
+        jitter_ms=box.jitter_ms,
+        rate_limit=box.rate_limit,
+        failure_rules=rules,
+        delivered_delay_s=box.delivered_delay,
+        delivered_jitter_s=box.delivered_delay / 2,
+        read_delay_s=box.read_delay,
+        read_jitter_s=box.read_delay / 2,
     )
 
 
@@ -53,19 +62,41 @@ async def open_runtime(
     *,
     store: bool = True,
     sinch: bool = True,
+    receiver: bool = False,
     sandbox_settings: SandboxSettings | None = None,
 ) -> AsyncIterator[Runtime]:
+    """Open what the command needs, in dependency order: the store, the in-process receiver
+    (it writes to the store), the embedded sandbox (it calls the receiver back), the HTTP
+    session. They close in reverse order."""
     async with contextlib.AsyncExitStack() as stack:
         runtime = Runtime(config)
+        if store or receiver:
+            runtime.store = await Store.open(config.database.url)
+            stack.push_async_callback(runtime.store.close)
+        if receiver:
+            assert runtime.store is not None
+            settings = ReceiverSettings(
+                path=config.receiver.path,
+                secret=config.sinch.webhook_secret,
+                timestamp_window_s=config.receiver.timestamp_window,
+            )
+            # Behind the embedded sandbox, any free local port; for Sinch, the configured one.
+            host, port = (
+                ("127.0.0.1", 0)
+                if config.sinch.sandbox
+                else (config.receiver.host, config.receiver.port)
+            )
+            runtime.receiver = await stack.enter_async_context(
+                ReceiverServer(runtime.store, settings, host, port)
+            )
         if sinch and config.sinch.sandbox:
-            settings = sandbox_settings or embedded_sandbox_settings(config)
-            runtime.sandbox = await stack.enter_async_context(SandboxServer(settings))
+            settings_ = sandbox_settings or embedded_sandbox_settings(config)
+            if runtime.receiver is not None:
+                settings_ = dataclasses.replace(settings_, callback_url=runtime.receiver.url)
+            runtime.sandbox = await stack.enter_async_context(SandboxServer(settings_))
             runtime.config = dataclasses.replace(
                 config, sinch=config.sinch.pointed_at(runtime.sandbox.url)
             )
-        if store:
-            runtime.store = await Store.open(config.database.url)
-            stack.push_async_callback(runtime.store.close)
         if sinch:
             session = open_session(runtime.config.sinch)
             stack.push_async_callback(session.close)

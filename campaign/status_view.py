@@ -9,11 +9,22 @@ from campaign.models import Status
 from campaign.store.repository import CampaignRow
 
 
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
 def campaign_view(
-    campaign: CampaignRow, counts: Mapping[Status, int], errors: Sequence[tuple[str, str, int]]
+    campaign: CampaignRow,
+    counts: Mapping[Status, int],
+    errors: Sequence[tuple[str, str, int]],
+    delivery: Mapping[str, int] | None = None,
+    stale: int = 0,
+    policy: str = "hold",
 ) -> dict[str, Any]:
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
+    delivery = delivery or {}
+    accepted = delivery.get("accepted", 0)
     return {
         "name": campaign.name,
         "mode": campaign.mode,
@@ -25,6 +36,13 @@ def campaign_view(
         "errors": [
             {"status": status, "code": code, "count": count} for status, code, count in errors
         ],
+        "accepted": accepted,
+        "delivery_rate": _share(delivery.get("delivered", 0), accepted),
+        "read_rate": _share(delivery.get("read", 0), accepted),
+        "failed_after_acceptance": delivery.get("failed", 0),
+        "in_doubt": counts.get(Status.IN_DOUBT, 0),
+        "in_doubt_policy": policy,
+        "stale": stale,
         "created_at": campaign.created_at.isoformat(),
         "updated_at": campaign.updated_at.isoformat(),
     }
@@ -39,6 +57,18 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{view['settled']:,}/{view['rows']:,} settled"
         )
         lines.append("  " + "  ".join(f"{k} {v:,}" for k, v in counts.items()))
+        if view.get("accepted"):
+            rates = f"  accepted by Sinch {view['accepted']:,}"
+            if view["delivery_rate"] is not None:
+                rates += f" · delivered {view['delivery_rate']:.1%} · read {view['read_rate']:.1%}"
+            lines.append(rates)
+        if view.get("in_doubt"):
+            lines.append(
+                f"  in doubt {view['in_doubt']:,} (policy: {view['in_doubt_policy']}; "
+                "sent, but Sinch's answer was lost)"
+            )
+        if view.get("stale"):
+            lines.append(f"  stale {view['stale']:,} (queued, no callback yet: a stuck channel?)")
         for error in view["errors"][:10]:
             lines.append(f"    {error['status']:<10} {error['code']:<28} {error['count']:,}")
     return lines

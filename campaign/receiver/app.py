@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -35,7 +35,7 @@ class ReceiverState:
 
     store: repository.Store
     settings: ReceiverSettings
-    secret: str | None
+    secret: str | None = field(repr=False)
     stats: ReceiverStats
     nonces: checks.NonceWindow
     committer: Committer
@@ -69,8 +69,7 @@ def make_app(store: repository.Store, settings: ReceiverSettings) -> web.Applica
     app.cleanup_ctx.append(_committer_ctx)
     app.router.add_post(settings.path, _callback)
     app.router.add_get(settings.path.rstrip("/") + "/health", _health)
-    if settings.path.rstrip("/") + "/health" != "/healthz":
-        app.router.add_get("/healthz", _health)
+    app.router.add_get("/healthz", _health)
     return app
 
 

@@ -121,6 +121,7 @@ class Committer:
         self._apply_wanted.set()
         await applies
         if self._unapplied:
+            # One more slice; a larger backlog stays stored and waits for the next applier.
             await self._apply()
 
     # --- committing ---------------------------------------------------------------------------
@@ -208,27 +209,35 @@ class Committer:
         wanted, stopping = self._apply_wanted, self._stopping
         assert wanted is not None
         assert stopping is not None
+        backlog = False
         while True:
-            timeout = self._settings.apply_retry_s if self._apply_again else None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await wanted.wait()
+            if not backlog:
+                timeout = self._settings.apply_retry_s if self._apply_again else None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await wanted.wait()
             if stopping.is_set():
                 return
             wanted.clear()
-            await self._apply()
-            # Let commits pile up for a moment: one apply then covers all of them.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.apply_interval_s):
-                    await stopping.wait()
+            backlog = await self._apply()
+            if not backlog:
+                # Let commits pile up for a moment: one apply then covers all of them.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.apply_interval_s):
+                        await stopping.wait()
 
-    async def _apply(self) -> None:
+    async def _apply(self) -> bool:
+        """Apply one slice of waiting events; True when more could be applied right away.
+
+        Slices are small (``apply_batch``) so that a commit never waits long for the lock:
+        with a backlog the applier and the committer take turns.
+        """
         stats = self._stats
         self._unapplied = False
         now = datetime.fromtimestamp(self._settings.clock(), UTC)
         try:
             async with self._write_lock:
-                result = await self._store.events.apply(now, limit=self._settings.max_batch)
+                result = await self._store.events.apply(now, limit=self._settings.apply_batch)
         except Exception as exc:  # supervision point: applying is retried later, never fatal
             stats.apply_failures += 1
             self._apply_again = True
@@ -237,12 +246,10 @@ class Committer:
                 describe_error(exc),
                 extra={"action": "receiver.apply_failed"},
             )
-            return
+            return False
         stats.applied += result.applied
         stats.waiting = result.waiting
         self._apply_again = result.waiting > 0
-        if result.applied and result.waiting and self._apply_wanted is not None:
-            self._apply_wanted.set()  # a backlog: go on (after the interval)
         if result.applied:
             log.debug(
                 "applied %d events (%d recipients changed, %d waiting)",
@@ -251,3 +258,4 @@ class Committer:
                 result.waiting,
                 extra={"action": "receiver.apply"},
             )
+        return result.applied > 0 and result.waiting > 0

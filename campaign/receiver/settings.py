@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from campaign.config import ReceiverConfig, SinchConfig
 from campaign.errors import ConfigError
 from campaign.secrets import Secret
 
@@ -32,7 +33,8 @@ class ReceiverSettings:
     max_json_depth: int = 64
     max_batch: int = 2000  # events per group commit
     max_pending: int = 50_000  # events queued for the committer before new ones get 503
-    apply_interval_s: float = 0.2  # at most one apply per interval, batching many commits
+    apply_batch: int = 250  # events per apply transaction (a commit may wait for one)
+    apply_interval_s: float = 0.2  # without a backlog, at most one apply per interval
     apply_retry_s: float = 5.0  # apply again after this long while events wait or it failed
     max_nonces: int = 1_000_000  # nonces held in memory for replay checks
     clock: Callable[[], float] = field(default=time.time, compare=False)  # Unix seconds
@@ -42,11 +44,25 @@ class ReceiverSettings:
             raise ConfigError(f"receiver path {self.path!r} must start with '/' (no query)")
         if self.timestamp_window_s <= 0:
             raise ConfigError("receiver timestamp_window_s must be positive")
-        for name in ("max_body_bytes", "max_json_depth", "max_batch", "max_pending", "max_nonces"):
+        for name in (
+            "max_body_bytes",
+            "max_json_depth",
+            "max_batch",
+            "max_pending",
+            "max_nonces",
+            "apply_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"receiver {name} must be at least 1")
         if self.apply_interval_s < 0 or self.apply_retry_s <= 0:
             raise ConfigError("receiver apply_interval_s must be >= 0, apply_retry_s positive")
+
+    @classmethod
+    def from_config(
+        cls, receiver: ReceiverConfig, sinch: SinchConfig, *, allow_unsigned: bool = False
+    ) -> ReceiverSettings:
+        """The settings for ``campaign receiver`` / ``campaign run`` from the loaded config."""
+        return cls(path=receiver.path, secret=sinch.webhook_secret, allow_unsigned=allow_unsigned)
 
     def require_secret(self) -> str | None:
         """The secret's value for HMAC checks; raises ConfigError when it is needed but absent."""

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from campaign.sandbox import channels, responses
@@ -39,13 +39,18 @@ class DeliveryStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Event:
-    """One callback-worthy event, ``offset_s`` seconds after the message was accepted."""
+    """One callback-worthy event, sent ``offset_s`` seconds after the message was accepted.
+
+    ``happened_s`` is when the event happened on the channel (the callback's ``event_time``);
+    it equals ``offset_s`` unless reordering sends it at another moment.
+    """
 
     offset_s: float
     trigger: Trigger
     hop: Hop
     status: DeliveryStatus | None = None
     reason: FailureRule | None = None
+    happened_s: float | None = None
 
 
 def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) -> list[Event]:
@@ -84,7 +89,11 @@ def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) ->
     if settings.reorder and len(events) > 1:
         offsets = [event.offset_s for event in events]
         rng.shuffle(offsets)
-        events = [dataclasses.replace(e, offset_s=o) for e, o in zip(events, offsets, strict=True)]
+        # Sent in another order, but each still says when it happened, as Sinch's would.
+        events = [
+            dataclasses.replace(e, offset_s=o, happened_s=e.offset_s)
+            for e, o in zip(events, offsets, strict=True)
+        ]
     return events
 
 
@@ -97,11 +106,16 @@ def callback_body(message: SentMessage, event: Event, now: datetime) -> dict[str
         "app_id": "",
     }
     stamp = responses.iso_millis(now)
+    happened = (
+        responses.iso_millis(message.accepted_time + timedelta(seconds=event.happened_s))
+        if event.happened_s is not None
+        else stamp
+    )
     body: dict[str, Any] = {
         "app_id": message.app_id,
         "project_id": message.project_id,
         "accepted_time": stamp,
-        "event_time": stamp,
+        "event_time": happened,
         "message_metadata": message.message_metadata,
         "correlation_id": message.correlation_id,
     }

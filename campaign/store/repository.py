@@ -457,6 +457,20 @@ class Store:
             )
         return int(result.rowcount)
 
+    async def delivery_summary(self, campaign_id: int) -> dict[str, int]:
+        """Accepted by Sinch, delivered (or read), read, and failed after acceptance."""
+        accepted = C.message_id.is_not(None)
+        statuses = (Status.DELIVERED.value, Status.READ.value)
+        query = select(
+            func.count().filter(accepted),
+            func.count().filter(accepted, C.status.in_(statuses)),
+            func.count().filter(accepted, C.status == Status.READ.value),
+            func.count().filter(accepted, C.status == Status.FAILED.value),
+        ).where(C.campaign_id == campaign_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return dict(zip(("accepted", "delivered", "read", "failed"), map(int, row), strict=True))
+
     async def stale_queued(self, campaign_id: int, older_than: datetime) -> int:
         """QUEUED rows sent before ``older_than`` that no callback has moved since."""
         async with self.engine.connect() as conn:
