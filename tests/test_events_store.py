@@ -179,3 +179,36 @@ async def test_failure_reason_is_kept(store: repo.Store) -> None:
         "RECIPIENT_NOT_REACHABLE",
         "RECIPIENT_NOT_REACHABLE happened",
     )
+
+
+async def test_in_doubt_past_the_grace_period_can_be_sent_again(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 2)
+    await store.claim(campaign.id, 2, NOW)
+    await store.recover_in_flight(campaign.id, NOW)  # both IN_DOUBT, updated at NOW
+    assert await store.resend_in_doubt(campaign.id, NOW - timedelta(seconds=1), NOW) == 0
+    # one is settled by a callback before the grace period ends
+    await store.events.insert([new(callback("DELIVERED", message_id="X", key="CK-1"), "n1")])
+    await store.events.apply(NOW)
+    later = NOW + timedelta(minutes=11)
+    assert await store.resend_in_doubt(campaign.id, later - timedelta(minutes=10), later) == 1
+    counts = await store.counts(campaign.id)
+    assert counts == {Status.DELIVERED: 1, Status.PENDING: 1}
+    again = await store.claim(campaign.id, 5, later)
+    assert [(c.position, c.attempts) for c in again] == [(2, 2)]
+
+
+async def test_delivery_summary_and_stale_counts(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 4)
+    await send(store, campaign, 4)
+    await store.events.insert(
+        [
+            new(callback("READ", message_id="M1", key=None), "a"),
+            new(callback("DELIVERED", message_id="M2", key=None), "b"),
+            new(callback("FAILED", message_id="M3", key=None, code="X"), "c"),
+        ]
+    )
+    await store.events.apply(NOW)
+    summary = await store.delivery_summary(campaign.id)
+    assert summary == {"accepted": 4, "delivered": 2, "read": 1, "failed": 1}
+    assert await store.stale_queued(campaign.id, NOW + timedelta(hours=1)) == 1  # M4 heard nothing
+    assert await store.stale_queued(campaign.id, NOW - timedelta(hours=1)) == 0

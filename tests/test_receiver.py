@@ -198,6 +198,15 @@ def test_nonce_window_expires_discards_and_stays_bounded() -> None:
     assert len(window) == 3
 
 
+def test_settings_from_config_and_no_secret_in_reprs() -> None:
+    receiver_config = config.ReceiverConfig(path="/hooks")
+    sinch = SinchConfig(webhook_secret=Secret(SECRET))
+    settings = ReceiverSettings.from_config(receiver_config, sinch, allow_unsigned=False)
+    assert settings.path == "/hooks"
+    assert settings.require_secret() == SECRET
+    assert SECRET not in repr(settings)
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="path"):
         ReceiverSettings(path="callbacks")
@@ -448,6 +457,51 @@ async def test_database_down_is_503_then_the_retry_succeeds(
     assert health["status"] == "ok"
     rows = await stored_rows(store)
     assert [r.message_id for r in rows] == ["BEFORE", "OUTAGE", "AFTER"]
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_postgres_backends_terminated_then_reconnects(
+    start: Start, store: repo.Store, database_url: str
+) -> None:
+    """A Postgres outage of another kind: the server drops every connection."""
+    async with start() as client:
+        assert await client.post_signed(delivery("BEFORE")) == 200
+        engine = create_engine(store_engine.sync_url(database_url))
+        try:
+            with engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            engine.dispose()
+        body = delivery("AFTER")
+        headers = signed(body)
+        status = (await client.post(body, headers))[0]
+        if status == 503:  # the pool noticed only now; the retry gets a fresh connection
+            status = (await client.post(body, headers))[0]
+        assert status == 200
+    assert [r.message_id for r in await stored_rows(store)] == ["BEFORE", "AFTER"]
+
+
+async def test_a_full_queue_answers_503_and_every_200_is_stored(
+    start: Start, store: repo.Store
+) -> None:
+    insert = store.events.insert
+
+    async def slow_insert(batch: Any) -> int:
+        await asyncio.sleep(0.3)
+        return await insert(batch)
+
+    store.events.insert = slow_insert  # type: ignore[method-assign]
+    async with start(max_pending=5, max_batch=5) as client:
+        statuses = await asyncio.gather(*(client.post_signed(delivery(f"Q{i}")) for i in range(40)))
+    assert set(statuses) == {200, 503}
+    assert await store.events.count() == statuses.count(200)
 
 
 async def test_a_value_the_database_refuses_fails_alone(start: Start, store: repo.Store) -> None:
