@@ -227,7 +227,8 @@ class Dispatcher:
             except errors.SinchError as exc:
                 outcome = self._after_error(claim, exc)
             else:
-                outcome = repo.Sent(claim.id, accepted.message_id)
+                key = planning.recipient_key(self._campaign.key, claim.position)
+                outcome = repo.Sent(claim.id, accepted.message_id, key=key)
                 self.stats.sent += 1
         except asyncio.CancelledError:
             outcome = (
@@ -280,17 +281,20 @@ class Dispatcher:
                 return
             outcomes, self._outcomes = self._outcomes, []
             await self._store.record(outcomes, self._clock())
-            if any(isinstance(o, repo.Sent) for o in outcomes):
-                await self._apply_waiting_events()
+            sent = [o for o in outcomes if isinstance(o, repo.Sent)]
+            if sent:
+                await self._apply_waiting_events(sent)
 
-    async def _apply_waiting_events(self) -> None:
+    async def _apply_waiting_events(self, sent: list[repo.Sent]) -> None:
         """Callbacks that arrived before their sends were recorded can be applied now.
 
         A supervision point: the receiver (maybe another process) applies events too, and a
         conflict there must never stop the sending; what is not applied now waits for later.
         """
         try:
-            await self._store.events.apply(self._clock())
+            await self._store.events.apply_for(
+                [s.message_id for s in sent], [s.key for s in sent if s.key], self._clock()
+            )
         except SQLAlchemyError as exc:
             logger.warning(
                 "could not apply waiting delivery events: %s",

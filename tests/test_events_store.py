@@ -14,7 +14,7 @@ from campaign import tracking
 from campaign.models import Status
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
-from campaign.store.events import NewEvent
+from campaign.store.events import RECHECK_S, NewEvent
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -113,14 +113,20 @@ async def test_a_replayed_nonce_adds_nothing(store: repo.Store) -> None:
 
 
 async def test_callback_before_the_send_is_recorded_waits_then_applies(store: repo.Store) -> None:
-    campaign = await campaign_with(store, 1)
-    claims = await store.claim(campaign.id, 1, NOW)  # IN_FLIGHT: Sinch answered, not recorded yet
+    campaign = await campaign_with(store, 2)
+    claims = await store.claim(campaign.id, 2, NOW)  # IN_FLIGHT: Sinch answered, not recorded yet
     await store.events.insert([new(callback("DELIVERED"), "n1")])
-    assert (await store.events.apply(NOW)).waiting == 1
-    assert await store.counts(campaign.id) == {Status.IN_FLIGHT: 1}
-    await store.record([repo.Sent(claims[0].id, "M1")], NOW)
-    assert (await store.events.apply(NOW)).applied == 1
-    assert await store.counts(campaign.id) == {Status.DELIVERED: 1}
+    await store.events.insert([new(callback("READ", message_id="M2", key="CK-2"), "n2")])
+    assert (await store.events.apply(NOW)).waiting == 2
+    assert await store.counts(campaign.id) == {Status.IN_FLIGHT: 2}
+    await store.record([repo.Sent(c.id, f"M{c.position}") for c in claims], NOW)
+    # What the dispatcher does right after recording: apply what waited for these sends.
+    assert (await store.events.apply_for(["M1"], ["CK-1"], NOW)).applied == 1
+    assert await store.counts(campaign.id) == {Status.DELIVERED: 1, Status.QUEUED: 1}
+    # Anything else that waited is looked at again after the recheck period.
+    assert (await store.events.apply(NOW)).applied == 0
+    assert (await store.events.apply(NOW + timedelta(seconds=RECHECK_S + 1))).applied == 1
+    assert await store.counts(campaign.id) == {Status.DELIVERED: 1, Status.READ: 1}
 
 
 async def test_unknown_messages_wait_and_other_triggers_are_just_kept(store: repo.Store) -> None:

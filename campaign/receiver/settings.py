@@ -33,7 +33,7 @@ class ReceiverSettings:
     max_json_depth: int = 64
     max_batch: int = 2000  # events per group commit
     max_pending: int = 50_000  # events queued for the committer before new ones get 503
-    apply_batch: int = 250  # events per apply transaction (a commit may wait for one)
+    apply_batch: int = 1000  # events per apply transaction (a commit may wait for one)
     apply_interval_s: float = 0.2  # without a backlog, at most one apply per interval
     apply_retry_s: float = 5.0  # apply again after this long while events wait or it failed
     max_nonces: int = 1_000_000  # nonces held in memory for replay checks
@@ -62,7 +62,12 @@ class ReceiverSettings:
         cls, receiver: ReceiverConfig, sinch: SinchConfig, *, allow_unsigned: bool = False
     ) -> ReceiverSettings:
         """The settings for ``campaign receiver`` / ``campaign run`` from the loaded config."""
-        return cls(path=receiver.path, secret=sinch.webhook_secret, allow_unsigned=allow_unsigned)
+        return cls(
+            path=receiver.path,
+            secret=sinch.webhook_secret,
+            allow_unsigned=allow_unsigned,
+            timestamp_window_s=receiver.timestamp_window,
+        )
 
     def require_secret(self) -> str | None:
         """The secret's value for HMAC checks; raises ConfigError when it is needed but absent."""

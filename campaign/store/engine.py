@@ -72,12 +72,32 @@ def _sqlite_file(parsed: URL) -> Path | None:
     return Path(database)
 
 
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+    # The driver would only BEGIN at the first write, leaving earlier reads outside the
+    # transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit our own in "begin".
+    dbapi_connection.isolation_level = None
+    _sqlite_pragmas(dbapi_connection, record)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """BEGIN for every transaction, so its reads belong to it; BEGIN IMMEDIATE (take the write
+    lock now, wait for it with busy_timeout) for read-then-write work such as applying events,
+    which would otherwise fail when another writer commits between its read and its write."""
+    immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# Execution option: start this connection's transactions with BEGIN IMMEDIATE on SQLite.
+SQLITE_IMMEDIATE = "campaign_sqlite_immediate"
+
+
 def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
 

@@ -8,9 +8,10 @@ NULL) and is applied once the send is recorded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, tuple_, update
@@ -19,12 +20,41 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign import planning, tracking
 from campaign.models import Status
+from campaign.store.engine import SQLITE_IMMEDIATE
 from campaign.store.tables import campaigns, events, recipients
 
 E = events.c
 R = recipients.c
 _CHUNK = 500
+RECHECK_S = 5.0  # how often an event that matched nothing is tried again
 _NOTHING_TO_APPLY = frozenset({tracking.DELIVERY, tracking.SUBMIT})
+
+
+_WAITING = select(
+    E.id,
+    E.message_id,
+    E.recipient_key,
+    E.trigger,
+    E.status,
+    E.channel,
+    E.event_time,
+    E.reason_code,
+    E.reason_description,
+).where(E.applied_at.is_(None))
+
+
+def _event(row: Any) -> tracking.Event:
+    return tracking.Event(
+        trigger=row.trigger,
+        message_id=row.message_id,
+        status=Status(row.status) if row.status in Status.__members__ else None,
+        channel=row.channel,
+        event_time=row.event_time,
+        key=row.recipient_key,
+        batch_id=None,
+        reason_code=row.reason_code,
+        reason_description=row.reason_description,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,63 +141,83 @@ class EventStore:
             return int(await conn.scalar(query) or 0)
 
     async def apply(self, now: datetime, limit: int = 5000) -> ApplyResult:
-        """Apply waiting events, oldest first, to the recipients they are about."""
-        async with self._apply_lock, self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        E.id,
-                        E.message_id,
-                        E.recipient_key,
-                        E.trigger,
-                        E.status,
-                        E.channel,
-                        E.event_time,
-                        E.reason_code,
-                        E.reason_description,
-                    )
-                    .where(E.applied_at.is_(None))
-                    .order_by(E.id)
-                    .limit(limit)
+        """Apply waiting events, oldest first, to the recipients they are about.
+
+        Events never looked at come first; events that could not be matched before (their
+        send is not recorded yet, or they are not ours) are looked at again only every
+        ``RECHECK_S`` seconds, so that any number of them never holds newer ones back.
+        """
+        fresh = _WAITING.where(E.checked_at.is_(None)).order_by(E.id).limit(limit)
+        due = (
+            _WAITING.where(E.checked_at < now - timedelta(seconds=RECHECK_S))
+            .order_by(E.id)
+            .limit(limit)
+        )
+        async with self._apply_lock, self._transaction() as conn:
+            rows = list((await conn.execute(fresh)).all())
+            if len(rows) < limit:
+                rows += (await conn.execute(due.limit(limit - len(rows)))).all()
+            applied, changed = await self._apply_rows(conn, rows, now)
+        return ApplyResult(applied, changed, await self.waiting())
+
+    async def apply_for(
+        self, message_ids: Sequence[str], keys: Sequence[str], now: datetime
+    ) -> ApplyResult:
+        """Apply the waiting events about these sends, just recorded: a callback that arrived
+        before its send was recorded takes effect now, not at the next recheck."""
+        if not message_ids and not keys:
+            return ApplyResult(0, 0, 0)
+        async with self._apply_lock, self._transaction() as conn:
+            rows: list[Any] = []
+            for chunk in _chunks(list(message_ids)):
+                rows += (await conn.execute(_WAITING.where(E.message_id.in_(chunk)))).all()
+            for chunk in _chunks(list(keys)):
+                rows += (await conn.execute(_WAITING.where(E.recipient_key.in_(chunk)))).all()
+            unique = sorted({row.id: row for row in rows}.values(), key=lambda row: row.id)
+            applied, changed = await self._apply_rows(conn, unique, now)
+        return ApplyResult(applied, changed, 0)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that reads and then writes: BEGIN IMMEDIATE on SQLite, so no other
+        writer can commit between the two."""
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
+
+    async def _apply_rows(
+        self, conn: AsyncConnection, rows: Sequence[Any], now: datetime
+    ) -> tuple[int, int]:
+        if not rows:
+            return 0, 0
+        found = await self._recipients(conn, rows)
+        applied: list[dict[str, Any]] = []
+        unmatched: list[dict[str, Any]] = []
+        changed: dict[int, tuple[_Recipient, tracking.Change, Status]] = {}
+        for row in rows:
+            recipient = found.get(("m", row.message_id)) or found.get(("k", row.recipient_key))
+            if recipient is None or recipient.tracked.status is Status.IN_FLIGHT:
+                unmatched.append({"eid": row.id})  # its send is not recorded yet: wait
+                continue
+            change = tracking.advance(recipient.tracked, _event(row))
+            if change is not None:
+                before = changed[recipient.id][2] if recipient.id in changed else None
+                if before is None:
+                    before = recipient.tracked.status
+                recipient.tracked = tracking.Tracked(
+                    change.status, change.status_at, change.channel
                 )
-            ).all()
-            if not rows:
-                return ApplyResult(0, 0, 0)
-            found = await self._recipients(conn, rows)
-            applied: list[dict[str, Any]] = []
-            changed: dict[int, tuple[_Recipient, tracking.Change, Status]] = {}
-            for row in rows:
-                recipient = found.get(("m", row.message_id)) or found.get(("k", row.recipient_key))
-                if recipient is None or recipient.tracked.status is Status.IN_FLIGHT:
-                    continue  # its send is not recorded yet: wait
-                event = tracking.Event(
-                    trigger=row.trigger,
-                    message_id=row.message_id,
-                    status=Status(row.status) if row.status else None,
-                    channel=row.channel,
-                    event_time=row.event_time,
-                    key=row.recipient_key,
-                    batch_id=None,
-                    reason_code=row.reason_code,
-                    reason_description=row.reason_description,
-                )
-                change = tracking.advance(recipient.tracked, event)
-                if change is not None:
-                    before = (
-                        changed[recipient.id][2]
-                        if recipient.id in changed
-                        else (recipient.tracked.status)
-                    )
-                    recipient.tracked = tracking.Tracked(
-                        change.status, change.status_at, change.channel
-                    )
-                    if recipient.message_id is None:
-                        recipient.message_id = row.message_id
-                    changed[recipient.id] = (recipient, change, before)
-                applied.append({"eid": row.id, "rid": recipient.id, "cid": recipient.campaign_id})
-            await self._write(conn, changed, applied, now)
-        waiting = await self.waiting()
-        return ApplyResult(len(applied), len(changed), waiting)
+                if recipient.message_id is None:
+                    recipient.message_id = row.message_id
+                changed[recipient.id] = (recipient, change, before)
+            applied.append({"eid": row.id, "rid": recipient.id, "cid": recipient.campaign_id})
+        await self._write(conn, changed, applied, now)
+        if unmatched:
+            await conn.execute(
+                update(events).where(E.id == bindparam("eid")).values(checked_at=now), unmatched
+            )
+        return len(applied), len(changed)
 
     async def _recipients(
         self, conn: AsyncConnection, rows: Sequence[Any]

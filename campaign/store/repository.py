@@ -64,6 +64,7 @@ class Sent:
     id: int
     message_id: str
     batch_id: str | None = None
+    key: str | None = None  # the recipient key the request carried (to apply early callbacks)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,53 @@ class Release:
 
 
 Outcome = Sent | Retry | Failed | InDoubt | Release
+
+# What each kind of outcome writes (bound parameters come from _outcome_params).
+_OUTCOME_VALUES: dict[type, dict[str, Any]] = {
+    Sent: {
+        "status": Status.QUEUED.value,
+        "message_id": bindparam("mid"),
+        "batch_id": bindparam("bid"),
+        "error_code": None,
+        "error_description": None,
+    },
+    Retry: {
+        "status": Status.PENDING.value,
+        "next_attempt_at": bindparam("at"),
+        "error_code": bindparam("code"),
+        "error_description": bindparam("desc"),
+    },
+    Failed: {
+        "status": Status.FAILED.value,
+        "error_code": bindparam("code"),
+        "error_description": bindparam("desc"),
+    },
+    InDoubt: {
+        "status": Status.IN_DOUBT.value,
+        "error_code": "IN_DOUBT",
+        "error_description": bindparam("desc"),
+    },
+    # Claimed, never sent: back to PENDING without counting the attempt.
+    Release: {"status": Status.PENDING.value, "attempts": C.attempts - 1},
+}
+
+
+def _outcome_params(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Sent):
+        return {"rid": outcome.id, "mid": outcome.message_id, "bid": outcome.batch_id}
+    if isinstance(outcome, Retry):
+        return {
+            "rid": outcome.id,
+            "at": outcome.at,
+            "code": outcome.code,
+            "desc": outcome.description,
+        }
+    if isinstance(outcome, Failed):
+        return {"rid": outcome.id, "code": outcome.code, "desc": outcome.description}
+    if isinstance(outcome, InDoubt):
+        return {"rid": outcome.id, "desc": outcome.description}
+    return {"rid": outcome.id}
+
 
 REPORT_COLUMNS = (
     "position",
@@ -355,84 +403,17 @@ class Store:
 
     async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write send outcomes in one transaction; only rows still IN_FLIGHT change."""
-        sent = [
-            {"rid": o.id, "mid": o.message_id, "bid": o.batch_id}
-            for o in outcomes
-            if isinstance(o, Sent)
-        ]
-        retry = [
-            {"rid": o.id, "at": o.at, "code": o.code, "desc": o.description}
-            for o in outcomes
-            if isinstance(o, Retry)
-        ]
-        failed = [
-            {"rid": o.id, "code": o.code, "desc": o.description}
-            for o in outcomes
-            if isinstance(o, Failed)
-        ]
-        doubt = [{"rid": o.id, "desc": o.description} for o in outcomes if isinstance(o, InDoubt)]
-        released = [{"rid": o.id} for o in outcomes if isinstance(o, Release)]
+        batches: dict[type, list[dict[str, Any]]] = {kind: [] for kind in _OUTCOME_VALUES}
+        for outcome in outcomes:
+            batches[type(outcome)].append(_outcome_params(outcome))
         in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
         async with self.engine.begin() as conn:
-            if sent:
-                await conn.execute(
-                    update(recipients)
-                    .where(in_flight)
-                    .values(
-                        status=Status.QUEUED.value,
-                        message_id=bindparam("mid"),
-                        batch_id=bindparam("bid"),
-                        error_code=None,
-                        error_description=None,
-                        sent_at=now,
-                        updated_at=now,
-                    ),
-                    sent,
-                )
-            if retry:
-                await conn.execute(
-                    update(recipients)
-                    .where(in_flight)
-                    .values(
-                        status=Status.PENDING.value,
-                        next_attempt_at=bindparam("at"),
-                        error_code=bindparam("code"),
-                        error_description=bindparam("desc"),
-                        updated_at=now,
-                    ),
-                    retry,
-                )
-            if failed:
-                await conn.execute(
-                    update(recipients)
-                    .where(in_flight)
-                    .values(
-                        status=Status.FAILED.value,
-                        error_code=bindparam("code"),
-                        error_description=bindparam("desc"),
-                        updated_at=now,
-                    ),
-                    failed,
-                )
-            if doubt:
-                await conn.execute(
-                    update(recipients)
-                    .where(in_flight)
-                    .values(
-                        status=Status.IN_DOUBT.value,
-                        error_code="IN_DOUBT",
-                        error_description=bindparam("desc"),
-                        updated_at=now,
-                    ),
-                    doubt,
-                )
-            if released:
-                await conn.execute(
-                    update(recipients)
-                    .where(in_flight)
-                    .values(status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now),
-                    released,
-                )
+            for kind, params in batches.items():
+                if params:
+                    values = {**_OUTCOME_VALUES[kind], "updated_at": now}
+                    if kind is Sent:
+                        values["sent_at"] = now
+                    await conn.execute(update(recipients).where(in_flight).values(values), params)
 
     async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
         """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.

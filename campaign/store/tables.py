@@ -119,18 +119,21 @@ events = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=True),
     Column("recipient_id", BigId, nullable=True),
-    Column("message_id", String(64), nullable=True),
-    Column("trigger", String(64), nullable=False),
-    Column("status", String(32), nullable=True),
+    # Values taken from callbacks are Text: whatever Sinch (or anyone) sends must fit.
+    Column("message_id", Text, nullable=True),
+    Column("trigger", Text, nullable=False),
+    Column("status", Text, nullable=True),
     Column("payload", Text, nullable=False),  # the raw callback body, kept as received
-    Column("nonce", String(128), nullable=True),  # the signature nonce: a replay is refused
-    Column("recipient_key", String(128), nullable=True),
-    Column("batch_id", String(64), nullable=True),
-    Column("channel", String(32), nullable=True),
+    Column("nonce", Text, nullable=True),  # the signature nonce: a replay is refused
+    Column("recipient_key", Text, nullable=True),
+    Column("batch_id", Text, nullable=True),
+    Column("channel", Text, nullable=True),
     Column("event_time", UTCDateTime, nullable=True),
-    Column("reason_code", String(64), nullable=True),
+    Column("reason_code", Text, nullable=True),
     Column("reason_description", Text, nullable=True),
     Column("applied_at", UTCDateTime, nullable=True),  # NULL: not matched to a recipient yet
+    # When a waiting event last failed to match: it is tried again only now and then.
+    Column("checked_at", UTCDateTime, nullable=True),
     Index("ix_events_message_id", "message_id"),
     Index("ix_events_recipient_id", "recipient_id"),
     Index("ix_events_recipient_key", "recipient_key"),
@@ -140,6 +143,12 @@ events = Table(
         "id",
         sqlite_where=text("applied_at IS NULL"),
         postgresql_where=text("applied_at IS NULL"),
+    ),
+    Index(
+        "ix_events_unchecked",
+        "id",
+        sqlite_where=text("applied_at IS NULL AND checked_at IS NULL"),
+        postgresql_where=text("applied_at IS NULL AND checked_at IS NULL"),
     ),
 )
 
