@@ -140,14 +140,22 @@ async def stored_rows(store: repo.Store) -> list[Any]:
         return list((await conn.execute(query.order_by(events_table.c.id))).all())
 
 
-def rename_table(url: str, old: str, new: str) -> None:
-    """A real outage (or its end): the table the receiver writes to vanishes (or comes back)."""
+def _rename_table(url: str, old: str, new: str) -> None:
     engine = create_engine(store_engine.sync_url(url))
     try:
         with engine.begin() as conn:
             conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
     finally:
         engine.dispose()
+
+
+async def rename_table(url: str, old: str, new: str) -> None:
+    """A real outage (or its end): the table the receiver writes to vanishes (or comes back).
+
+    In a worker thread: the ALTER waits for the receiver's open transactions to end, and the
+    receiver needs the event loop to end them.
+    """
+    await asyncio.to_thread(_rename_table, url, old, new)
 
 
 async def eventually(predicate: Callable[[], Any], within: float = 10.0) -> None:
@@ -433,7 +441,7 @@ async def test_database_down_is_503_then_the_retry_succeeds(
     headers = signed(body, nonce="N-outage")
     async with start() as client:
         assert await client.post_signed(delivery("BEFORE")) == 200
-        rename_table(database_url, "events", "events_away")
+        await rename_table(database_url, "events", "events_away")
         try:
             with caplog.at_level(logging.WARNING, logger="campaign.receiver"):
                 status, answer_headers, answer = await client.post(body, headers)
@@ -449,7 +457,7 @@ async def test_database_down_is_503_then_the_retry_succeeds(
             assert "cannot store callbacks" in caplog.text
             assert SECRET not in caplog.text
         finally:
-            rename_table(database_url, "events_away", "events")
+            await rename_table(database_url, "events_away", "events")
         # The same request again (same nonce): it was not stored, so it is no replay.
         assert (await client.post(body, headers))[0] == 200
         assert await client.post_signed(delivery("AFTER")) == 200
@@ -591,7 +599,7 @@ async def test_an_apply_failure_is_retried_and_never_stops_the_receiver(
     start: Start, store: repo.Store, database_url: str
 ) -> None:
     campaign = await queued_recipient(store, "MID")
-    rename_table(database_url, "recipients", "recipients_away")
+    await rename_table(database_url, "recipients", "recipients_away")
     renamed = True
     try:
         async with start() as client:
@@ -602,7 +610,7 @@ async def test_an_apply_failure_is_retried_and_never_stops_the_receiver(
 
             await eventually(failed_once)
             assert await client.post_signed(delivery("MID", "DELIVERED")) == 200  # still receiving
-            rename_table(database_url, "recipients_away", "recipients")
+            await rename_table(database_url, "recipients_away", "recipients")
             renamed = False
 
             async def delivered() -> bool:
@@ -611,7 +619,7 @@ async def test_an_apply_failure_is_retried_and_never_stops_the_receiver(
             await eventually(delivered)  # the retry (timer or next commit) applied both
     finally:
         if renamed:
-            rename_table(database_url, "recipients_away", "recipients")
+            await rename_table(database_url, "recipients_away", "recipients")
     assert await store.events.waiting() == 0
 
 
