@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from campaign import __version__, demo, errors, jsonutil, reporting, runner, status_view
+from campaign import (
+    __version__,
+    cancelling,
+    demo,
+    errors,
+    jsonutil,
+    reporting,
+    runner,
+    status_view,
+)
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import Config, load_config
@@ -72,7 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="after sending, receive delivery callbacks (in-process unless [receiver] external)"
         " until every sent recipient has a final status or SECONDS pass",
     )
+    run.add_argument(
+        "--force-mode",
+        action="store_true",
+        help="switch a started campaign to the --mode given (it otherwise keeps its mode)",
+    )
     run.set_defaults(handler=_run, needs_config=True)
+
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="stop further sends and cancel scheduled batches",
+        description="Mark every recipient not yet sent CANCELLED, and ask Sinch to cancel "
+        "batches scheduled with send_after that have not gone out (their recipients become "
+        "CANCELLED once Sinch confirms).",
+    )
+    cancel.add_argument("name", metavar="NAME")
+    cancel.set_defaults(handler=_cancel, needs_config=True)
 
     status = sub.add_parser("status", parents=[common], help="show campaigns and their counts")
     status.add_argument("name", nargs="?", metavar="NAME")
@@ -152,6 +177,7 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         mode=args.mode,
         dry_run=args.dry_run,
         wait_for_delivery=args.wait_for_delivery,
+        force_mode=args.force_mode,
     )
     return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
 
@@ -180,6 +206,7 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
                     await store.delivery_summary(campaign.id),
                     await store.stale_queued(campaign.id, now - timedelta(seconds=stale_after)),
                     str(definition.get("in_doubt_policy", "hold")),
+                    await store.batches_by_status(campaign.id),
                 )
             )
     if args.json:
@@ -189,6 +216,24 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
     else:
         for line in status_view.render_text(views):
             print(line)
+    return EXIT_OK
+
+
+async def _cancel(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_runtime(config) as runtime:
+        store = runtime.need_store()
+        campaign = await store.find_campaign(args.name)
+        if campaign is None:
+            raise errors.CampaignError(f"no campaign named {args.name!r}")
+        cancelled = await cancelling.cancel_scheduled(
+            runtime.need_client(), await store.queued_batch_ids(campaign.id)
+        )
+        counts = await store.cancel(campaign.id, cancelled, datetime.now(UTC))
+    print(
+        f"{args.name}: cancelled {counts['pending']:,} recipients not yet sent and "
+        f"{counts['scheduled']:,} in {len(cancelled):,} scheduled batches"
+    )
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -122,6 +122,7 @@ class Dispatcher:
         self._done = asyncio.Event()  # set when the run ends: the recorder's last flush
         self._flush_lock = asyncio.Lock()
         self._recorder: asyncio.Task[None] | None = None
+        self._crashed: BaseException | None = None
         self._outcomes: list[repo.Outcome] = []
         self._flushed = asyncio.Event()
         self._paused_until = 0.0
@@ -157,35 +158,76 @@ class Dispatcher:
         in-flight bound counts only requests really under way."""
         chunk = self._claim_size()
         while not self._stop.is_set():
-            if self._recorder is not None and self._recorder.done():
-                self._recorder.result()  # the recorder failed: stop sending, raise its error
-                raise RuntimeError("the outcome recorder stopped unexpectedly")
+            self._check_recorder()
             claims = await self._store.claim(self._campaign.id, chunk, self._clock())
             if not claims:
-                if self._tasks:
-                    await self._wait_for_room()
-                    continue
-                await self._flush()
-                due = await self._store.next_retry_at(self._campaign.id)
-                if due is None:
+                if await self._nothing_to_claim():
                     return True
-                await self._sleep((due - self._clock()).total_seconds())
                 continue
             for index, claim in enumerate(claims):
-                await self._wait_if_paused()
-                if self._limiter is not None:
-                    await self._limiter.acquire()
-                while self.stats.in_flight >= self._settings.max_in_flight:
-                    await self._wait_for_room()
-                if self._stop.is_set():
+                if not await self._pace():
                     # Claimed, never sent: back to PENDING for the next run.
                     self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return False
-                self.stats.in_flight += 1
-                task = asyncio.create_task(self._send(claim))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(self._send(claim))
         return False
+
+    # --- shared steps of every mode -----------------------------------------------------------
+
+    def _check_recorder(self) -> None:
+        """Stop sending when the recorder or a send task failed: raise its error."""
+        if self._crashed is not None:
+            raise self._crashed
+        if self._recorder is not None and self._recorder.done():
+            self._recorder.result()
+            raise RuntimeError("the outcome recorder stopped unexpectedly")
+
+    async def _nothing_to_claim(self) -> bool:
+        """Nothing is due now: True when the campaign is done, False after waiting a while
+        (for sends under way to finish, or for the next retry to become due)."""
+        self._check_recorder()
+        if self._tasks:
+            await self._wait_for_room()
+            return False
+        await self._flush()
+        self._check_recorder()
+        due = await self._store.next_retry_at(self._campaign.id)
+        if due is None:
+            return True
+        await self._sleep((due - self._clock()).total_seconds())
+        return False
+
+    async def _pace(self, *, start: bool = True) -> bool:
+        """Wait for the rate limit (and any 429 pause) and, when ``start``, for room under the
+        in-flight bound. False when a stop came meanwhile: send nothing more."""
+        await self._wait_if_paused()
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        while start and self.stats.in_flight >= self._settings.max_in_flight:
+            await self._wait_for_room()
+        return not self._stop.is_set()
+
+    def _start(self, send: Coroutine[Any, Any, None]) -> None:
+        """Run ``send`` as a tracked in-flight task (it calls :meth:`_finished_one`)."""
+        self.stats.in_flight += 1
+        task = asyncio.create_task(send)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._crashed is None:
+            # An unexpected error (a bug, the database gone): its rows stay IN_FLIGHT, and the
+            # run must stop and say so rather than finish as if all went well.
+            self._crashed = task.exception()
+
+    def _finished_one(self) -> None:
+        self.stats.in_flight -= 1
+        self._room.set()
+
+    def _pause(self, delay: float) -> None:
+        """Every sender waits ``delay`` seconds (Sinch said 429)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + delay)
 
     async def _wait_for_room(self) -> None:
         """Wait until a send finishes (or a short while, to look again for due retries)."""
@@ -240,14 +282,13 @@ class Dispatcher:
         finally:
             if outcome is not None:
                 self._outcomes.append(outcome)
-            self.stats.in_flight -= 1
-            self._room.set()
+            self._finished_one()
 
     def _after_error(self, claim: repo.Claim, exc: errors.SinchError) -> repo.Outcome:
         decision = retry.decide(self._settings.retry, claim.attempts, exc, random.random())
         if isinstance(exc, errors.SinchRateLimitedError):
             self.stats.rate_limited += 1
-            self._paused_until = max(self._paused_until, time.monotonic() + decision.delay)
+            self._pause(decision.delay)
         if decision.outcome is retry.Outcome.RETRY:
             self.stats.retried += 1
             at = self._clock() + timedelta(seconds=decision.delay)
@@ -293,7 +334,9 @@ class Dispatcher:
         """
         try:
             await self._store.events.apply_for(
-                [s.message_id for s in sent], [s.key for s in sent if s.key], self._clock()
+                [s.message_id for s in sent if s.message_id],
+                [s.key for s in sent if s.key],
+                self._clock(),
             )
         except SQLAlchemyError as exc:
             logger.warning(

@@ -78,3 +78,60 @@ def preflight(
     """How many requests the campaign takes and how long at ``rate`` requests per second."""
     requests = math.ceil(valid / batch_size) if mode == "batch" else valid
     return Preflight(rows, valid, dict(rejected), duplicates, requests, requests / rate)
+
+
+def batch_body(
+    *,
+    channel: str,
+    message: Mapping[str, Any],
+    recipients: list[tuple[str, Mapping[str, str], str]],
+    campaign_key: str,
+    tag: str,
+    send: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A Batch API request: the message as written (Sinch substitutes ``${...}``), one entry per
+    ``(identity, parameters, key)``. Each recipient's key goes in its ``message_metadata``, so
+    its callbacks (``metadata`` JSON beside ``_batch_id``) find it; ``batch_metadata`` names the
+    campaign and the chunk's ``tag``, which finds the batch again after a lost answer."""
+    return {
+        "message": message,
+        "recipient_and_params": [
+            {
+                "recipient": {
+                    "identified_by": {
+                        "channel_identities": [{"channel": channel, "identity": identity}]
+                    }
+                },
+                "parameters": dict(parameters),
+                "message_metadata": {"recipient": key},
+            }
+            for identity, parameters, key in recipients
+        ],
+        "batch_metadata": {"campaign": campaign_key, "chunk": tag},
+        **send,
+    }
+
+
+# Longest text a channel takes in one message (characters). SMS allows concatenated messages
+# up to Sinch's default of 10 parts.
+TEXT_LIMITS: Mapping[str, int] = {
+    "SMS": 1600,
+    "MMS": 5000,
+    "WHATSAPP": 4096,
+    "RCS": 3072,
+    "VIBERBM": 1000,
+    "MESSENGER": 2000,
+    "INSTAGRAM": 1000,
+    "TELEGRAM": 4096,
+    "LINE": 5000,
+    "KAKAOTALK": 1000,
+}
+
+
+def limit_problem(channel: str, rendered: Mapping[str, Any]) -> str | None:
+    """Why the rendered message breaks the channel's limits, or None when it fits."""
+    text = rendered.get("text_message", {}).get("text") if "text_message" in rendered else None
+    limit = TEXT_LIMITS.get(channel)
+    if isinstance(text, str) and limit is not None and len(text) > limit:
+        return f"text of {len(text):,} characters is over the {channel} limit of {limit:,}"
+    return None

@@ -29,6 +29,7 @@ mutated or serialised on its own.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, Literal, NoReturn
@@ -388,6 +389,11 @@ class MessageTemplate:
         # A private copy of the source, for pickling: the caller may mutate theirs.
         source = substitute_like_sinch(message, {})
         return cls(source, render, parameters_of(message), compiler.first_template)
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The message as written (``${...}`` in place), a copy: for server-side substitution."""
+        return copy.deepcopy(self._message)
 
     def render(self, params: Mapping[str, str]) -> dict[str, Any]:
         """The message for one recipient: a new dict, with every ``${name}`` replaced.

@@ -22,6 +22,7 @@ import ulid
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import campaignfile, loading, planning, rendering
+from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
 from campaign.errors import CampaignError, ConfigError
@@ -44,6 +45,7 @@ class RunOptions:
     mode: str | None = None
     dry_run: bool = False
     wait_for_delivery: float | None = None  # seconds to wait for callbacks after sending
+    force_mode: bool = False  # switch a started campaign to the mode asked for
 
 
 def _now() -> datetime:
@@ -56,11 +58,6 @@ def prepare_spec(options: RunOptions) -> campaignfile.CampaignSpec:
         spec = dataclasses.replace(spec, recipients=options.recipients)
     if options.mode is not None:
         spec = dataclasses.replace(spec, mode=options.mode)  # type: ignore[arg-type]
-    if spec.mode == "batch":
-        raise ConfigError(
-            f"{spec.name}: batch mode is not available in this version; "
-            'run with --mode individual or set mode = "individual"'
-        )
     return spec
 
 
@@ -193,14 +190,42 @@ async def run(
                 now=_now(),
             )
         elif campaign.mode != spec.mode:
-            raise ConfigError(
-                f"{spec.name}: the campaign was started in {campaign.mode} mode and stays in it"
-            )
+            if not options.force_mode:
+                raise ConfigError(
+                    f"{spec.name}: the campaign was started in {campaign.mode} mode and stays "
+                    f"in it (pass --force-mode to switch it to {spec.mode})"
+                )
+            await store.set_campaign(campaign.id, now=_now(), mode=spec.mode)
+            out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
+            campaign = dataclasses.replace(campaign, mode=spec.mode)
         if campaign.state == "LOADING":
             await _ingest(store, campaign, source, display)
-        elif campaign.state == "DONE":
-            out(f"{spec.name}: already finished; nothing to do")
+        elif campaign.state in ("DONE", "CANCELLED"):
+            done = "finished" if campaign.state == "DONE" else "cancelled"
+            out(f"{spec.name}: already {done}; nothing to do")
             return 0
+        dispatcher_class = BatchDispatcher if spec.mode == "batch" else Dispatcher
+        settings = dispatch_settings(runtime.config)
+        stats = DispatchStats()
+        dispatcher = dispatcher_class(
+            store=store,
+            client=runtime.need_client(),
+            campaign=campaign,
+            channel=spec.channel.value,
+            template=template,
+            send_fields=spec.send,
+            settings=settings,
+            stop=stop,
+            stats=stats,
+        )
+        if isinstance(dispatcher, BatchDispatcher):
+            dispatcher.batch_size = runtime.config.sending.batch_size
+            queued, released = await dispatcher.settle_lost_chunks()
+            if queued or released:
+                out(
+                    f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
+                    f"found accepted by Sinch, {released:,} not (to be sent)"
+                )
         recovered = await store.recover_in_flight(campaign.id, _now())
         if recovered:
             out(
@@ -214,19 +239,6 @@ async def run(
         counts = await store.counts(campaign.id)
         total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
         already = total - counts.get(Status.PENDING, 0)
-        settings = dispatch_settings(runtime.config)
-        stats = DispatchStats()
-        dispatcher = Dispatcher(
-            store=store,
-            client=runtime.need_client(),
-            campaign=campaign,
-            channel=spec.channel.value,
-            template=template,
-            send_fields=spec.send,
-            settings=settings,
-            stop=stop,
-            stats=stats,
-        )
         meter = RateMeter(start=time.monotonic())
 
         def read() -> Snapshot:

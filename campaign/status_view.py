@@ -20,6 +20,7 @@ def campaign_view(
     delivery: Mapping[str, int] | None = None,
     stale: int = 0,
     policy: str = "hold",
+    batches: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
@@ -43,6 +44,7 @@ def campaign_view(
         "in_doubt": counts.get(Status.IN_DOUBT, 0),
         "in_doubt_policy": policy,
         "stale": stale,
+        "batches": dict(batches or {}),
         "created_at": campaign.created_at.isoformat(),
         "updated_at": campaign.updated_at.isoformat(),
     }
@@ -62,6 +64,10 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
             if view["delivery_rate"] is not None:
                 rates += f" · delivered {view['delivery_rate']:.1%} · read {view['read_rate']:.1%}"
             lines.append(rates)
+        if view.get("batches"):
+            lines.append(
+                "  batches  " + "  ".join(f"{k} {v:,}" for k, v in sorted(view["batches"].items()))
+            )
         if view.get("in_doubt"):
             lines.append(
                 f"  in doubt {view['in_doubt']:,} (policy: {view['in_doubt_policy']}; "

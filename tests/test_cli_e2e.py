@@ -97,7 +97,7 @@ requests_per_second = 800
         lines = [
             f'name = "{name}"',
             f'recipients = "{recipients or SAMPLE / "recipients.csv"}"',
-            'mode = "individual"',
+            *([] if "mode" in extra else ['mode = "individual"']),
             'channel = "SMS"',
             'identity_column = "phone"',
             'default_country = "US"',
@@ -341,3 +341,51 @@ def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_batch_mode_25000_rows_in_25_requests(cli: Cli) -> None:
+    rows = 25_000
+    path = cli.tmp / "big.csv"
+    path.write_text(
+        "phone,first_name,code\n"
+        + "".join(f"+1201{2000000 + i:07d},Nö{i},{i:06d}\n" for i in range(rows))
+    )
+    result = cli.run("run", str(cli.campaign_file(recipients=path)), "--mode", "batch")
+    assert result.returncode == 0, result.stderr
+    stats = requests.get(f"{cli.sandbox.url}/_sandbox/stats", timeout=10).json()
+    assert stats["batches"] == 25
+    assert stats["requests"] == 25
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    statuses = Counter(r["status"] for r in read_report(report))
+    assert statuses == {"QUEUED": rows}
+    sent = cli.sent()
+    assert len(sent) == rows
+    for message in sent:
+        i = int(message["identity"][5:]) - 2000000
+        expected = SMS_TEXT.format(first_name=f"Nö{i}", code=f"{i:06d}")
+        assert message["message"] == {"text_message": {"text": expected}}
+    # the campaign stays in batch mode unless forced
+    switched = cli.run("run", str(cli.campaign_file(recipients=path)), "--mode", "individual")
+    assert switched.returncode == 2
+    assert "--force-mode" in switched.stderr
+
+
+def test_cancel_scheduled_batches(cli: Cli) -> None:
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 3600))
+    path = cli.tmp / "few.csv"
+    path.write_text(
+        "phone,first_name,code\n" + "".join(f"+1201555{i:04d},A,{i}\n" for i in range(30))
+    )
+    campaign = cli.campaign_file(recipients=path, mode='"batch"')
+    campaign.write_text(campaign.read_text().replace("[send]", f'[send]\nsend_after = "{later}"'))
+    assert cli.run("run", str(campaign)).returncode == 0
+    status = json.loads(cli.run("status", "e2e", "--json").stdout)
+    assert status["counts"]["QUEUED"] == 30
+    cancelled = cli.run("cancel", "e2e")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "30 in 1 scheduled batches" in cancelled.stdout
+    status = json.loads(cli.run("status", "e2e", "--json").stdout)
+    assert status["counts"]["CANCELLED"] == 30
+    assert status["state"] == "CANCELLED"
+    assert cli.sent() == []  # the batch never went out

@@ -97,6 +97,7 @@ recipients = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("status_at", UTCDateTime, nullable=True),  # event time of the current status
     Column("channel_used", String(32), nullable=True),  # the channel Sinch reported using
+    Column("chunk", BigInteger, nullable=True),  # batch mode: the chunk it was last sent in
     UniqueConstraint("campaign_id", "position"),
     # One sendable row per (campaign, channel, identity): the database decides duplicates.
     Index(
@@ -110,6 +111,7 @@ recipients = Table(
     ),
     Index("ix_recipients_campaign_id_status_id", "campaign_id", "status", "id"),
     Index("ix_recipients_message_id", "message_id"),
+    Index("ix_recipients_campaign_id_chunk", "campaign_id", "chunk"),
 )
 
 events = Table(
@@ -158,8 +160,9 @@ batches = Table(
     Column("id", BigId, primary_key=True),
     Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
     Column("chunk", BigInteger, nullable=False),
+    Column("tag", String(128), nullable=False),  # batch_metadata "chunk": found by lookup
     Column("batch_id", String(64), nullable=True),
-    Column("status", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # SENDING ACCEPTED SCHEDULED RETRY SPLIT ...
     Column("size", Integer, nullable=False),
     Column("send_after", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -1,0 +1,251 @@
+"""Batch sends: up to ``batch_size`` recipients per Batch API request.
+
+The same machinery as individual sends (:class:`campaign.dispatcher.Dispatcher`: limiter,
+in-flight bound, recorder, stop and drain); what differs is what is claimed and sent:
+
+- a chunk of rows is claimed at once and recorded as a batch (SENDING);
+- each recipient's message is rendered locally first, to check it (a message over the
+  channel's limits is REJECTED and left out); Sinch substitutes the parameters itself;
+- accepted: every recipient QUEUED with the ``batch_id``;
+- a 400 caused by some recipients: those FAILED with Sinch's message, the rest sent again
+  (bisected when Sinch does not say which recipient);
+- a lost answer: the batch is looked up by its ``batch_metadata`` before anything is re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+import orjson
+
+from campaign import errors, planning, retry
+from campaign.dispatcher import Dispatcher
+from campaign.sinch.client import BatchAccepted
+from campaign.sinch.responses import field_violations
+from campaign.store import repository as repo
+from campaign.tracking import parse_time
+
+logger = logging.getLogger(__name__)
+
+_INDEX = re.compile(r"^recipient_and_params\[(\d+)\]")
+_LOOKUP_ATTEMPTS = 8
+
+
+class BatchDispatcher(Dispatcher):
+    """Sends a campaign's PENDING recipients through the Batch API."""
+
+    batch_size: int = 1000
+
+    async def _produce(self) -> bool:
+        while not self._stop.is_set():
+            self._check_recorder()
+            chunk = await self._store.claim_chunk(
+                self._campaign.id, self._campaign.key, self.batch_size, self._clock()
+            )
+            if chunk is None:
+                if await self._nothing_to_claim():
+                    return True
+                continue
+            claims = self._checked(chunk.claims)
+            if not claims:
+                await self._store.set_batch(self._campaign.id, chunk.number, "EMPTY", self._clock())
+                continue
+            if not await self._pace():
+                self._outcomes.extend(repo.Release(c.id) for c in claims)
+                await self._store.set_batch(
+                    self._campaign.id, chunk.number, "RELEASED", self._clock()
+                )
+                return False
+            self._start(self._send_chunk(chunk.number, chunk.tag, claims))
+        return False
+
+    def _checked(self, claims: list[repo.Claim]) -> list[repo.Claim]:
+        """The claims whose rendered message fits the channel; the others become REJECTED."""
+        good = []
+        for claim in claims:
+            problem = planning.limit_problem(
+                self._channel, self._template.render(orjson.loads(claim.parameters))
+            )
+            if problem is None:
+                good.append(claim)
+            else:
+                self._outcomes.append(repo.Rejected(claim.id, "MESSAGE_TOO_LONG", problem))
+        return good
+
+    def _batch_body(self, tag: str, claims: list[repo.Claim]) -> dict[str, object]:
+        return planning.batch_body(
+            channel=self._channel,
+            message=self._template.message,
+            recipients=[
+                (
+                    claim.identity,
+                    orjson.loads(claim.parameters),
+                    planning.recipient_key(self._campaign.key, claim.position),
+                )
+                for claim in claims
+            ],
+            campaign_key=self._campaign.key,
+            tag=tag,
+            send=self._send_fields,
+        )
+
+    async def _send_chunk(self, number: int, tag: str, claims: list[repo.Claim]) -> None:
+        try:
+            await self._send_part(number, tag, claims)
+        finally:
+            self._finished_one()
+
+    async def settle_lost_chunks(self) -> tuple[int, int]:
+        """Chunks a stopped run left IN_FLIGHT: look each batch up by its tag. Found: its
+        recipients are QUEUED with the batch id; not found: Sinch never took it, so they go
+        back to PENDING. Unknowable (the lookup fails): left for IN_DOUBT. Returns
+        (queued, released)."""
+        queued = released = 0
+        for number, tag, ids in await self._store.in_flight_chunks(self._campaign.id):
+            found = await self._look_up(tag)
+            if found is None:
+                continue
+            if found:
+                outcomes: list[repo.Outcome] = [repo.Sent(i, None, found[0].batch_id) for i in ids]
+                await self._record(number, "ACCEPTED", outcomes, found[0].batch_id)
+                queued += len(ids)
+            else:
+                await self._record(number, "RELEASED", [repo.Release(i) for i in ids])
+                released += len(ids)
+        await self._flush()
+        return queued, released
+
+    async def _send_part(self, number: int, tag: str, claims: list[repo.Claim]) -> None:
+        """Send ``claims`` as one batch tagged ``tag``; split it when some recipients are bad."""
+        self.stats.requests += 1
+        try:
+            accepted = await self._client.send_batch(self._batch_body(tag, claims))
+        except errors.SinchAmbiguousError as exc:
+            found = await self._look_up(tag)
+            if found is None:
+                await self._record(
+                    number, "IN_DOUBT", [repo.InDoubt(c.id, str(exc)) for c in claims]
+                )
+                return
+            if not found:  # Sinch never got it: send it again
+                at = self._clock()
+                await self._record(
+                    number, "RETRY", [repo.Retry(c.id, at, "LOST", exc.message) for c in claims]
+                )
+                return
+            accepted = found[0]
+        except errors.SinchPermanentError as exc:
+            await self._after_refusal(number, tag, claims, exc)
+            return
+        except errors.SinchRetryableError as exc:
+            attempts = max(c.attempts for c in claims)
+            decision = retry.decide(self._settings.retry, attempts, exc, random.random())
+            if isinstance(exc, errors.SinchRateLimitedError):
+                self.stats.rate_limited += 1
+                self._pause(decision.delay)
+            if decision.outcome is retry.Outcome.RETRY:
+                self.stats.retried += len(claims)
+                at = self._clock() + timedelta(seconds=decision.delay)
+                code = exc.code or f"HTTP_{exc.status}"
+                retries = [repo.Retry(c.id, at, code, exc.message) for c in claims]
+                await self._record(number, "RETRY", retries)
+            else:
+                self.stats.failed += len(claims)
+                failures = [repo.Failed(c.id, exc.code, exc.message) for c in claims]
+                await self._record(number, "FAILED", failures)
+            return
+        self.stats.sent += len(claims)
+        send_after = parse_time(accepted.send_after)
+        self._outcomes.extend(
+            repo.Sent(
+                c.id,
+                None,
+                accepted.batch_id,
+                key=planning.recipient_key(self._campaign.key, c.position),
+            )
+            for c in claims
+        )
+        await self._store.set_batch(
+            self._campaign.id,
+            number,
+            "SCHEDULED" if send_after and send_after > self._clock() else "ACCEPTED",
+            self._clock(),
+            batch_id=accepted.batch_id,
+            send_after=send_after,
+        )
+
+    async def _after_refusal(
+        self, number: int, tag: str, claims: list[repo.Claim], exc: errors.SinchError
+    ) -> None:
+        """A 400 names the bad recipients (or not): fail those, send the others again."""
+        if exc.status != 400 or len(claims) == 1:
+            self.stats.failed += len(claims)
+            outcomes = [repo.Failed(c.id, exc.code, _reason(exc, i)) for i, c in enumerate(claims)]
+            await self._record(number, "FAILED", outcomes)
+            return
+        bad = {int(m.group(1)) for f, _ in field_violations(exc) if (m := _INDEX.match(f))}
+        bad &= set(range(len(claims)))
+        if bad:
+            self.stats.failed += len(bad)
+            self._outcomes.extend(
+                repo.Failed(claims[i].id, exc.code, _reason(exc, i)) for i in sorted(bad)
+            )
+            parts = [[c for i, c in enumerate(claims) if i not in bad]]
+        else:  # Sinch did not say who: bisect until the bad ones are alone
+            half = len(claims) // 2
+            parts = [claims[:half], claims[half:]]
+        await self._store.set_batch(self._campaign.id, number, "SPLIT", self._clock())
+        for part in (p for p in parts if p):
+            if not await self._pace(start=False):
+                self._outcomes.extend(repo.Release(c.id) for c in part)
+                continue
+            part_number, part_tag = await self._store.new_chunk(
+                self._campaign.id, self._campaign.key, [c.id for c in part], self._clock()
+            )
+            await self._send_part(part_number, part_tag, part)
+
+    async def _look_up(self, tag: str) -> list[BatchAccepted] | None:
+        """The batch Sinch holds under ``tag`` ([] if none), or None if we cannot tell."""
+        # A lookup changes nothing at Sinch: even a lost answer is safe to ask again.
+        for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
+            try:
+                found = await self._client.find_batches("chunk", tag)
+            except (errors.SinchAmbiguousError, errors.SinchRetryableError) as exc:
+                if attempt == _LOOKUP_ATTEMPTS:
+                    return None
+                delay = retry.backoff(self._settings.retry, attempt, random.random())
+                await asyncio.sleep(max(delay, getattr(exc, "retry_after", None) or 0.0))
+            except errors.SinchError:
+                return None
+            else:
+                return [BatchAccepted(b.batch_id, b.send_after) for b in found]
+        return None
+
+    async def _record(
+        self,
+        number: int,
+        status: str,
+        outcomes: Sequence[repo.Outcome],
+        batch_id: str | None = None,
+    ) -> None:
+        self._outcomes.extend(outcomes)
+        await self._store.set_batch(
+            self._campaign.id, number, status, self._clock(), batch_id=batch_id
+        )
+
+
+def _reason(exc: errors.SinchError, index: int) -> str:
+    """Sinch's description for recipient ``index`` of the batch, else its message."""
+    prefix = f"recipient_and_params[{index}]"
+    for field, description in field_violations(exc):
+        if field.startswith(prefix):
+            return f"{exc.message}: {field[len(prefix) :].lstrip('.')} {description}".strip()
+    return exc.message
+
+
+__all__ = ["BatchDispatcher"]

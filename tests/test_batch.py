@@ -1,0 +1,162 @@
+"""Batch mode against the sandbox over loopback, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from campaign import cancelling, rendering, retry
+from campaign.batch_dispatcher import BatchDispatcher
+from campaign.dispatcher import DispatchSettings
+from campaign.models import Status
+from campaign.store import repository as repo
+from tests.test_dispatcher import MESSAGE, World
+from tests.test_dispatcher import world as world
+
+CARD = {
+    "card_message": {
+        "title": "Hi ${name}",
+        "description": "Your code: ${code}",
+        "choices": [{"text_message": {"text": "Yes ${name}"}, "postback_data": "y-${code}"}],
+    }
+}
+
+
+def batch_dispatcher(
+    world: World,
+    campaign: repo.CampaignRow,
+    *,
+    size: int = 100,
+    message: dict[str, Any] = MESSAGE,
+    send: dict[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
+) -> BatchDispatcher:
+    dispatcher = BatchDispatcher(
+        store=world.store,
+        client=world.client,
+        campaign=campaign,
+        channel="SMS",
+        template=rendering.MessageTemplate.compile(message),
+        send_fields=send or {},
+        settings=DispatchSettings(
+            rate=None, max_in_flight=8, retry=retry.RetryPolicy(max_attempts=6, base_delay=0.02)
+        ),
+        stop=stop or asyncio.Event(),
+    )
+    dispatcher.batch_size = size
+    return dispatcher
+
+
+async def rows(world: World, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
+    return {r[0]: r async for page in world.store.report_pages(campaign.id) for r in page}
+
+
+async def test_chunks_of_batch_size_each_rendered_by_sinch_as_we_render(world: World) -> None:
+    campaign = await world.campaign(2_500)
+    assert await batch_dispatcher(world, campaign, size=100, message=CARD).run() is True
+    stats = await world.control("GET", "stats")
+    assert stats["batches"] == 25  # 2,500 recipients, 100 per request
+    assert stats["requests"] == 25
+    report = await rows(world, campaign)
+    assert {r[4] for r in report.values()} == {"QUEUED"}
+    assert len({r[6] for r in report.values()}) == 25  # batch ids
+    template = rendering.MessageTemplate.compile(CARD)
+    sent = await world.sent()
+    assert len(sent) == 2_500
+    by_identity = {m["identity"]: m for m in sent}
+    for position, row in report.items():
+        params = {"name": f"Nö{position}", "code": f"{position:06d}"}
+        assert by_identity[row[1]]["message"] == template.render(params)
+        assert by_identity[row[1]]["batch_id"] == row[6]
+
+
+async def test_one_bad_recipient_fails_alone(world: World) -> None:
+    campaign = await world.campaign(250, bad={17, 180})
+    assert await batch_dispatcher(world, campaign, size=100).run() is True
+    report = await rows(world, campaign)
+    failed = {p for p, r in report.items() if r[4] == "FAILED"}
+    assert failed == {17, 180}
+    assert report[17][7] == "INVALID_ARGUMENT"
+    assert "identity" in report[17][8]
+    assert Counter(r[4] for r in report.values())["QUEUED"] == 248
+    sent = await world.sent()
+    assert len(sent) == 248
+    assert len({m["identity"] for m in sent}) == 248  # nobody twice
+
+
+async def test_a_lost_answer_is_settled_by_lookup_without_a_double_send(world: World) -> None:
+    # Half of all answers are lost (lookups' too): every send is settled by a lookup first.
+    await world.control("PATCH", "settings", {"drop_rate": 0.5})
+    campaign = await world.campaign(1_000)
+    assert await batch_dispatcher(world, campaign, size=100).run() is True
+    stats = await world.control("GET", "stats")
+    assert stats["batches"] == 10  # each chunk accepted exactly once
+    assert stats["dropped"] > 0
+    report = await rows(world, campaign)
+    assert {r[4] for r in report.values()} == {"QUEUED"}
+    assert all(r[6] for r in report.values())  # the batch id learned from the lookup
+    assert len(await world.sent()) == 1_000
+
+
+async def test_retryable_errors_retry_the_batch(world: World) -> None:
+    await world.control("PATCH", "settings", {"error_rate_503": 0.5})
+    campaign = await world.campaign(300)
+    policy = retry.RetryPolicy(max_attempts=30, base_delay=0.01, max_delay=0.05)
+    dispatcher = batch_dispatcher(world, campaign, size=100)
+    dispatcher._settings = dataclasses.replace(dispatcher._settings, retry=policy)
+    assert await dispatcher.run() is True
+    assert await world.store.counts(campaign.id) == {Status.QUEUED: 300}
+    assert len(await world.sent()) == 300
+
+
+async def test_a_message_over_the_channel_limit_is_rejected_before_sending(world: World) -> None:
+    campaign = await world.campaign(3)
+    long = {"text_message": {"text": "x" * 1592 + "${code}${name}"}}  # 1,601 characters
+    assert await batch_dispatcher(world, campaign, message=long).run() is True
+    report = await rows(world, campaign)
+    assert {r[4] for r in report.values()} == {"REJECTED"}
+    assert report[1][7] == "MESSAGE_TOO_LONG"
+    assert "SMS limit of 1,600" in report[1][8]
+    assert await world.sent() == []
+
+
+async def test_cancel_of_a_scheduled_batch(world: World) -> None:
+    campaign = await world.campaign(120)
+    later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert await batch_dispatcher(world, campaign, send={"send_after": later}).run() is True
+    assert await world.store.batches_by_status(campaign.id) == {"SCHEDULED": 2}
+    batch_ids = await world.store.queued_batch_ids(campaign.id)
+    cancelled = await cancelling.cancel_scheduled(world.client, batch_ids)
+    assert sorted(cancelled) == sorted(batch_ids)
+    counts = await world.store.cancel(campaign.id, cancelled, datetime.now(UTC))
+    assert counts == {"pending": 0, "scheduled": 120}
+    assert await world.store.counts(campaign.id) == {Status.CANCELLED: 120}
+    assert await world.sent() == []  # the scheduled batches never went out
+
+
+async def test_a_run_stopped_mid_batch_is_settled_by_lookup(world: World) -> None:
+    campaign = await world.campaign(200)
+    # Simulate a crash: chunks claimed (IN_FLIGHT); the first reached Sinch, the second not.
+    first = await world.store.claim_chunk(campaign.id, campaign.key, 100, datetime.now(UTC))
+    second = await world.store.claim_chunk(campaign.id, campaign.key, 100, datetime.now(UTC))
+    assert first is not None
+    assert second is not None
+    dispatcher = batch_dispatcher(world, campaign)
+    await world.client.send_batch(dispatcher._batch_body(first.tag, first.claims))
+    queued, released = await dispatcher.settle_lost_chunks()
+    assert (queued, released) == (100, 100)
+    assert await world.store.counts(campaign.id) == {Status.QUEUED: 100, Status.PENDING: 100}
+    assert await batch_dispatcher(world, campaign).run() is True
+    assert len(await world.sent()) == 200  # the first chunk was not sent again
+
+
+@pytest.mark.parametrize("size", [1, 7])
+async def test_any_batch_size(world: World, size: int) -> None:
+    campaign = await world.campaign(15)
+    assert await batch_dispatcher(world, campaign, size=size).run() is True
+    assert (await world.control("GET", "stats"))["batches"] == -(-15 // size)
