@@ -8,201 +8,60 @@ recipient backwards.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign.models import Status
 from campaign.store import engine as engine_mod
-from campaign.store.engine import SQLITE_IMMEDIATE
+from campaign.store.batches import BatchQueries, claim_statement
 from campaign.store.events import EventStore
-from campaign.store.tables import UTCDateTime, batches, campaigns, recipients
+from campaign.store.records import (
+    OUTCOME_VALUES,
+    REPORT_COLUMNS,
+    CampaignRow,
+    Chunk,
+    Claim,
+    Failed,
+    InDoubt,
+    IngestCounts,
+    Outcome,
+    Rejected,
+    Release,
+    Retry,
+    Sent,
+    outcome_params,
+    reject_code,
+)
+from campaign.store.tables import UTCDateTime, campaigns, recipients
 
 C = recipients.c
 
-
-@dataclass(frozen=True)
-class CampaignRow:
-    id: int
-    name: str
-    key: str
-    mode: str
-    channel: str
-    definition: str
-    source: str
-    state: str
-    total_rows: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class IngestCounts:
-    pending: int
-    rejected: int
-    duplicate: int
+# The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.
+__all__ = [
+    "REPORT_COLUMNS",
+    "CampaignRow",
+    "Chunk",
+    "Claim",
+    "Failed",
+    "InDoubt",
+    "IngestCounts",
+    "Outcome",
+    "Rejected",
+    "Release",
+    "Retry",
+    "Sent",
+    "Store",
+    "reject_code",
+]
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A recipient claimed for sending (now IN_FLIGHT)."""
-
-    id: int
-    position: int
-    identity: str
-    parameters: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Sent:
-    id: int
-    message_id: str | None  # None for batch messages: their ids come with the callbacks
-    batch_id: str | None = None
-    key: str | None = None  # the recipient key the request carried (to apply early callbacks)
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Back to PENDING, not before ``at``."""
-
-    id: int
-    at: datetime
-    code: str | None
-    description: str
-
-
-@dataclass(frozen=True)
-class Failed:
-    id: int
-    code: str | None
-    description: str
-
-
-@dataclass(frozen=True)
-class InDoubt:
-    id: int
-    description: str
-
-
-@dataclass(frozen=True)
-class Release:
-    """Claimed but never sent (the run is stopping): back to PENDING, attempt not counted."""
-
-    id: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """Found unsendable just before sending (the rendered message breaks a channel limit)."""
-
-    id: int
-    code: str
-    description: str
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A batch-mode claim: up to ``batch_size`` recipients sent in one Batch API request."""
-
-    number: int
-    tag: str  # batch_metadata "chunk": how the batch is found again after a lost answer
-    claims: list[Claim]
-
-
-Outcome = Sent | Retry | Failed | InDoubt | Release | Rejected
-
-# What each kind of outcome writes (bound parameters come from _outcome_params).
-_OUTCOME_VALUES: dict[type, dict[str, Any]] = {
-    Sent: {
-        "status": Status.QUEUED.value,
-        "message_id": bindparam("mid"),
-        "batch_id": bindparam("bid"),
-        "error_code": None,
-        "error_description": None,
-    },
-    Retry: {
-        "status": Status.PENDING.value,
-        "next_attempt_at": bindparam("at"),
-        "error_code": bindparam("code"),
-        "error_description": bindparam("desc"),
-    },
-    Failed: {
-        "status": Status.FAILED.value,
-        "error_code": bindparam("code"),
-        "error_description": bindparam("desc"),
-    },
-    InDoubt: {
-        "status": Status.IN_DOUBT.value,
-        "error_code": "IN_DOUBT",
-        "error_description": bindparam("desc"),
-    },
-    # Claimed, never sent: back to PENDING without counting the attempt.
-    Release: {"status": Status.PENDING.value, "attempts": C.attempts - 1},
-    Rejected: {
-        "status": Status.REJECTED.value,
-        "error_code": bindparam("code"),
-        "error_description": bindparam("desc"),
-    },
-}
-
-
-def _outcome_params(outcome: Outcome) -> dict[str, Any]:
-    if isinstance(outcome, Sent):
-        return {"rid": outcome.id, "mid": outcome.message_id, "bid": outcome.batch_id}
-    if isinstance(outcome, Retry):
-        return {
-            "rid": outcome.id,
-            "at": outcome.at,
-            "code": outcome.code,
-            "desc": outcome.description,
-        }
-    if isinstance(outcome, Failed | Rejected):
-        return {"rid": outcome.id, "code": outcome.code, "desc": outcome.description}
-    if isinstance(outcome, InDoubt):
-        return {"rid": outcome.id, "desc": outcome.description}
-    return {"rid": outcome.id}
-
-
-REPORT_COLUMNS = (
-    "position",
-    "identity",
-    "identity_raw",
-    "channel",
-    "status",
-    "message_id",
-    "batch_id",
-    "error_code",
-    "error_description",
-    "sent_at",
-    "updated_at",
-    "attempts",
-    "status_at",
-    "channel_used",
-)
-
-_REJECT_CODES = (
-    ("missing identity", "MISSING_IDENTITY"),
-    ("invalid", "INVALID_IDENTITY"),
-    ("missing value for parameter", "MISSING_PARAMETER"),
-)
-
-
-def reject_code(reason: str) -> str:
-    """A stable code for a loading rejection reason (the reason itself is the description)."""
-    for prefix, code in _REJECT_CODES:
-        if reason.startswith(prefix):
-            return code
-    return "INVALID_INPUT"
-
-
-class Store:
+class Store(BatchQueries):
     """Campaign state in SQLite or Postgres. One per process; ``close`` it last."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
@@ -222,10 +81,6 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
 
     # --- campaigns ----------------------------------------------------------------------------
 
@@ -394,230 +249,23 @@ class Store:
             )
         return int(result.rowcount)
 
-    def _claim_statement(
-        self, campaign_id: int, limit: int, now: datetime, chunk: int | None = None
-    ) -> Any:
-        due = (
-            select(C.id)
-            .where(
-                C.campaign_id == campaign_id,
-                C.status == Status.PENDING.value,
-                or_(C.next_attempt_at.is_(None), C.next_attempt_at <= now),
-            )
-            .order_by(C.id)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        return (
-            update(recipients)
-            .where(C.id.in_(due.scalar_subquery()))
-            .values(
-                status=Status.IN_FLIGHT.value,
-                attempts=C.attempts + 1,
-                next_attempt_at=None,
-                chunk=chunk,
-                updated_at=now,
-            )
-            .returning(C.id, C.position, C.identity, C.parameters, C.attempts)
-        )
-
     async def claim(self, campaign_id: int, limit: int, now: datetime) -> list[Claim]:
         """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(self._claim_statement(campaign_id, limit, now))).all()
+            statement = claim_statement(self.dialect, campaign_id, limit, now)
+            rows = (await conn.execute(statement)).all()
         return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
-
-    async def _next_chunk(self, conn: AsyncConnection, campaign_id: int) -> int:
-        """The campaign's next chunk number. Serialised: BEGIN IMMEDIATE on SQLite, a lock on
-        the campaign's row on Postgres (concurrent senders must not pick the same number)."""
-        if self.dialect == "postgresql":
-            await conn.execute(
-                select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
-            )
-        value = await conn.scalar(
-            select(func.coalesce(func.max(batches.c.chunk), 0) + 1).where(
-                batches.c.campaign_id == campaign_id
-            )
-        )
-        return int(value or 1)
-
-    async def claim_chunk(
-        self, campaign_id: int, campaign_key: str, size: int, now: datetime
-    ) -> Chunk | None:
-        """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
-            async with conn.begin():
-                number = await self._next_chunk(conn, campaign_id)
-                statement = self._claim_statement(campaign_id, size, now, chunk=number)
-                rows = (await conn.execute(statement)).all()
-                if not rows:
-                    return None
-                tag = f"{campaign_key}:{number}"
-                await conn.execute(
-                    insert(batches).values(
-                        campaign_id=campaign_id,
-                        chunk=number,
-                        tag=tag,
-                        status="SENDING",
-                        size=len(rows),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
-
-    async def new_chunk(
-        self, campaign_id: int, campaign_key: str, ids: Sequence[int], now: datetime
-    ) -> tuple[int, str]:
-        """Move claimed rows ``ids`` to a chunk of their own (a split batch's part), so that
-        each request sent has its own tag to be found by after a lost answer."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
-            async with conn.begin():
-                number = await self._next_chunk(conn, campaign_id)
-                tag = f"{campaign_key}:{number}"
-                await conn.execute(
-                    insert(batches).values(
-                        campaign_id=campaign_id,
-                        chunk=number,
-                        tag=tag,
-                        status="SENDING",
-                        size=len(ids),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                await conn.execute(
-                    update(recipients).where(C.id.in_(list(ids))).values(chunk=number)
-                )
-        return number, tag
-
-    async def queued_batch_ids(self, campaign_id: int) -> list[str]:
-        """The Sinch batch ids of recipients still QUEUED (not yet delivered or failed)."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(C.batch_id)
-                .where(
-                    C.campaign_id == campaign_id,
-                    C.status == Status.QUEUED.value,
-                    C.batch_id.is_not(None),
-                )
-                .distinct()
-            )
-            return [str(b) for b in rows.scalars()]
-
-    async def set_batch(
-        self,
-        campaign_id: int,
-        chunk: int,
-        status: str,
-        now: datetime,
-        *,
-        batch_id: str | None = None,
-        send_after: datetime | None = None,
-    ) -> None:
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        if batch_id is not None:
-            values["batch_id"] = batch_id
-        if send_after is not None:
-            values["send_after"] = send_after
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(batches)
-                .where(batches.c.campaign_id == campaign_id, batches.c.chunk == chunk)
-                .values(values)
-            )
-
-    async def in_flight_chunks(self, campaign_id: int) -> list[tuple[int, str, list[int]]]:
-        """Chunks whose recipients are still IN_FLIGHT (a run stopped while sending them)."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(batches.c.chunk, batches.c.tag, C.id)
-                    .join(
-                        recipients,
-                        and_(C.campaign_id == batches.c.campaign_id, C.chunk == batches.c.chunk),
-                    )
-                    .where(
-                        batches.c.campaign_id == campaign_id,
-                        C.status == Status.IN_FLIGHT.value,
-                    )
-                    .order_by(batches.c.chunk, C.id)
-                )
-            ).all()
-        found: dict[int, tuple[str, list[int]]] = {}
-        for chunk, tag, rid in rows:
-            found.setdefault(chunk, (tag, []))[1].append(rid)
-        return [(chunk, tag, ids) for chunk, (tag, ids) in found.items()]
-
-    async def batches_by_status(self, campaign_id: int, status: str | None = None) -> Any:
-        """``{status: count}``, or with ``status`` the (chunk, batch_id) pairs in it."""
-        async with self.engine.connect() as conn:
-            if status is None:
-                rows = await conn.execute(
-                    select(batches.c.status, func.count())
-                    .where(batches.c.campaign_id == campaign_id)
-                    .group_by(batches.c.status)
-                )
-                return {s: int(n) for s, n in rows.all()}
-            rows = await conn.execute(
-                select(batches.c.chunk, batches.c.batch_id).where(
-                    batches.c.campaign_id == campaign_id, batches.c.status == status
-                )
-            )
-            return [(int(c), str(b)) for c, b in rows.all()]
-
-    async def cancel(
-        self, campaign_id: int, batch_ids: Sequence[str], now: datetime
-    ) -> dict[str, int]:
-        """Cancel what is not sent: PENDING rows, and QUEUED rows of the given (scheduled,
-        cancelled at Sinch) batches. Returns how many of each."""
-        note = {"error_code": "CANCELLED", "error_description": "cancelled by `campaign cancel`"}
-        async with self.engine.begin() as conn:
-            pending = await conn.execute(
-                update(recipients)
-                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
-                .values(status=Status.CANCELLED.value, updated_at=now, **note)
-            )
-            scheduled = 0
-            if batch_ids:
-                result = await conn.execute(
-                    update(recipients)
-                    .where(
-                        C.campaign_id == campaign_id,
-                        C.batch_id.in_(list(batch_ids)),
-                        C.status == Status.QUEUED.value,
-                    )
-                    .values(status=Status.CANCELLED.value, updated_at=now, **note)
-                )
-                scheduled = int(result.rowcount)
-                await conn.execute(
-                    update(batches)
-                    .where(
-                        batches.c.campaign_id == campaign_id,
-                        batches.c.batch_id.in_(list(batch_ids)),
-                    )
-                    .values(status="CANCELLED", updated_at=now)
-                )
-            await conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id)
-                .values(state="CANCELLED", updated_at=now)
-            )
-        return {"pending": int(pending.rowcount), "scheduled": scheduled}
 
     async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write send outcomes in one transaction; only rows still IN_FLIGHT change."""
-        batches: dict[type, list[dict[str, Any]]] = {kind: [] for kind in _OUTCOME_VALUES}
+        batches: dict[type, list[dict[str, Any]]] = {kind: [] for kind in OUTCOME_VALUES}
         for outcome in outcomes:
-            batches[type(outcome)].append(_outcome_params(outcome))
+            batches[type(outcome)].append(outcome_params(outcome))
         in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
         async with self.engine.begin() as conn:
             for kind, params in batches.items():
                 if params:
-                    values = {**_OUTCOME_VALUES[kind], "updated_at": now}
+                    values = {**OUTCOME_VALUES[kind], "updated_at": now}
                     if kind is Sent:
                         values["sent_at"] = now
                     await conn.execute(update(recipients).where(in_flight).values(values), params)

@@ -1,0 +1,193 @@
+"""Plain records the store reads and writes: campaign rows, claims and send outcomes.
+
+Rows become these dataclasses at the store's boundary; nothing SQL leaks out. Each outcome
+kind says what it writes to a recipient (:data:`OUTCOME_VALUES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam
+
+from campaign.models import Status
+from campaign.store.tables import recipients
+
+C = recipients.c
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    key: str
+    mode: str
+    channel: str
+    definition: str
+    source: str
+    state: str
+    total_rows: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    pending: int
+    rejected: int
+    duplicate: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A recipient claimed for sending (now IN_FLIGHT)."""
+
+    id: int
+    position: int
+    identity: str
+    parameters: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: int
+    message_id: str | None  # None for batch messages: their ids come with the callbacks
+    batch_id: str | None = None
+    key: str | None = None  # the recipient key the request carried (to apply early callbacks)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Back to PENDING, not before ``at``."""
+
+    id: int
+    at: datetime
+    code: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    id: int
+    code: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    id: int
+    description: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Claimed but never sent (the run is stopping): back to PENDING, attempt not counted."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Found unsendable just before sending (the rendered message breaks a channel limit)."""
+
+    id: int
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A batch-mode claim: up to ``batch_size`` recipients sent in one Batch API request."""
+
+    number: int
+    tag: str  # batch_metadata "chunk": how the batch is found again after a lost answer
+    claims: list[Claim]
+
+
+Outcome = Sent | Retry | Failed | InDoubt | Release | Rejected
+
+# What each kind of outcome writes (bound parameters come from _outcome_params).
+OUTCOME_VALUES: dict[type, dict[str, Any]] = {
+    Sent: {
+        "status": Status.QUEUED.value,
+        "message_id": bindparam("mid"),
+        "batch_id": bindparam("bid"),
+        "error_code": None,
+        "error_description": None,
+    },
+    Retry: {
+        "status": Status.PENDING.value,
+        "next_attempt_at": bindparam("at"),
+        "error_code": bindparam("code"),
+        "error_description": bindparam("desc"),
+    },
+    Failed: {
+        "status": Status.FAILED.value,
+        "error_code": bindparam("code"),
+        "error_description": bindparam("desc"),
+    },
+    InDoubt: {
+        "status": Status.IN_DOUBT.value,
+        "error_code": "IN_DOUBT",
+        "error_description": bindparam("desc"),
+    },
+    # Claimed, never sent: back to PENDING without counting the attempt.
+    Release: {"status": Status.PENDING.value, "attempts": C.attempts - 1},
+    Rejected: {
+        "status": Status.REJECTED.value,
+        "error_code": bindparam("code"),
+        "error_description": bindparam("desc"),
+    },
+}
+
+
+def outcome_params(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Sent):
+        return {"rid": outcome.id, "mid": outcome.message_id, "bid": outcome.batch_id}
+    if isinstance(outcome, Retry):
+        return {
+            "rid": outcome.id,
+            "at": outcome.at,
+            "code": outcome.code,
+            "desc": outcome.description,
+        }
+    if isinstance(outcome, Failed | Rejected):
+        return {"rid": outcome.id, "code": outcome.code, "desc": outcome.description}
+    if isinstance(outcome, InDoubt):
+        return {"rid": outcome.id, "desc": outcome.description}
+    return {"rid": outcome.id}
+
+
+REPORT_COLUMNS = (
+    "position",
+    "identity",
+    "identity_raw",
+    "channel",
+    "status",
+    "message_id",
+    "batch_id",
+    "error_code",
+    "error_description",
+    "sent_at",
+    "updated_at",
+    "attempts",
+    "status_at",
+    "channel_used",
+)
+
+_REJECT_CODES = (
+    ("missing identity", "MISSING_IDENTITY"),
+    ("invalid", "INVALID_IDENTITY"),
+    ("missing value for parameter", "MISSING_PARAMETER"),
+)
+
+
+def reject_code(reason: str) -> str:
+    """A stable code for a loading rejection reason (the reason itself is the description)."""
+    for prefix, code in _REJECT_CODES:
+        if reason.startswith(prefix):
+            return code
+    return "INVALID_INPUT"
