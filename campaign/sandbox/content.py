@@ -11,19 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from campaign import models
 from campaign.sandbox.violations import Violations
 
-CONTENT_KEYS: Final[tuple[str, ...]] = (
-    "text_message",
-    "media_message",
-    "template_message",
-    "card_message",
-    "choice_message",
-    "carousel_message",
-    "location_message",
-    "list_message",
-    "contact_info_message",
-)
+CONTENT_KEYS: Final[tuple[str, ...]] = models.CONTENT_KEYS
 EXTRA_KEYS: Final = frozenset(
     {
         "explicit_channel_message",

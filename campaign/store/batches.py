@@ -71,6 +71,30 @@ class BatchQueries:
         )
         return int(value or 1)
 
+    async def _add_batch(
+        self,
+        conn: AsyncConnection,
+        campaign_id: int,
+        campaign_key: str,
+        number: int,
+        size: int,
+        now: datetime,
+    ) -> str:
+        """Record chunk ``number`` as SENDING; returns its tag (``<campaign key>:<number>``)."""
+        tag = f"{campaign_key}:{number}"
+        await conn.execute(
+            insert(batches).values(
+                campaign_id=campaign_id,
+                chunk=number,
+                tag=tag,
+                status="SENDING",
+                size=size,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return tag
+
     async def claim_chunk(
         self, campaign_id: int, campaign_key: str, size: int, now: datetime
     ) -> Chunk | None:
@@ -83,18 +107,7 @@ class BatchQueries:
                 rows = (await conn.execute(statement)).all()
                 if not rows:
                     return None
-                tag = f"{campaign_key}:{number}"
-                await conn.execute(
-                    insert(batches).values(
-                        campaign_id=campaign_id,
-                        chunk=number,
-                        tag=tag,
-                        status="SENDING",
-                        size=len(rows),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(rows), now)
         return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
 
     async def new_chunk(
@@ -106,18 +119,7 @@ class BatchQueries:
             await conn.execution_options(**{SQLITE_IMMEDIATE: True})
             async with conn.begin():
                 number = await self._next_chunk(conn, campaign_id)
-                tag = f"{campaign_key}:{number}"
-                await conn.execute(
-                    insert(batches).values(
-                        campaign_id=campaign_id,
-                        chunk=number,
-                        tag=tag,
-                        status="SENDING",
-                        size=len(ids),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(ids), now)
                 await conn.execute(
                     update(recipients).where(C.id.in_(list(ids))).values(chunk=number)
                 )
