@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
+
+from campaign.store.engine import upgrade_sync
+from campaign.store.repository import Store
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "spec" / "fixtures"
@@ -71,6 +74,19 @@ def database_url(
     finally:
         with _postgres_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A store on ``database_url`` with the schema built by the migrations: Postgres is
+    migrated as `campaign db upgrade` would; SQLite migrates itself on open."""
+    if database_url.startswith("postgresql"):
+        upgrade_sync(database_url)
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-import pytest
 
 from campaign import tracking
 from campaign.models import Status
-from campaign.store import engine as store_engine
 from campaign.store import repository as repo
 from campaign.store.events import RECHECK_S, NewEvent
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[repo.Store]:
-    if database_url.startswith("postgresql"):
-        store_engine.upgrade_sync(database_url)
-    opened = await repo.Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def campaign_with(store: repo.Store, n: int) -> repo.CampaignRow:

@@ -101,17 +101,6 @@ class Client:
             return data
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[repo.Store]:
-    if database_url.startswith("postgresql"):
-        store_engine.upgrade_sync(database_url)  # Postgres is migrated by `campaign db upgrade`
-    opened = await repo.Store.open(database_url)  # SQLite is migrated on open
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 Start = Callable[..., Any]
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
-import pytest
 from sqlalchemy import inspect
 
 from campaign.models import Status
@@ -15,17 +13,6 @@ from campaign.store import repository as repo
 from campaign.store.tables import metadata
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[repo.Store]:
-    if database_url.startswith("postgresql"):
-        store_engine.upgrade_sync(database_url)  # Postgres is migrated by `campaign db upgrade`
-    opened = await repo.Store.open(database_url)  # SQLite is migrated on open
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def new_campaign(store: repo.Store, name: str = "c1") -> repo.CampaignRow:
