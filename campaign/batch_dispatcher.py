@@ -51,10 +51,7 @@ class BatchDispatcher(Dispatcher):
                 if await self._nothing_to_claim():
                     return True
                 continue
-            claims = self._checked(chunk.claims)
-            if not claims:
-                await self._store.set_batch(self._campaign.id, chunk.number, "EMPTY", self._clock())
-                continue
+            claims = chunk.claims
             if not await self._pace():
                 self._outcomes.extend(repo.Release(c.id) for c in claims)
                 await self._store.set_batch(
@@ -63,19 +60,6 @@ class BatchDispatcher(Dispatcher):
                 return False
             self._start(self._send_chunk(chunk.number, chunk.tag, claims))
         return False
-
-    def _checked(self, claims: list[repo.Claim]) -> list[repo.Claim]:
-        """The claims whose rendered message fits the channel; the others become REJECTED."""
-        good = []
-        for claim in claims:
-            problem = planning.limit_problem(
-                self._channel, self._template.render(orjson.loads(claim.parameters))
-            )
-            if problem is None:
-                good.append(claim)
-            else:
-                self._outcomes.append(repo.Rejected(claim.id, "MESSAGE_TOO_LONG", problem))
-        return good
 
     def _batch_body(self, tag: str, claims: list[repo.Claim]) -> dict[str, object]:
         return planning.batch_body(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from campaign import rendering
+
 # Every request carries the recipient's own key, so that a delivery callback can be matched to
 # its row even when it arrives before the send was recorded.
 _KEY_SEPARATOR = "-"
@@ -128,10 +130,21 @@ TEXT_LIMITS: Mapping[str, int] = {
 }
 
 
-def limit_problem(channel: str, rendered: Mapping[str, Any]) -> str | None:
-    """Why the rendered message breaks the channel's limits, or None when it fits."""
-    text = rendered.get("text_message", {}).get("text") if "text_message" in rendered else None
+@dataclass(frozen=True)
+class TextLimit:
+    """The message's text, as pieces (literal text, or a parameter's name), and the most
+    characters the channel takes: the loader renders each row's text and measures it."""
+
+    pieces: tuple[tuple[bool, str], ...]  # (is a parameter, literal text or parameter name)
+    limit: int
+    channel: str
+
+
+def text_limit(channel: str, message: Mapping[str, Any]) -> TextLimit | None:
+    """What to check of ``message`` on ``channel``: its text's length, if both have one."""
+    content = message.get("text_message")
+    text = content.get("text") if isinstance(content, Mapping) else None
     limit = TEXT_LIMITS.get(channel)
-    if isinstance(text, str) and limit is not None and len(text) > limit:
-        return f"text of {len(text):,} characters is over the {channel} limit of {limit:,}"
-    return None
+    if not isinstance(text, str) or limit is None:
+        return None
+    return TextLimit(rendering.text_pieces(text), limit, channel)

@@ -154,6 +154,21 @@ def parameters_of(message: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def text_pieces(text: str) -> tuple[tuple[bool, str], ...]:
+    """``text`` split by the parameter grammar: ``(False, literal)`` and ``(True, name)``
+    pieces, in order; joining the literals and the values gives the rendered text."""
+    pieces: list[tuple[bool, str]] = []
+    position = 0
+    for match in PARAMETER_RE.finditer(text):
+        if match.start() > position:
+            pieces.append((False, text[position : match.start()]))
+        pieces.append((True, match.group(1)))
+        position = match.end()
+    if position < len(text):
+        pieces.append((False, text[position:]))
+    return tuple(pieces)
+
+
 def message_content_type(message: Mapping[str, Any]) -> str:
     """Which of the nine content keys (:data:`campaign.models.CONTENT_KEYS`) ``message`` has.
 

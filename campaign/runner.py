@@ -70,6 +70,7 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
             default_country=spec.default_country,
             parameters=spec.parameters,
             defaults=spec.defaults,
+            text_limit=planning.text_limit(spec.channel.value, spec.message),
         )
     )
 

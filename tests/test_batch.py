@@ -114,17 +114,6 @@ async def test_retryable_errors_retry_the_batch(world: World) -> None:
     assert len(await world.sent()) == 300
 
 
-async def test_a_message_over_the_channel_limit_is_rejected_before_sending(world: World) -> None:
-    campaign = await world.campaign(3)
-    long = {"text_message": {"text": "x" * 1592 + "${code}${name}"}}  # 1,601 characters
-    assert await batch_dispatcher(world, campaign, message=long).run() is True
-    report = await rows(world, campaign)
-    assert {r[4] for r in report.values()} == {"REJECTED"}
-    assert report[1][7] == "MESSAGE_TOO_LONG"
-    assert "SMS limit of 1,600" in report[1][8]
-    assert await world.sent() == []
-
-
 async def test_cancel_of_a_scheduled_batch(world: World) -> None:
     campaign = await world.campaign(120)
     later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")

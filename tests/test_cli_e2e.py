@@ -389,3 +389,19 @@ def test_cancel_scheduled_batches(cli: Cli) -> None:
     assert status["counts"]["CANCELLED"] == 30
     assert status["state"] == "CANCELLED"
     assert cli.sent() == []  # the batch never went out
+
+
+@pytest.mark.parametrize("mode", ["batch", "individual"])
+def test_a_text_over_the_channel_limit_is_rejected_and_not_sent(cli: Cli, mode: str) -> None:
+    path = cli.tmp / "long.csv"
+    path.write_text(f"phone,first_name,code\n+12015550001,Ann,1\n+12015550002,{'x' * 1600},2\n")
+    result = cli.run("run", str(cli.campaign_file(recipients=path, mode=f'"{mode}"')))
+    assert result.returncode == 1, result.stderr  # a row REJECTED: exit 1
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    rows = {r["row"]: r for r in read_report(report)}
+    assert rows["1"]["status"] == "QUEUED"
+    assert rows["2"]["status"] == "REJECTED"
+    assert rows["2"]["error_code"] == "MESSAGE_TOO_LONG"
+    assert "over the SMS limit of 1600" in rows["2"]["error_description"]
+    assert [m["identity"] for m in cli.sent()] == ["+12015550001"]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaign import loading
+from campaign import loading, planning, rendering
 from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks
 from campaign.models import Channel
@@ -31,6 +31,7 @@ def _spec(
     country: str | None = "US",
     parameters: tuple[str, ...] = (),
     defaults: Mapping[str, str] | None = None,
+    text_limit: planning.TextLimit | None = None,
 ) -> loading.LoadSpec:
     return loading.LoadSpec(
         path=path,
@@ -39,6 +40,7 @@ def _spec(
         default_country=country,
         parameters=parameters,
         defaults=defaults or {},
+        text_limit=text_limit,
     )
 
 
@@ -233,6 +235,29 @@ def test_rejection_reasons_and_their_order(tmp_path: Path) -> None:
     # A rejected row has no identity, whatever the reason.
     assert frame["identity"].to_list() == [VALID] + [None] * 6
     assert loading.missing_parameter("first") == "missing value for parameter 'first'"
+
+
+def test_a_text_over_the_channel_limit_is_rejected_as_rendered(tmp_path: Path) -> None:
+    """The loader renders each row's text (vectorised) and measures it in characters, exactly
+    as the renderer would: multi-byte characters count once, a parameter used twice twice."""
+    message = {"text_message": {"text": "Hi ${name}, ${ name }! Code ${code}: ü"}}
+    limit = planning.text_limit("SMS", message)
+    assert limit is not None
+    template = rendering.MessageTemplate.compile(message)
+    names = ["Ann", "x" * 780, "é" * 791, "y" * 792, "", "😀" * 800]
+    content = "phone,name,code\n" + "".join(f"{VALID},{name},42\n" for name in names)
+    frame = _load(_write(tmp_path, content), parameters=("name", "code"), text_limit=limit)
+    for name, reason in zip(names, frame["reason"], strict=True):
+        length = len(template.render({"name": name, "code": "42"})["text_message"]["text"])
+        if length > 1600:
+            assert reason == f"text of {length} characters is over the SMS limit of 1600"
+        else:
+            assert reason == ("missing value for parameter 'name'" if not name else None)
+    # 17 characters besides the names: 2 * 791 + 17 = 1,599 fits, 2 * 792 + 17 = 1,601 does not.
+    assert frame["reason"].is_not_null().to_list() == [False, False, False, True, True, True]
+    # Channels without a limit, and messages without text, are not measured.
+    assert planning.text_limit("WHATSAPP", {"media_message": {"url": "u"}}) is None
+    assert planning.text_limit("APPLEBC", message) is None
 
 
 def test_defaults_fill_empty_cells(tmp_path: Path) -> None:

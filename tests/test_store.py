@@ -108,6 +108,28 @@ async def test_ingest_decides_rejects_and_duplicates_across_slices(store: repo.S
     assert by_position[5][8] == "same identity as row 1"
 
 
+async def test_ingest_keeps_every_value_byte_for_byte(store: repo.Store) -> None:
+    """The bulk path (JSON on SQLite, COPY on Postgres) must not mangle what the file held:
+    quotes, separators, newlines, backslashes, the COPY null marker, empty text, non-ASCII."""
+    campaign = await new_campaign(store)
+    awkward = ['a,"b"', "line\nbreak", r"\N", "", "tab\there", "ünï 🙂", "back\\slash", "'; --"]
+    rows = pl.DataFrame(
+        {
+            "row": list(range(1, len(awkward) + 1)),
+            "identity_raw": awkward,
+            "identity": [None] * len(awkward),
+            "reason": [f"invalid: {value}" for value in awkward],
+            "parameters": [f'{{"v":{value!r}}}' for value in awkward],
+        },
+        schema=frame([]).schema,
+    )
+    assert await store.ingest(campaign.id, "SMS", rows, NOW) == repo.IngestCounts(0, 8, 0)
+    stored = [r async for page in store.report_pages(campaign.id) for r in page]
+    assert [r[2] for r in stored] == awkward  # identity_raw
+    assert [r[8] for r in stored] == [f"invalid: {value}" for value in awkward]
+    assert all(r[1] is None for r in stored)  # identity
+
+
 async def test_claim_moves_pending_to_in_flight_once(store: repo.Store) -> None:
     campaign = await new_campaign(store)
     await store.ingest(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from campaign import phones
+from campaign.planning import TextLimit
 
 MISSING_IDENTITY = "missing identity"
 INVALID_PHONE = "invalid phone number"
@@ -47,6 +48,7 @@ class SlicePlan:
     phone: bool  # the identity is a phone number, to E.164
     default_country: str | None
     parameters: tuple[Parameter, ...]
+    text_limit: TextLimit | None = None
 
     def columns(self) -> list[str]:
         """The file's columns that are read, each once."""
@@ -58,8 +60,9 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
     """Rows as read (:data:`ROW` and the plan's columns, as text) -> recipient rows.
 
     Columns as in :data:`OUTPUT_SCHEMA`. A row is rejected for its first problem among: no
-    identity, an invalid phone number, no value for a parameter (in the plan's order). A cell
-    holding only spaces is empty; other values are kept as they are.
+    identity, an invalid phone number, no value for a parameter (in the plan's order), a text
+    over the channel's limit. A cell holding only spaces is empty; other values are kept as
+    they are.
     """
     values, missing = [], []
     for parameter in plan.parameters:
@@ -73,6 +76,8 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
     first_missing = pl.lit(None, dtype=pl.String)
     for empty, text in reversed(missing):
         first_missing = pl.when(empty).then(pl.lit(text)).otherwise(first_missing)
+    if plan.text_limit is not None:
+        first_missing = pl.coalesce(first_missing, _too_long(plan.text_limit, values))
     computed = batch.select(
         row=pl.col(ROW).cast(pl.UInt64),
         parameters=pl.struct(values).struct.json_encode() if values else pl.lit("{}"),
@@ -106,6 +111,17 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
         reason=reason,
         parameters="parameters",
     )
+
+
+def _too_long(check: TextLimit, values: list[pl.Expr]) -> pl.Expr:
+    """The reason when the rendered text is over the limit, else null."""
+    by_name = {value.meta.output_name(): value for value in values}
+    rendered = pl.concat_str(
+        [by_name[piece] if is_parameter else pl.lit(piece) for is_parameter, piece in check.pieces]
+    )
+    length = rendered.str.len_chars()
+    reason = f"text of {{}} characters is over the {check.channel} limit of {check.limit}"
+    return pl.when(length > check.limit).then(pl.format(reason, length))
 
 
 def mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:

@@ -18,6 +18,7 @@ from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks
 from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
 from campaign.models import PHONE_CHANNELS, Channel
+from campaign.planning import TextLimit
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class LoadSpec:
     default_country: str | None  # ISO 3166 alpha-2, for phone numbers without a country code
     parameters: tuple[str, ...]  # the columns the message uses (``${name}``)
     defaults: Mapping[str, str]  # the value of a parameter whose cell is empty
+    text_limit: TextLimit | None = None  # the message's text and the channel's limit
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         phone=spec.channel in PHONE_CHANNELS,
         default_country=country,
         parameters=parameters,
+        text_limit=spec.text_limit,
     )
     for name in plan.columns():
         if schema[name].is_nested():

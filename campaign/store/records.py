@@ -182,6 +182,7 @@ _REJECT_CODES = (
     ("missing identity", "MISSING_IDENTITY"),
     ("invalid", "INVALID_IDENTITY"),
     ("missing value for parameter", "MISSING_PARAMETER"),
+    ("text of ", "MESSAGE_TOO_LONG"),
 )
 
 

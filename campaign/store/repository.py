@@ -13,14 +13,15 @@ from typing import Any
 
 import polars as pl
 from sqlalchemy import and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaign.models import Status
 from campaign.store import engine as engine_mod
 from campaign.store.batches import BatchQueries, claim_statement
 from campaign.store.events import EventStore
+from campaign.store.ingest import ingest as bulk_ingest
 from campaign.store.records import (
     OUTCOME_VALUES,
     REPORT_COLUMNS,
@@ -137,100 +138,20 @@ class Store(BatchQueries):
 
     # --- ingest -------------------------------------------------------------------------------
 
-    def _insert_ignoring_conflicts(self) -> Any:
-        if self.dialect == "postgresql":
-            return postgresql.insert(recipients).on_conflict_do_nothing()
-        return sqlite.insert(recipients).on_conflict_do_nothing()
-
     async def ingest(
         self, campaign_id: int, channel: str, frame: pl.DataFrame, now: datetime
     ) -> IngestCounts:
         """Store one slice of loaded rows (columns ``row, identity_raw, identity, reason,
-        parameters``), in one transaction. Idempotent: rows already stored are left alone.
+        parameters``), in one transaction, with set-based SQL (:mod:`campaign.store.ingest`).
+        Idempotent: rows already stored are left alone.
 
         The first row of an identity is PENDING; later ones are DUPLICATE, whether the earlier
         row is in this slice or an earlier one (the unique index decides).
         """
         if frame.is_empty():
             return IngestCounts(0, 0, 0)
-        base = {"campaign_id": campaign_id, "channel": channel, "updated_at": now, "attempts": 0}
-        rejected = frame.filter(pl.col("reason").is_not_null())
-        valid = frame.filter(pl.col("reason").is_null())
-        rejected_rows = [
-            {
-                **base,
-                "position": r["row"],
-                "identity_raw": r["identity_raw"],
-                "identity": None,
-                "parameters": r["parameters"] or "{}",
-                "status": Status.REJECTED.value,
-                "error_code": reject_code(r["reason"]),
-                "error_description": r["reason"],
-            }
-            for r in rejected.iter_rows(named=True)
-        ]
-        valid_rows = [
-            {
-                **base,
-                "position": r["row"],
-                "identity_raw": r["identity_raw"],
-                "identity": r["identity"],
-                "parameters": r["parameters"] or "{}",
-                "status": Status.PENDING.value,
-                "error_code": None,
-                "error_description": None,
-            }
-            for r in valid.iter_rows(named=True)
-        ]
-        first, last = int(frame["row"].min()), int(frame["row"].max())  # type: ignore[arg-type]
-        statement = self._insert_ignoring_conflicts()
         async with self.engine.begin() as conn:
-            if rejected_rows:
-                await conn.execute(statement, rejected_rows)
-            if valid_rows:
-                await conn.execute(statement, valid_rows)
-            stored = set(
-                (
-                    await conn.execute(
-                        select(C.position).where(
-                            C.campaign_id == campaign_id, C.position.between(first, last)
-                        )
-                    )
-                ).scalars()
-            )
-            duplicates = [r for r in valid_rows if r["position"] not in stored]
-            if duplicates:
-                await self._insert_duplicates(conn, campaign_id, channel, duplicates)
-        return IngestCounts(
-            pending=len(valid_rows) - len(duplicates),
-            rejected=len(rejected_rows),
-            duplicate=len(duplicates),
-        )
-
-    async def _insert_duplicates(
-        self, conn: AsyncConnection, campaign_id: int, channel: str, rows: list[dict[str, Any]]
-    ) -> None:
-        identities = sorted({r["identity"] for r in rows})
-        first_row: dict[str, int] = {}
-        for start in range(0, len(identities), 500):
-            chunk = identities[start : start + 500]
-            result = await conn.execute(
-                select(C.identity, C.position).where(
-                    C.campaign_id == campaign_id,
-                    C.channel == channel,
-                    C.identity.in_(chunk),
-                    C.status.not_in([Status.REJECTED.value, Status.DUPLICATE.value]),
-                )
-            )
-            first_row.update({identity: position for identity, position in result.all()})
-        for r in rows:
-            r["status"] = Status.DUPLICATE.value
-            r["error_code"] = "DUPLICATE"
-            original = first_row.get(r["identity"])
-            r["error_description"] = (
-                f"same identity as row {original}" if original else "same identity as another row"
-            )
-        await conn.execute(self._insert_ignoring_conflicts(), rows)
+            return await bulk_ingest(conn, campaign_id, channel, frame, now)
 
     # --- dispatch -----------------------------------------------------------------------------
 

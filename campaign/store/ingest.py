@@ -1,0 +1,180 @@
+"""Bulk ingest: one slice of loaded rows into ``recipients`` with set-based SQL.
+
+A slice (up to a few hundred thousand rows) is handed to the database whole: as one JSON
+document read by ``json_each`` on SQLite, and by ``COPY`` into a temporary table on Postgres.
+Two ``INSERT … SELECT`` statements then store it:
+
+1. every row, ``ON CONFLICT DO NOTHING``: a row already stored (a resumed load) or whose identity
+   an earlier row holds (the partial unique index) is left out;
+2. only when the first left some out: those whose position is not stored, as DUPLICATE, each
+   naming the row that holds its identity.
+
+The database decides duplicates, across slices and across runs; no Python loop touches a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaign.models import Status
+from campaign.store.records import IngestCounts, reject_code
+from campaign.store.tables import recipients
+
+C = recipients.c
+
+# The staged columns, in order: what each slice row carries into ``recipients``.
+STAGED = (
+    "position",
+    "identity_raw",
+    "identity",
+    "parameters",
+    "status",
+    "error_code",
+    "error_description",
+)
+
+_DUPLICATE_NOTE = "'same identity as row ' || orig.position"
+
+
+def staged_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Loaded rows (``row, identity_raw, identity, reason, parameters``) -> :data:`STAGED`."""
+    reasons = frame.get_column("reason").drop_nulls().unique().to_list()
+    codes = {reason: reject_code(reason) for reason in reasons}
+    rejected = pl.col("reason").is_not_null()
+    return frame.select(
+        position=pl.col("row").cast(pl.Int64),
+        identity_raw=pl.col("identity_raw"),
+        identity=pl.when(rejected).then(None).otherwise(pl.col("identity")),
+        parameters=pl.col("parameters").fill_null("{}"),
+        status=pl.when(rejected)
+        .then(pl.lit(Status.REJECTED.value))
+        .otherwise(pl.lit(Status.PENDING.value)),
+        error_code=pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String),
+        error_description=pl.col("reason"),
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    campaign_id: int
+    channel: str
+    now: Any  # bound as is: a text timestamp on SQLite, a datetime on Postgres
+
+
+def _sqlite_timestamp(now: datetime) -> str:
+    """``now`` as SQLAlchemy's SQLite DATETIME stores it (naive UTC, microseconds)."""
+    return now.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+async def ingest(
+    conn: AsyncConnection, campaign_id: int, channel: str, frame: pl.DataFrame, now: datetime
+) -> IngestCounts:
+    """Store ``frame`` (loaded rows) for the campaign, inside the caller's transaction."""
+    staged = staged_frame(frame)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        source = await _copy_to_temp(conn, staged)
+        target = _Target(campaign_id, channel, now)
+    else:
+        source = _json_source(staged)
+        target = _Target(campaign_id, channel, _sqlite_timestamp(now))
+    params = {"cid": target.campaign_id, "channel": target.channel, "now": target.now}
+    if dialect != "postgresql":
+        params["rows"] = source.payload
+    inserted = (await conn.execute(text(_insert_sql(source.select)), params)).rowcount
+    valid = int(staged.get_column("status").eq(Status.PENDING.value).sum())
+    rejected = staged.height - valid
+    if inserted == staged.height:
+        return IngestCounts(pending=valid, rejected=rejected, duplicate=0)
+    await conn.execute(text(_duplicates_sql(source.select)), params)
+    return await _counts(conn, campaign_id, staged)
+
+
+async def _counts(conn: AsyncConnection, campaign_id: int, staged: pl.DataFrame) -> IngestCounts:
+    """What the slice's positions hold now (after a shortfall: duplicates, or a resumed load)."""
+    first, last = staged.get_column("position").min(), staged.get_column("position").max()
+    rows = await conn.execute(
+        select(C.status, func.count())
+        .where(C.campaign_id == campaign_id, C.position.between(first, last))
+        .group_by(C.status)
+    )
+    found = {status: int(n) for status, n in rows.all()}
+    return IngestCounts(
+        pending=staged.height
+        - found.get(Status.REJECTED.value, 0)
+        - found.get(Status.DUPLICATE.value, 0),
+        rejected=found.get(Status.REJECTED.value, 0),
+        duplicate=found.get(Status.DUPLICATE.value, 0),
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    select: str  # a SELECT of the staged columns, aliased ``src``
+    payload: str | None = None
+
+
+def _json_source(staged: pl.DataFrame) -> _Source:
+    columns = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in STAGED)
+    return _Source(f"SELECT {columns} FROM json_each(:rows)", staged.write_json())
+
+
+async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
+    """``COPY`` the slice into a temporary table that lives until the transaction ends."""
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS campaign_ingest (position bigint, identity_raw text,"
+            " identity text, parameters text, status text, error_code text,"
+            " error_description text) ON COMMIT DELETE ROWS"
+        )
+    )
+    # Strings quoted, nulls bare: COPY's CSV format tells an empty string from NULL that way.
+    data = staged.write_csv(include_header=False, null_value=r"\N", quote_style="non_numeric")
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    async with driver.cursor() as cursor:
+        columns = ", ".join(STAGED)
+        statement = f"COPY campaign_ingest ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        async with cursor.copy(statement) as copy:
+            await copy.write(data.encode())
+    return _Source(f"SELECT {', '.join(STAGED)} FROM campaign_ingest")
+
+
+_INSERTED = (
+    "campaign_id, channel, updated_at, attempts, position, identity_raw, identity, parameters,"
+    " status, error_code, error_description"
+)
+
+
+def _insert_sql(source: str) -> str:
+    return (
+        f"INSERT INTO recipients ({_INSERTED}) "
+        "SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
+        " src.parameters, src.status, src.error_code, src.error_description"
+        f" FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
+    )
+
+
+def _duplicates_sql(source: str) -> str:
+    """The slice's rows that the first insert left out and whose position is still free: each
+    is a DUPLICATE of the row that holds its identity."""
+    sendable = f"orig.status NOT IN ('{Status.REJECTED.value}', '{Status.DUPLICATE.value}')"
+    return (
+        f"INSERT INTO recipients ({_INSERTED}) "
+        f"SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
+        f" src.parameters, '{Status.DUPLICATE.value}', 'DUPLICATE',"
+        f" CASE WHEN orig.position IS NULL THEN 'same identity as another row'"
+        f" ELSE {_DUPLICATE_NOTE} END"
+        f" FROM ({source}) AS src"
+        " LEFT JOIN recipients AS orig ON orig.campaign_id = :cid AND orig.channel = :channel"
+        f" AND orig.identity = src.identity AND {sendable}"
+        " WHERE src.identity IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recipients AS here"
+        " WHERE here.campaign_id = :cid AND here.position = src.position)"
+        " ON CONFLICT DO NOTHING"
+    )
