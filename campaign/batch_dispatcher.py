@@ -21,8 +21,6 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 
-import orjson
-
 from campaign import errors, planning, retry
 from campaign.dispatcher import Dispatcher
 from campaign.sinch.client import BatchAccepted
@@ -65,14 +63,14 @@ class BatchDispatcher(Dispatcher):
         return planning.batch_body(
             channel=self._channel,
             message=self._template.message,
-            recipients=[
+            recipients=(
                 (
                     claim.identity,
-                    orjson.loads(claim.parameters),
+                    claim.parameters,
                     planning.recipient_key(self._campaign.key, claim.position),
                 )
                 for claim in claims
-            ],
+            ),
             campaign_key=self._campaign.key,
             tag=tag,
             send=self._send_fields,
@@ -95,8 +93,7 @@ class BatchDispatcher(Dispatcher):
             if found is None:
                 continue
             if found:
-                outcomes: list[repo.Outcome] = [repo.Sent(i, None, found[0].batch_id) for i in ids]
-                await self._record(number, "ACCEPTED", outcomes, found[0].batch_id)
+                self._outcomes.append(self._accepted(number, found[0]))
                 queued += len(ids)
             else:
                 await self._record(number, "RELEASED", [repo.Release(i) for i in ids])
@@ -144,23 +141,18 @@ class BatchDispatcher(Dispatcher):
                 await self._record(number, "FAILED", failures)
             return
         self.stats.sent += len(claims)
+        self._outcomes.append(self._accepted(number, accepted))
+
+    def _accepted(self, number: int, accepted: BatchAccepted) -> repo.ChunkSent:
+        """The chunk's recipients QUEUED with the batch id (one statement when recorded)."""
         send_after = parse_time(accepted.send_after)
-        self._outcomes.extend(
-            repo.Sent(
-                c.id,
-                None,
-                accepted.batch_id,
-                key=planning.recipient_key(self._campaign.key, c.position),
-            )
-            for c in claims
-        )
-        await self._store.set_batch(
+        scheduled = send_after is not None and send_after > self._clock()
+        return repo.ChunkSent(
             self._campaign.id,
             number,
-            "SCHEDULED" if send_after and send_after > self._clock() else "ACCEPTED",
-            self._clock(),
-            batch_id=accepted.batch_id,
-            send_after=send_after,
+            accepted.batch_id,
+            "SCHEDULED" if scheduled else "ACCEPTED",
+            send_after,
         )
 
     async def _after_refusal(

@@ -123,7 +123,7 @@ class Dispatcher:
         self._flush_lock = asyncio.Lock()
         self._recorder: asyncio.Task[None] | None = None
         self._crashed: BaseException | None = None
-        self._outcomes: list[repo.Outcome] = []
+        self._outcomes: list[repo.Outcome | repo.ChunkSent] = []
         self._flushed = asyncio.Event()
         self._paused_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -322,11 +322,11 @@ class Dispatcher:
                 return
             outcomes, self._outcomes = self._outcomes, []
             await self._store.record(outcomes, self._clock())
-            sent = [o for o in outcomes if isinstance(o, repo.Sent)]
+            sent = [o for o in outcomes if isinstance(o, repo.Sent | repo.ChunkSent)]
             if sent:
                 await self._apply_waiting_events(sent)
 
-    async def _apply_waiting_events(self, sent: list[repo.Sent]) -> None:
+    async def _apply_waiting_events(self, sent: list[repo.Sent | repo.ChunkSent]) -> None:
         """Callbacks that arrived before their sends were recorded can be applied now.
 
         A supervision point: the receiver (maybe another process) applies events too, and a
@@ -334,9 +334,12 @@ class Dispatcher:
         """
         try:
             await self._store.events.apply_for(
-                [s.message_id for s in sent if s.message_id],
-                [s.key for s in sent if s.key],
-                self._clock(),
+                message_ids=[
+                    s.message_id for s in sent if isinstance(s, repo.Sent) and s.message_id
+                ],
+                keys=[s.key for s in sent if isinstance(s, repo.Sent) and s.key],
+                batch_ids=[s.batch_id for s in sent if isinstance(s, repo.ChunkSent)],
+                now=self._clock(),
             )
         except SQLAlchemyError as exc:
             logger.warning(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from campaign import rendering
 
@@ -86,27 +88,30 @@ def batch_body(
     *,
     channel: str,
     message: Mapping[str, Any],
-    recipients: list[tuple[str, Mapping[str, str], str]],
+    recipients: Iterable[tuple[str, str, str]],
     campaign_key: str,
     tag: str,
     send: Mapping[str, Any],
 ) -> dict[str, Any]:
     """A Batch API request: the message as written (Sinch substitutes ``${...}``), one entry per
-    ``(identity, parameters, key)``. Each recipient's key goes in its ``message_metadata``, so
-    its callbacks (``metadata`` JSON beside ``_batch_id``) find it; ``batch_metadata`` names the
-    campaign and the chunk's ``tag``, which finds the batch again after a lost answer."""
+    ``(identity, parameters, key)``, ``parameters`` being the JSON object the store keeps. Each
+    recipient's key goes in its ``message_metadata``, so its callbacks (``metadata`` JSON beside
+    ``_batch_id``) find it; ``batch_metadata`` names the campaign and the chunk's ``tag``, which
+    finds the batch again after a lost answer.
+
+    The entries are ``orjson.Fragment``: JSON written once, here, and copied as is when the body
+    is serialised (a thousand recipients per request; parameters are never parsed again).
+    """
+    channel_json = orjson.dumps(channel).decode()
+    head = '{"recipient":{"identified_by":{"channel_identities":[{"channel":' + channel_json
     return {
         "message": message,
         "recipient_and_params": [
-            {
-                "recipient": {
-                    "identified_by": {
-                        "channel_identities": [{"channel": channel, "identity": identity}]
-                    }
-                },
-                "parameters": dict(parameters),
-                "message_metadata": {"recipient": key},
-            }
+            orjson.Fragment(
+                f'{head},"identity":{orjson.dumps(identity).decode()}}}]}}}},'
+                f'"parameters":{parameters},'
+                f'"message_metadata":{{"recipient":{orjson.dumps(key).decode()}}}}}'
+            )
             for identity, parameters, key in recipients
         ],
         "batch_metadata": {"campaign": campaign_key, "chunk": tag},

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import polars as pl
 
 from campaign import tracking
@@ -107,7 +108,7 @@ async def test_callback_before_the_send_is_recorded_waits_then_applies(store: re
     assert await store.counts(campaign.id) == {Status.IN_FLIGHT: 2}
     await store.record([repo.Sent(c.id, f"M{c.position}") for c in claims], NOW)
     # What the dispatcher does right after recording: apply what waited for these sends.
-    assert (await store.events.apply_for(["M1"], ["CK-1"], NOW)).applied == 1
+    assert (await store.events.apply_for(message_ids=["M1"], keys=["CK-1"], now=NOW)).applied == 1
     assert await store.counts(campaign.id) == {Status.DELIVERED: 1, Status.QUEUED: 1}
     # Anything else that waited is looked at again after the recheck period.
     assert (await store.events.apply(NOW)).applied == 0
@@ -204,3 +205,26 @@ async def test_delivery_summary_and_stale_counts(store: repo.Store) -> None:
     assert summary == {"accepted": 4, "delivered": 2, "read": 1, "failed": 1}
     assert await store.stale_queued(campaign.id, NOW + timedelta(hours=1)) == 1  # M4 heard nothing
     assert await store.stale_queued(campaign.id, NOW - timedelta(hours=1)) == 0
+
+
+async def test_batch_callback_before_the_chunk_is_recorded_applies_with_it(
+    store: repo.Store,
+) -> None:
+    campaign = await campaign_with(store, 3)
+    chunk = await store.claim_chunk(campaign.id, campaign.key, 3, NOW)
+    assert chunk is not None
+    body = orjson.loads(callback("DELIVERED", key=None))
+    body["message_delivery_report"]["metadata"] = orjson.dumps(
+        {"_batch_id": "B1", "recipient": "CK-2"}
+    ).decode()
+    await store.events.insert([new(orjson.dumps(body), "early")])
+    assert (await store.events.apply(NOW)).waiting == 1  # its recipient is still IN_FLIGHT
+    await store.record([repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED")], NOW)
+    assert (await store.events.apply_for(batch_ids=["B1"], now=NOW)).applied == 1
+    assert await store.counts(campaign.id) == {Status.QUEUED: 2, Status.DELIVERED: 1}
+    assert {r[6] for r in (await rows(store, campaign)).values()} == {"B1"}
+    assert await store.batches_by_status(campaign.id) == {"ACCEPTED": 1}
+    # A late second record of the same chunk changes nothing (only IN_FLIGHT rows move).
+    await store.record([repo.ChunkSent(campaign.id, chunk.number, "B2", "ACCEPTED")], NOW)
+    assert {r[6] for r in (await rows(store, campaign)).values()} == {"B1"}
+    assert await store.batches_by_status(campaign.id, "ACCEPTED") == [(chunk.number, "B1")]

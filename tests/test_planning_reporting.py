@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from campaign import planning, reporting
@@ -147,3 +148,39 @@ def test_status_view() -> None:
     text = render_text([view])
     assert text[0].startswith("c  [READY, individual, SMS]  2/3 settled")
     assert "X" in text[2]
+
+
+def test_batch_body_entries_are_json_written_once_and_escaped() -> None:
+    body = planning.batch_body(
+        channel="SMS",
+        message={"text_message": {"text": "Hi ${name}"}},
+        recipients=[("+12015550001", '{"name":"Zoë \\"Z\\""}', "K-1"), ('a"b\\c', "{}", "K-2")],
+        campaign_key="K",
+        tag="K:7",
+        send={"ttl": 60},
+    )
+    assert orjson.loads(orjson.dumps(body)) == {
+        "message": {"text_message": {"text": "Hi ${name}"}},
+        "recipient_and_params": [
+            {
+                "recipient": {
+                    "identified_by": {
+                        "channel_identities": [{"channel": "SMS", "identity": "+12015550001"}]
+                    }
+                },
+                "parameters": {"name": 'Zoë "Z"'},
+                "message_metadata": {"recipient": "K-1"},
+            },
+            {
+                "recipient": {
+                    "identified_by": {
+                        "channel_identities": [{"channel": "SMS", "identity": 'a"b\\c'}]
+                    }
+                },
+                "parameters": {},
+                "message_metadata": {"recipient": "K-2"},
+            },
+        ],
+        "batch_metadata": {"campaign": "K", "chunk": "K:7"},
+        "ttl": 60,
+    }

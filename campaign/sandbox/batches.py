@@ -64,19 +64,19 @@ async def send_batch(request: web.Request) -> web.StreamResponse:
         return responses.not_found(f"App {body['app_id']!r}")
 
     batch_id = records.new_id()
+    ids = records.new_ids(len(body["recipient_and_params"]))
     prepared: list[records.SentMessage] = []
     missing: list[tuple[str, str]] = []
+    render = substitution.compile_message(body["message"], settings.unknown_parameter)
     for i, item in enumerate(body["recipient_and_params"]):
         try:
-            rendered = substitution.render(
-                body["message"], item.get("parameters", {}), settings.unknown_parameter
-            )
+            rendered = render(item.get("parameters", {}))
         except substitution.UnknownParameterError as exc:
             where = f"recipient_and_params[{i}].parameters"
             missing.append((where, f"no value for parameter {exc.name!r} used in message"))
             continue
         item_message = records.from_batch_item(
-            body, item, rendered, batch_id, settings.project_id, now
+            body, item, rendered, batch_id, settings.project_id, now, message_id=ids[i]
         )
         prepared.append(item_message)
     if missing:

@@ -10,7 +10,7 @@ to a name the recipient has no value for is a policy (Sinch does not document it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from campaign.sandbox.settings import UnknownParameterPolicy
@@ -57,3 +57,47 @@ def render(
         return value
 
     return walk(message)
+
+
+Renderer = Callable[[Mapping[str, str]], Any]
+
+
+def compile_message(message: Any, policy: UnknownParameterPolicy = "literal") -> Renderer:
+    """:func:`render` for one message and many recipients: the message is walked once, and
+    each render rebuilds only the path to the strings that hold a ``${name}`` (everything else
+    is shared between the results, as read-only as the request it came from)."""
+
+    def node(value: Any) -> Renderer | None:  # None: nothing to substitute below
+        if isinstance(value, str):
+            if "${" not in value or not PLACEHOLDER.search(value):
+                return None
+            return lambda parameters: render(value, parameters, policy)
+        if isinstance(value, dict):
+            children = [(key, node(item)) for key, item in value.items()]
+            dynamic = [(key, child) for key, child in children if child is not None]
+            if not dynamic:
+                return None
+
+            def render_dict(parameters: Mapping[str, str]) -> dict[str, Any]:
+                out = dict(value)
+                for key, child in dynamic:
+                    out[key] = child(parameters)
+                return out
+
+            return render_dict
+        if isinstance(value, list):
+            items = [node(item) for item in value]
+            if all(item is None for item in items):
+                return None
+            pairs = list(zip(value, items, strict=True))
+
+            def render_list(parameters: Mapping[str, str]) -> list[Any]:
+                return [item if child is None else child(parameters) for item, child in pairs]
+
+            return render_list
+        return None
+
+    compiled = node(message)
+    if compiled is None:
+        return lambda parameters: message
+    return compiled

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign.models import Status
-from campaign.store.engine import SQLITE_IMMEDIATE
+from campaign.store.engine import WriteGate
 from campaign.store.records import Chunk, Claim
 from campaign.store.tables import batches, campaigns, recipients
 
@@ -52,6 +52,7 @@ class BatchQueries:
     """The batch half of :class:`campaign.store.repository.Store` (a base class of it)."""
 
     engine: AsyncEngine
+    writes: WriteGate
 
     @property
     def dialect(self) -> str:
@@ -99,15 +100,13 @@ class BatchQueries:
         self, campaign_id: int, campaign_key: str, size: int, now: datetime
     ) -> Chunk | None:
         """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
-            async with conn.begin():
-                number = await self._next_chunk(conn, campaign_id)
-                statement = claim_statement(self.dialect, campaign_id, size, now, chunk=number)
-                rows = (await conn.execute(statement)).all()
-                if not rows:
-                    return None
-                tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(rows), now)
+        async with self.writes.begin(immediate=True) as conn:
+            number = await self._next_chunk(conn, campaign_id)
+            statement = claim_statement(self.dialect, campaign_id, size, now, chunk=number)
+            rows = (await conn.execute(statement)).all()
+            if not rows:
+                return None
+            tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(rows), now)
         return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
 
     async def new_chunk(
@@ -115,14 +114,10 @@ class BatchQueries:
     ) -> tuple[int, str]:
         """Move claimed rows ``ids`` to a chunk of their own (a split batch's part), so that
         each request sent has its own tag to be found by after a lost answer."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
-            async with conn.begin():
-                number = await self._next_chunk(conn, campaign_id)
-                tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(ids), now)
-                await conn.execute(
-                    update(recipients).where(C.id.in_(list(ids))).values(chunk=number)
-                )
+        async with self.writes.begin(immediate=True) as conn:
+            number = await self._next_chunk(conn, campaign_id)
+            tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(ids), now)
+            await conn.execute(update(recipients).where(C.id.in_(list(ids))).values(chunk=number))
         return number, tag
 
     async def queued_batch_ids(self, campaign_id: int) -> list[str]:
@@ -154,12 +149,50 @@ class BatchQueries:
             values["batch_id"] = batch_id
         if send_after is not None:
             values["send_after"] = send_after
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             await conn.execute(
                 update(batches)
                 .where(batches.c.campaign_id == campaign_id, batches.c.chunk == chunk)
                 .values(values)
             )
+
+    async def record_chunks(
+        self, conn: AsyncConnection, params: list[dict[str, Any]], now: datetime
+    ) -> None:
+        """Accepted chunks (:func:`campaign.store.records.chunk_params`): a statement per kind
+        of row, not per recipient; only recipients still IN_FLIGHT change."""
+        await conn.execute(
+            update(recipients)
+            .where(
+                C.campaign_id == bindparam("cid"),
+                C.chunk == bindparam("num"),
+                C.status == Status.IN_FLIGHT.value,
+            )
+            .values(
+                status=Status.QUEUED.value,
+                batch_id=bindparam("bid"),
+                error_code=None,
+                error_description=None,
+                sent_at=now,
+                updated_at=now,
+            ),
+            params,
+        )
+        await conn.execute(
+            update(batches)
+            .where(
+                batches.c.campaign_id == bindparam("cid"),
+                batches.c.chunk == bindparam("num"),
+                batches.c.status == "SENDING",
+            )
+            .values(
+                status=bindparam("bstatus"),
+                batch_id=bindparam("bid"),
+                send_after=bindparam("after"),
+                updated_at=now,
+            ),
+            params,
+        )
 
     async def in_flight_chunks(self, campaign_id: int) -> list[tuple[int, str, list[int]]]:
         """Chunks whose recipients are still IN_FLIGHT (a run stopped while sending them)."""
@@ -206,7 +239,7 @@ class BatchQueries:
         """Cancel what is not sent: PENDING rows, and QUEUED rows of the given (scheduled,
         cancelled at Sinch) batches. Returns how many of each."""
         note = {"error_code": "CANCELLED", "error_description": "cancelled by `campaign cancel`"}
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             pending = await conn.execute(
                 update(recipients)
                 .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)

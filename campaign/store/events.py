@@ -8,8 +8,7 @@ NULL) and is applied once the send is recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign import planning, tracking
 from campaign.models import Status
-from campaign.store.engine import SQLITE_IMMEDIATE
+from campaign.store.engine import WriteGate
 from campaign.store.tables import campaigns, events, recipients
 
 E = events.c
@@ -85,8 +84,9 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 
 
 class EventStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writes: WriteGate) -> None:
         self._engine = engine
+        self._writes = writes
         self._apply_lock = asyncio.Lock()  # one applier at a time in this process
 
     def _insert(self) -> Any:
@@ -123,7 +123,7 @@ class EventStore:
             }
             for item in batch
         ]
-        async with self._engine.begin() as conn:
+        async with self._writes.begin() as conn:
             # RETURNING yields only the rows really added (a conflicting nonce adds none).
             result = await conn.execute(self._insert().returning(E.id), rows)
             return len(result.all())
@@ -153,7 +153,7 @@ class EventStore:
             .order_by(E.id)
             .limit(limit)
         )
-        async with self._apply_lock, self._transaction() as conn:
+        async with self._apply_lock, self._writes.begin(immediate=True) as conn:
             rows = list((await conn.execute(fresh)).all())
             if len(rows) < limit:
                 rows += (await conn.execute(due.limit(limit - len(rows)))).all()
@@ -161,30 +161,30 @@ class EventStore:
         return ApplyResult(applied, changed, await self.waiting())
 
     async def apply_for(
-        self, message_ids: Sequence[str], keys: Sequence[str], now: datetime
+        self,
+        *,
+        message_ids: Sequence[str] = (),
+        keys: Sequence[str] = (),
+        batch_ids: Sequence[str] = (),
+        now: datetime,
     ) -> ApplyResult:
-        """Apply the waiting events about these sends, just recorded: a callback that arrived
-        before its send was recorded takes effect now, not at the next recheck."""
-        if not message_ids and not keys:
+        """Apply the waiting events about these sends (messages, recipient keys, whole
+        batches), just recorded: a callback that arrived before its send was recorded takes
+        effect now, not at the next recheck."""
+        if not message_ids and not keys and not batch_ids:
             return ApplyResult(0, 0, 0)
-        async with self._apply_lock, self._transaction() as conn:
+        async with self._apply_lock, self._writes.begin(immediate=True) as conn:
             rows: list[Any] = []
-            for chunk in _chunks(list(message_ids)):
-                rows += (await conn.execute(_WAITING.where(E.message_id.in_(chunk)))).all()
-            for chunk in _chunks(list(keys)):
-                rows += (await conn.execute(_WAITING.where(E.recipient_key.in_(chunk)))).all()
+            for column, values in (
+                (E.message_id, message_ids),
+                (E.recipient_key, keys),
+                (E.batch_id, batch_ids),
+            ):
+                for chunk in _chunks(list(values)):
+                    rows += (await conn.execute(_WAITING.where(column.in_(chunk)))).all()
             unique = sorted({row.id: row for row in rows}.values(), key=lambda row: row.id)
             applied, changed = await self._apply_rows(conn, unique, now)
         return ApplyResult(applied, changed, 0)
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that reads and then writes: BEGIN IMMEDIATE on SQLite, so no other
-        writer can commit between the two."""
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
-            async with conn.begin():
-                yield conn
 
     async def _apply_rows(
         self, conn: AsyncConnection, rows: Sequence[Any], now: datetime

@@ -90,12 +90,16 @@ class Release:
 
 
 @dataclass(frozen=True)
-class Rejected:
-    """Found unsendable just before sending (the rendered message breaks a channel limit)."""
+class ChunkSent:
+    """A batch-mode chunk accepted as one batch: its IN_FLIGHT recipients become QUEUED with
+    the batch id, in one statement, and the chunk's row says so (``status``: ACCEPTED, or
+    SCHEDULED for a batch sent with a future ``send_after``)."""
 
-    id: int
-    code: str
-    description: str
+    campaign_id: int
+    chunk: int
+    batch_id: str
+    status: str
+    send_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class Chunk:
     claims: list[Claim]
 
 
-Outcome = Sent | Retry | Failed | InDoubt | Release | Rejected
+Outcome = Sent | Retry | Failed | InDoubt | Release
 
 # What each kind of outcome writes (bound parameters come from _outcome_params).
 OUTCOME_VALUES: dict[type, dict[str, Any]] = {
@@ -136,11 +140,6 @@ OUTCOME_VALUES: dict[type, dict[str, Any]] = {
     },
     # Claimed, never sent: back to PENDING without counting the attempt.
     Release: {"status": Status.PENDING.value, "attempts": C.attempts - 1},
-    Rejected: {
-        "status": Status.REJECTED.value,
-        "error_code": bindparam("code"),
-        "error_description": bindparam("desc"),
-    },
 }
 
 
@@ -154,11 +153,21 @@ def outcome_params(outcome: Outcome) -> dict[str, Any]:
             "code": outcome.code,
             "desc": outcome.description,
         }
-    if isinstance(outcome, Failed | Rejected):
+    if isinstance(outcome, Failed):
         return {"rid": outcome.id, "code": outcome.code, "desc": outcome.description}
     if isinstance(outcome, InDoubt):
         return {"rid": outcome.id, "desc": outcome.description}
     return {"rid": outcome.id}
+
+
+def chunk_params(outcome: ChunkSent) -> dict[str, Any]:
+    return {
+        "cid": outcome.campaign_id,
+        "num": outcome.chunk,
+        "bid": outcome.batch_id,
+        "bstatus": outcome.status,
+        "after": outcome.send_after,
+    }
 
 
 REPORT_COLUMNS = (

@@ -27,15 +27,16 @@ from campaign.store.records import (
     REPORT_COLUMNS,
     CampaignRow,
     Chunk,
+    ChunkSent,
     Claim,
     Failed,
     InDoubt,
     IngestCounts,
     Outcome,
-    Rejected,
     Release,
     Retry,
     Sent,
+    chunk_params,
     outcome_params,
     reject_code,
 )
@@ -48,12 +49,12 @@ __all__ = [
     "REPORT_COLUMNS",
     "CampaignRow",
     "Chunk",
+    "ChunkSent",
     "Claim",
     "Failed",
     "InDoubt",
     "IngestCounts",
     "Outcome",
-    "Rejected",
     "Release",
     "Retry",
     "Sent",
@@ -68,7 +69,8 @@ class Store(BatchQueries):
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
-        self.events = EventStore(engine)
+        self.writes = engine_mod.WriteGate(engine)
+        self.events = EventStore(engine, self.writes)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -120,7 +122,7 @@ class Store(BatchQueries):
             "updated_at": now,
         }
         try:
-            async with self.engine.begin() as conn:
+            async with self.writes.begin() as conn:
                 await conn.execute(insert(campaigns).values(values))
         except IntegrityError:
             pass
@@ -129,7 +131,7 @@ class Store(BatchQueries):
         return found
 
     async def set_campaign(self, campaign_id: int, *, now: datetime, **values: Any) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.id == campaign_id)
@@ -150,14 +152,14 @@ class Store(BatchQueries):
         """
         if frame.is_empty():
             return IngestCounts(0, 0, 0)
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             return await bulk_ingest(conn, campaign_id, channel, frame, now)
 
     # --- dispatch -----------------------------------------------------------------------------
 
     async def recover_in_flight(self, campaign_id: int, now: datetime) -> int:
         """Rows left IN_FLIGHT by a process that died: their outcome is unknown -> IN_DOUBT."""
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             result = await conn.execute(
                 update(recipients)
                 .where(C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value)
@@ -172,24 +174,30 @@ class Store(BatchQueries):
 
     async def claim(self, campaign_id: int, limit: int, now: datetime) -> list[Claim]:
         """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             statement = claim_statement(self.dialect, campaign_id, limit, now)
             rows = (await conn.execute(statement)).all()
         return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
 
-    async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+    async def record(self, outcomes: Sequence[Outcome | ChunkSent], now: datetime) -> None:
         """Write send outcomes in one transaction; only rows still IN_FLIGHT change."""
-        batches: dict[type, list[dict[str, Any]]] = {kind: [] for kind in OUTCOME_VALUES}
+        by_kind: dict[type, list[dict[str, Any]]] = {kind: [] for kind in OUTCOME_VALUES}
+        chunks: list[dict[str, Any]] = []
         for outcome in outcomes:
-            batches[type(outcome)].append(outcome_params(outcome))
+            if isinstance(outcome, ChunkSent):
+                chunks.append(chunk_params(outcome))
+            else:
+                by_kind[type(outcome)].append(outcome_params(outcome))
         in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
-        async with self.engine.begin() as conn:
-            for kind, params in batches.items():
+        async with self.writes.begin() as conn:
+            for kind, params in by_kind.items():
                 if params:
                     values = {**OUTCOME_VALUES[kind], "updated_at": now}
                     if kind is Sent:
                         values["sent_at"] = now
                     await conn.execute(update(recipients).where(in_flight).values(values), params)
+            if chunks:
+                await self.record_chunks(conn, chunks, now)
 
     async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
         """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.
@@ -197,7 +205,7 @@ class Store(BatchQueries):
         Only for campaigns whose policy is to send them again; a callback that still comes
         later is applied to the new send as well (status never moves backwards).
         """
-        async with self.engine.begin() as conn:
+        async with self.writes.begin() as conn:
             result = await conn.execute(
                 update(recipients)
                 .where(

@@ -110,8 +110,21 @@ recipients = Table(
         postgresql_where=text("status NOT IN ('REJECTED', 'DUPLICATE')"),
     ),
     Index("ix_recipients_campaign_id_status_id", "campaign_id", "status", "id"),
-    Index("ix_recipients_message_id", "message_id"),
-    Index("ix_recipients_campaign_id_chunk", "campaign_id", "chunk"),
+    # Partial: most rows never have one (batch messages), and an index entry per row costs
+    # every insert and every status change.
+    Index(
+        "ix_recipients_message_id",
+        "message_id",
+        sqlite_where=text("message_id IS NOT NULL"),
+        postgresql_where=text("message_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_recipients_campaign_id_chunk",
+        "campaign_id",
+        "chunk",
+        sqlite_where=text("chunk IS NOT NULL"),
+        postgresql_where=text("chunk IS NOT NULL"),
+    ),
 )
 
 events = Table(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import ulid
 
-from campaign.sandbox import substitution
+from campaign.sandbox import records, substitution
 from campaign.sandbox.settings import UnknownParameterPolicy
 
 
@@ -67,3 +68,34 @@ def test_unknown_parameter_error_policy() -> None:
 def test_dollar_without_braces_is_text() -> None:
     out = substitution.render({"t": "$5 ${ x } $name ${} ${a b}"}, {"name": "n", "x": "X"})
     assert out == {"t": "$5 X $name ${} ${a b}"}
+
+
+def test_a_compiled_message_renders_as_render_does() -> None:
+    message = {
+        "card_message": {
+            "title": "Hi ${name}",
+            "description": "static",
+            "choices": [
+                {"text_message": {"text": "${ code }!"}},
+                {"url_message": {"title": "t", "url": "https://x/${name}"}},
+                {"call_message": {"title": "c", "phone_number": "+1"}},
+            ],
+            "height": 3,
+        }
+    }
+    for policy in ("literal", "empty"):
+        compiled = substitution.compile_message(message, policy)
+        for parameters in ({"name": "A${code}", "code": "7"}, {"name": "B"}, {}):
+            assert compiled(parameters) == substitution.render(message, parameters, policy)
+    assert compiled({"name": "A"}) is not compiled({"name": "A"})  # a new object each time
+    static = {"text_message": {"text": "no parameters"}}
+    assert substitution.compile_message(static)({"x": "y"}) == static
+    with pytest.raises(substitution.UnknownParameterError):
+        substitution.compile_message(message, "error")({"name": "A"})
+
+
+def test_ids_for_a_batch_are_distinct_ulids() -> None:
+    ids = records.new_ids(1000)
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 26 and str(ulid.ULID.from_str(i)) == i for i in ids)
+    assert ids == sorted(ids)  # monotonic, as a ULID generator within one millisecond
