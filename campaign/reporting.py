@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,50 +50,31 @@ def defuse(value: str | None) -> str | None:
     return value
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+_STORE_SCHEMA: dict[str, Any] = {
+    "row": pl.UInt64,
+    "identity": pl.String,
+    "identity_raw": pl.String,
+    "channel": pl.String,
+    "status": pl.String,
+    "message_id": pl.String,
+    "batch_id": pl.String,
+    "error_code": pl.String,
+    "error_description": pl.String,
+    "sent_at": pl.String,
+    "updated_at": pl.String,
+    "attempts": pl.UInt32,
+    "status_at": pl.String,
+    "delivery_channel": pl.String,
+}
 
 
 def report_frame(page: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
-    """One page of store rows (:data:`campaign.store.repository.REPORT_COLUMNS`) as a report
-    frame: identity falls back to the raw cell for rejected rows, timestamps are ISO-8601 UTC."""
-    (
-        position,
-        identity,
-        identity_raw,
-        channel,
-        status,
-        message_id,
-        batch_id,
-        error_code,
-        error_description,
-        sent_at,
-        updated_at,
-        attempts,
-        status_at,
-        channel_used,
-    ) = zip(*page, strict=True) if page else ((),) * 14
-    frame = pl.DataFrame(
-        {
-            "row": pl.Series(position, dtype=pl.UInt64),
-            "identity": pl.Series(
-                [i if i is not None else r for i, r in zip(identity, identity_raw, strict=True)],
-                dtype=pl.String,
-            ),
-            "channel": pl.Series(channel, dtype=pl.String),
-            "status": pl.Series(status, dtype=pl.String),
-            "message_id": pl.Series(message_id, dtype=pl.String),
-            "batch_id": pl.Series(batch_id, dtype=pl.String),
-            "error_code": pl.Series(error_code, dtype=pl.String),
-            "error_description": pl.Series(error_description, dtype=pl.String),
-            "sent_at": pl.Series([_iso(v) for v in sent_at], dtype=pl.String),
-            "updated_at": pl.Series([_iso(v) for v in updated_at], dtype=pl.String),
-            "attempts": pl.Series(attempts, dtype=pl.UInt32),
-            "status_at": pl.Series([_iso(v) for v in status_at], dtype=pl.String),
-            "delivery_channel": pl.Series(channel_used, dtype=pl.String),
-        }
-    )
-    return frame.with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)
+    """One page of store rows (:data:`campaign.store.repository.REPORT_COLUMNS`, timestamps
+    already ISO-8601 UTC text) as a report frame: identity falls back to the raw cell for
+    rejected and duplicate rows; text that a spreadsheet would run as a formula is defused."""
+    frame = pl.DataFrame(list(page), schema=_STORE_SCHEMA, orient="row")
+    frame = frame.with_columns(identity=pl.coalesce("identity", "identity_raw"))
+    return frame.select(REPORT_COLUMNS).with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)
 
 
 def defuse_expr(name: str) -> pl.Expr:

@@ -75,9 +75,14 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
     )
 
 
+# Rows loaded, validated and stored at a time: each slice is one transaction. Memory while
+# loading is a few slices (being prepared, and being stored), whatever the file's size.
+INGEST_SLICE_ROWS = 50_000
+
+
 async def _slices(source: loading.RecipientSource) -> AsyncIterator[pl.DataFrame]:
     """The slices, each read in a worker thread so the loop stays responsive."""
-    iterator = source.slices()
+    iterator = source.slices(INGEST_SLICE_ROWS)
     while True:
         frame = await asyncio.to_thread(next, iterator, None)
         if frame is None:

@@ -163,9 +163,11 @@ def test_run_sends_every_valid_row_once_and_reports_every_row(cli: Cli) -> None:
     for row in rows:
         if row["status"] == "REJECTED":
             assert row["error_description"]
-        if row["status"] == "DUPLICATE":
-            assert row["identity"] in queued
-            assert int(row["row"]) > int(queued[row["identity"]][0]["row"])
+        if row["status"] == "DUPLICATE":  # names the earlier row that holds its identity
+            original = rows[int(row["error_description"].rsplit(" ", 1)[1]) - 1]
+            assert original["status"] == "QUEUED"
+            assert int(row["row"]) > int(original["row"])
+            assert row["identity"] == inputs[int(row["row"]) - 1]["phone"]  # the raw cell
 
 
 def test_a_finished_campaign_does_nothing(cli: Cli) -> None:

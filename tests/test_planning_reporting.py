@@ -97,18 +97,19 @@ def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
     delivered = (1, "+15551234567", "555-123-4567", "SMS", "DELIVERED", "M1", None)
     rejected = (2, None, "=1+1", "SMS", "REJECTED", None, None)
     missing = (3, None, None, "SMS", "REJECTED", None, None)
+    at = "2026-11-21T12:00:00.000000Z"  # as the store gives timestamps
     frame = reporting.report_frame(
         [
-            (*delivered, None, None, NOW, NOW, 1, NOW, "SMS"),
-            (*rejected, "INVALID_IDENTITY", "bad", None, NOW, 0, None, None),
-            (*missing, "MISSING_IDENTITY", "x", None, NOW, 0, None, None),
+            (*delivered, None, None, at, at, 1, at, "SMS"),
+            (*rejected, "INVALID_IDENTITY", "bad", None, at, 0, None, None),
+            (*missing, "MISSING_IDENTITY", "x", None, at, 0, None, None),
         ]
     )
     assert frame.columns == list(reporting.REPORT_COLUMNS)
     assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
-    assert frame["sent_at"].to_list() == ["2026-11-21T12:00:00Z", None, None]
+    assert frame["sent_at"].to_list() == [at, None, None]
     assert frame["row"].to_list() == [1, 2, 3]
-    assert frame["status_at"].to_list() == ["2026-11-21T12:00:00Z", None, None]
+    assert frame["status_at"].to_list() == [at, None, None]
     assert frame["delivery_channel"].to_list() == ["SMS", None, None]
     assert reporting.report_frame([]).height == 0
 

@@ -92,6 +92,7 @@ class Batch:
     send_after_text: str | None = None
     pending: list[SentMessage] = field(default_factory=list)
     size: int = 0
+    unbuilt: int = 0  # accepted messages not built (no history, no callbacks): only counted
 
     def status_json(self) -> dict[str, Any]:
         """The Batch API status object (``GET /messages/{batch_id}``)."""

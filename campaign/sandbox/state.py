@@ -121,6 +121,8 @@ class SandboxState:
         now = datetime.now(UTC)
         pending, batch.pending = batch.pending, []
         batch.status = records.BatchStatus.PROCESSED
+        self.stats.accepted_messages += batch.unbuilt
+        batch.unbuilt = 0
         for message in pending:
             message.accepted_time = now
             self.record(message)

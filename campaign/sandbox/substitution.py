@@ -69,9 +69,7 @@ def compile_message(message: Any, policy: UnknownParameterPolicy = "literal") ->
 
     def node(value: Any) -> Renderer | None:  # None: nothing to substitute below
         if isinstance(value, str):
-            if "${" not in value or not PLACEHOLDER.search(value):
-                return None
-            return lambda parameters: render(value, parameters, policy)
+            return _leaf(value, policy)
         if isinstance(value, dict):
             children = [(key, node(item)) for key, item in value.items()]
             dynamic = [(key, child) for key, child in children if child is not None]
@@ -101,3 +99,34 @@ def compile_message(message: Any, policy: UnknownParameterPolicy = "literal") ->
     if compiled is None:
         return lambda parameters: message
     return compiled
+
+
+def _leaf(text: str, policy: UnknownParameterPolicy) -> Renderer | None:
+    """One string's renderer: split once by the grammar, joined per recipient."""
+    pieces: list[tuple[str | None, str]] = []  # (name or None for literal text, raw text)
+    position = 0
+    for match in PLACEHOLDER.finditer(text):
+        if match.start() > position:
+            pieces.append((None, text[position : match.start()]))
+        pieces.append((match[1], match[0]))
+        position = match.end()
+    if not pieces:
+        return None
+    if position < len(text):
+        pieces.append((None, text[position:]))
+
+    def render_leaf(parameters: Mapping[str, str]) -> str:
+        out = []
+        for name, raw in pieces:
+            if name is None:
+                out.append(raw)
+                continue
+            value = parameters.get(name)
+            if value is None:
+                if policy == "error":
+                    raise UnknownParameterError(name)
+                value = raw if policy == "literal" else ""
+            out.append(value)
+        return "".join(out)
+
+    return render_leaf

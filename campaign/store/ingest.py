@@ -7,7 +7,8 @@ Two ``INSERT … SELECT`` statements then store it:
 1. every row, ``ON CONFLICT DO NOTHING``: a row already stored (a resumed load) or whose identity
    an earlier row holds (the partial unique index) is left out;
 2. only when the first left some out: those whose position is not stored, as DUPLICATE, each
-   naming the row that holds its identity.
+   naming the row that holds its identity (which only that row keeps: the unique index covers
+   the rows that have an identity).
 
 The database decides duplicates, across slices and across runs; no Python loop touches a row.
 """
@@ -164,16 +165,15 @@ def _insert_sql(source: str) -> str:
 def _duplicates_sql(source: str) -> str:
     """The slice's rows that the first insert left out and whose position is still free: each
     is a DUPLICATE of the row that holds its identity."""
-    sendable = f"orig.status NOT IN ('{Status.REJECTED.value}', '{Status.DUPLICATE.value}')"
     return (
         f"INSERT INTO recipients ({_INSERTED}) "
-        f"SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
+        f"SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, NULL,"
         f" src.parameters, '{Status.DUPLICATE.value}', 'DUPLICATE',"
         f" CASE WHEN orig.position IS NULL THEN 'same identity as another row'"
         f" ELSE {_DUPLICATE_NOTE} END"
         f" FROM ({source}) AS src"
         " LEFT JOIN recipients AS orig ON orig.campaign_id = :cid AND orig.channel = :channel"
-        f" AND orig.identity = src.identity AND {sendable}"
+        " AND orig.identity = src.identity"
         " WHERE src.identity IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recipients AS here"
         " WHERE here.campaign_id = :cid AND here.position = src.position)"
         " ON CONFLICT DO NOTHING"

@@ -84,7 +84,8 @@ recipients = Table(
     Column("position", BigInteger, nullable=False),  # 1-based row of the input file
     Column("channel", String(32), nullable=False),
     Column("identity_raw", Text, nullable=True),
-    Column("identity", String(256), nullable=True),  # normalised; NULL when rejected
+    # Normalised; NULL when rejected or a duplicate (the row it repeats holds it).
+    Column("identity", String(256), nullable=True),
     Column("parameters", Text, nullable=False, server_default=text("'{}'")),  # JSON object
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -100,14 +101,16 @@ recipients = Table(
     Column("chunk", BigInteger, nullable=True),  # batch mode: the chunk it was last sent in
     UniqueConstraint("campaign_id", "position"),
     # One sendable row per (campaign, channel, identity): the database decides duplicates.
+    # Only sendable rows hold an identity (rejected and duplicate rows keep the raw cell), so
+    # the predicate does not read the status, and a status change leaves the index alone.
     Index(
         "uq_recipients_sendable_identity",
         "campaign_id",
         "channel",
         "identity",
         unique=True,
-        sqlite_where=text("status NOT IN ('REJECTED', 'DUPLICATE')"),
-        postgresql_where=text("status NOT IN ('REJECTED', 'DUPLICATE')"),
+        sqlite_where=text("identity IS NOT NULL"),
+        postgresql_where=text("identity IS NOT NULL"),
     ),
     Index("ix_recipients_campaign_id_status_id", "campaign_id", "status", "id"),
     # Partial: most rows never have one (batch messages), and an index entry per row costs

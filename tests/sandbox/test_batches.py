@@ -285,3 +285,20 @@ async def test_cancel_with_camel_case_metadata_and_id_list(api: Api) -> None:
     status, answer, _ = await api.call("DELETE", f"{BATCH}?batch_id={ids[2]}")
     assert (status, answer) == (200, {})
     assert (await api.call("GET", f"{BATCH}/{ids[2]}"))[1]["status"] == "CANCELLED"
+
+
+async def test_without_history_or_callbacks_batch_messages_are_counted_alike(api: Api) -> None:
+    """Messages nobody can look at are counted, not built; the answers stay the same."""
+    await api.patch(record_history=False)
+    assert (await api.batch(batch_body(5)))[0] == 200
+    later = iso(datetime.now(UTC) + timedelta(hours=1))
+    status, answer, _ = await api.batch(batch_body(3, send_after=later))
+    assert status == 200
+    assert (await api.inspect("stats"))["accepted_messages"] == 5  # the scheduled 3 not yet
+    assert (await api.inspect("messages"))["total"] == 0
+    # The unknown-parameter policy is still applied to every recipient.
+    await api.patch(unknown_parameter="error")
+    body = batch_body(2, message={"text_message": {"text": "Hi ${name} ${nope}"}})
+    status, answer, _ = await api.batch(body)
+    assert status == 400
+    assert "nope" in str(answer)
