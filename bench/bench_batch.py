@@ -123,7 +123,12 @@ async def export_in_process(database: Path, name: str, out: Path) -> tuple[float
 def one_size(rows: int, report: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        write_csv(workdir / "recipients.csv", rows)
+        # In a child process: a child's peak RSS starts from its parent's at fork (Linux keeps
+        # ru_maxrss across exec), so this process must not hold the generated frame.
+        subprocess.run(
+            [sys.executable, __file__, "--write-csv", str(workdir / "recipients.csv"), str(rows)],
+            check=True,
+        )
         figures: dict[str, float] = {}
         with sandbox_process("--latency-ms", "0", "--jitter-ms", "0") as url:
             settings, campaign = campaign_files(workdir, url, rows)
@@ -146,6 +151,9 @@ def one_size(rows: int, report: bool) -> dict[str, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--write-csv"]:
+        write_csv(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=10_000_000, help="0: skip")

@@ -43,14 +43,14 @@ class BatchDispatcher(Dispatcher):
         while not self._stop.is_set():
             self._check_recorder()
             chunk = await self._store.claim_chunk(
-                self._campaign.id, self._campaign.key, self.batch_size, self._clock()
+                self._campaign.id, self._campaign.key, self.batch_size, self._clock(), self._worker
             )
             if chunk is None:
                 if await self._nothing_to_claim():
                     return True
                 continue
             claims = chunk.claims
-            if not await self._pace():
+            if not await self._pace() or not await self._may_send():
                 self._outcomes.extend(repo.Release(c.id) for c in claims)
                 await self._store.set_batch(
                     self._campaign.id, chunk.number, "RELEASED", self._clock()
@@ -82,23 +82,25 @@ class BatchDispatcher(Dispatcher):
         finally:
             self._finished_one()
 
-    async def settle_lost_chunks(self) -> tuple[int, int]:
-        """Chunks a stopped run left IN_FLIGHT: look each batch up by its tag. Found: its
-        recipients are QUEUED with the batch id; not found: Sinch never took it, so they go
-        back to PENDING. Unknowable (the lookup fails): left for IN_DOUBT. Returns
-        (queued, released)."""
+    async def settle_lost_chunks(self, lease: float) -> tuple[int, int]:
+        """Chunks that a stopped run, or a worker whose lease ran out, left IN_FLIGHT: look
+        each batch up by its tag. Found: its recipients are QUEUED with the batch id; not
+        found: Sinch never took it, so they go back to PENDING. Unknowable (the lookup fails):
+        left for a later look. Returns (queued, released)."""
         queued = released = 0
-        for number, tag, ids in await self._store.in_flight_chunks(self._campaign.id):
+        lost = await self._store.in_flight_chunks(self._campaign.id, self._clock(), lease)
+        for number, tag, ids in lost:
             found = await self._look_up(tag)
             if found is None:
                 continue
+            # Recorded for whichever worker held the rows (it is gone): no worker guard.
             if found:
-                self._outcomes.append(self._accepted(number, found[0]))
+                await self._store.record([self._accepted(number, found[0])], self._clock())
                 queued += len(ids)
             else:
-                await self._record(number, "RELEASED", [repo.Release(i) for i in ids])
+                await self._store.record([repo.Release(i) for i in ids], self._clock())
+                await self._store.set_batch(self._campaign.id, number, "RELEASED", self._clock())
                 released += len(ids)
-        await self._flush()
         return queued, released
 
     async def _send_part(self, number: int, tag: str, claims: list[repo.Claim]) -> None:

@@ -35,6 +35,7 @@ _TOP_KEYS = {
     "in_doubt_policy",
     "in_doubt_grace",
     "stale_after",
+    "exclusive",
 }
 InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
@@ -70,6 +71,9 @@ class CampaignSpec:
     in_doubt_grace: float = 600.0
     # QUEUED recipients with no callback after this many seconds are reported as stale.
     stale_after: float = 3600.0
+    # true: one `campaign run` at a time; a second one exits 4 without sending. false (the
+    # default): any number work together, sharing the rate and never sending a row twice.
+    exclusive: bool = False
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -90,6 +94,7 @@ class CampaignSpec:
             "in_doubt_policy": self.in_doubt_policy,
             "in_doubt_grace": self.in_doubt_grace,
             "stale_after": self.stale_after,
+            "exclusive": self.exclusive,
         }
 
 
@@ -171,7 +176,11 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise fail(f"'{key}' must be a number of seconds, at least 0")
         durations[key] = float(value)
+    exclusive = data.get("exclusive", False)
+    if not isinstance(exclusive, bool):
+        raise fail("'exclusive' must be true or false")
     return CampaignSpec(
+        exclusive=exclusive,
         in_doubt_policy=policy,
         in_doubt_grace=durations["in_doubt_grace"],
         stale_after=durations["stale_after"],

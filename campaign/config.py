@@ -75,6 +75,10 @@ class SendingConfig:
     # None: derived from the rate so that 200 ms of latency still sustains it.
     max_in_flight: int | None = None
     max_attempts: int = 8
+    # Several `campaign run` processes share the rate; each beats a heartbeat this often, and
+    # one silent for `worker_lease` seconds is dead: its claimed rows are settled.
+    heartbeat_interval: float = 1.0
+    worker_lease: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("[sending] max_in_flight must be at least 1")
     if config.sending.max_attempts < 1:
         raise ConfigError("[sending] max_attempts must be at least 1")
+    if not 0 < config.sending.heartbeat_interval * 3 <= config.sending.worker_lease:
+        raise ConfigError(
+            "[sending] heartbeat_interval must be positive and worker_lease at least three times it"
+        )
     if not s.sandbox:
         missing = [
             name

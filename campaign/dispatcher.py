@@ -104,6 +104,7 @@ class Dispatcher:
         stop: asyncio.Event,
         stats: DispatchStats | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        worker_id: int | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -115,6 +116,11 @@ class Dispatcher:
         self._stop = stop
         self.stats = stats or DispatchStats()
         self._clock = clock
+        # With a worker id, this is one of several workers (campaign.membership): claims are
+        # its own, a write ahead precedes each request, and the rate is its share.
+        self._worker = worker_id
+        self._announced = 0  # the write-ahead mark: claims up to this id may have been sent
+        self._rate = settings.rate
         self._limiter = (
             make_limiter(settings.rate, settings.rate_headroom) if settings.rate else None
         )
@@ -145,27 +151,35 @@ class Dispatcher:
 
     # --- producing ----------------------------------------------------------------------------
 
+    def set_rate(self, rate: float | None) -> None:
+        """Send at ``rate`` from now on (this worker's share, as workers come and go)."""
+        if rate == self._rate:
+            return
+        self._rate = rate
+        self._limiter = make_limiter(rate, self._settings.rate_headroom) if rate else None
+
     def _claim_size(self) -> int:
         """How many rows to claim at once: what the limiter admits in the next tenth of a second
         (so that claimed rows wait little before they leave), or the in-flight bound when there
         is no limit."""
-        if self._settings.rate is None:
+        if self._rate is None:
             return self._settings.max_in_flight
-        return max(1, min(self._settings.max_in_flight, math.ceil(self._settings.rate * 0.1)))
+        return max(1, min(self._settings.max_in_flight, math.ceil(self._rate * 0.1)))
 
     async def _produce(self) -> bool:
         """Claim chunks and pace them out: the limiter is taken here, one row at a time, so the
         in-flight bound counts only requests really under way."""
-        chunk = self._claim_size()
         while not self._stop.is_set():
             self._check_recorder()
-            claims = await self._store.claim(self._campaign.id, chunk, self._clock())
+            claims = await self._store.claim(
+                self._campaign.id, self._claim_size(), self._clock(), self._worker
+            )
             if not claims:
                 if await self._nothing_to_claim():
                     return True
                 continue
             for index, claim in enumerate(claims):
-                if not await self._pace():
+                if not await self._pace() or not await self._announce(claims, index):
                     # Claimed, never sent: back to PENDING for the next run.
                     self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return False
@@ -173,6 +187,29 @@ class Dispatcher:
         return False
 
     # --- shared steps of every mode -----------------------------------------------------------
+
+    async def _announce(self, claims: list[repo.Claim], index: int) -> bool:
+        """Write ahead before ``claims[index]`` leaves, for the next few claims at once (what
+        the limiter lets through in 25 ms): a worker that dies leaves at most that many rows
+        IN_DOUBT that it had not sent yet. False: this worker may not send any more."""
+        if self._worker is None or claims[index].id <= self._announced:
+            return True
+        ahead = max(1, math.ceil((self._rate or 2000.0) * 0.025))
+        through = claims[min(index + ahead, len(claims)) - 1].id
+        if not await self._may_send(through):
+            return False
+        self._announced = through
+        return True
+
+    async def _may_send(self, through: int | None = None) -> bool:
+        """Write ahead before a request leaves (see campaign.store.workers). False when this
+        worker was declared dead: it stops, and what it holds is settled by the others."""
+        if self._worker is None:
+            return True
+        if await self._store.may_send(self._worker, through):
+            return True
+        self._stop.set()
+        return False
 
     def _check_recorder(self) -> None:
         """Stop sending when the recorder or a send task failed: raise its error."""
@@ -193,7 +230,14 @@ class Dispatcher:
         self._check_recorder()
         due = await self._store.next_retry_at(self._campaign.id)
         if due is None:
-            return True
+            if self._worker is None or not await self._store.held_elsewhere(
+                self._campaign.id, self._worker
+            ):
+                return True
+            # Other workers hold rows: live ones will record them, dead ones' are settled
+            # when their lease runs out, and may come back to send.
+            await self._sleep(1.0)
+            return False
         await self._sleep((due - self._clock()).total_seconds())
         return False
 
@@ -321,7 +365,7 @@ class Dispatcher:
             if not self._outcomes:
                 return
             outcomes, self._outcomes = self._outcomes, []
-            await self._store.record(outcomes, self._clock())
+            await self._store.record(outcomes, self._clock(), self._worker)
             sent = [o for o in outcomes if isinstance(o, repo.Sent | repo.ChunkSent)]
             if sent:
                 await self._apply_waiting_events(sent)

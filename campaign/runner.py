@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,11 +26,12 @@ from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
 from campaign.errors import CampaignError, ConfigError
+from campaign.membership import Membership, MembershipSettings, share, worker_name
 from campaign.models import Status
 from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
 from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
-from campaign.runtime import open_runtime
+from campaign.runtime import Runtime, open_runtime
 from campaign.store.repository import CampaignRow, Store
 
 logger = logging.getLogger(__name__)
@@ -210,69 +211,130 @@ async def run(
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{spec.name}: already {done}; nothing to do")
             return 0
-        dispatcher_class = BatchDispatcher if spec.mode == "batch" else Dispatcher
-        settings = dispatch_settings(runtime.config)
-        stats = DispatchStats()
-        dispatcher = dispatcher_class(
-            store=store,
-            client=runtime.need_client(),
-            campaign=campaign,
-            channel=spec.channel.value,
-            template=template,
-            send_fields=spec.send,
-            settings=settings,
-            stop=stop,
-            stats=stats,
+        sending = runtime.config.sending
+        lease = sending.worker_lease
+        member = await Membership.join(
+            store,
+            campaign.id,
+            name=worker_name(),
+            exclusive=spec.exclusive,
+            settings=MembershipSettings(interval=sending.heartbeat_interval, lease=lease),
+            clock=_now,
         )
-        if isinstance(dispatcher, BatchDispatcher):
-            dispatcher.batch_size = runtime.config.sending.batch_size
-            queued, released = await dispatcher.settle_lost_chunks()
-            if queued or released:
-                out(
-                    f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
-                    f"found accepted by Sinch, {released:,} not (to be sent)"
-                )
-        recovered = await store.recover_in_flight(campaign.id, _now())
-        if recovered:
-            out(
-                f"{spec.name}: {recovered:,} recipients were in flight when a run stopped: IN_DOUBT"
+        try:
+            return await _work(
+                spec, runtime, store, campaign, member, template, options, stop, display, out
             )
-        if spec.in_doubt_policy == "resend":
-            older = _now() - timedelta(seconds=spec.in_doubt_grace)
-            again = await store.resend_in_doubt(campaign.id, older, _now())
-            if again:
-                out(f"{spec.name}: {again:,} IN_DOUBT recipients had no callback: sending again")
-        counts = await store.counts(campaign.id)
-        total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
-        already = total - counts.get(Status.PENDING, 0)
-        meter = RateMeter(start=time.monotonic())
+        finally:
+            await member.leave(
+                "LOST" if member.lost else "STOPPED" if stop.is_set() else "FINISHED"
+            )
 
-        def read() -> Snapshot:
-            rate = meter.rate(time.monotonic(), stats.requests)
-            return snapshot(stats, total, already, settings.rate, rate)
 
+async def _work(
+    spec: campaignfile.CampaignSpec,
+    runtime: Runtime,
+    store: Store,
+    campaign: CampaignRow,
+    member: Membership,
+    template: rendering.MessageTemplate,
+    options: RunOptions,
+    stop: asyncio.Event,
+    display: ProgressDisplay,
+    out: Callable[[str], None],
+) -> int:
+    """Send the campaign as the worker ``member``, then wait for delivery and summarise."""
+    lease = member.settings.lease
+    dispatcher_class = BatchDispatcher if spec.mode == "batch" else Dispatcher
+    settings = dispatch_settings(runtime.config)
+    stats = DispatchStats()
+    dispatcher = dispatcher_class(
+        store=store,
+        client=runtime.need_client(),
+        campaign=campaign,
+        channel=spec.channel.value,
+        template=template,
+        send_fields=spec.send,
+        settings=settings,
+        stop=stop,
+        stats=stats,
+        worker_id=member.worker_id,
+    )
+    dispatcher.set_rate(share(settings.rate, member.live))
+    settle: Callable[[], Awaitable[object]] | None = None
+    if isinstance(dispatcher, BatchDispatcher):
+        batches = dispatcher
+        batches.batch_size = runtime.config.sending.batch_size
+        queued, released = await batches.settle_lost_chunks(lease)
+        if queued or released:
+            out(
+                f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
+                f"found accepted by Sinch, {released:,} not (to be sent)"
+            )
+
+        async def settle() -> None:
+            await batches.settle_lost_chunks(lease)
+
+    reaped = await store.reap(campaign.id, _now(), lease)
+    if reaped.in_doubt or reaped.released:
+        out(
+            f"{spec.name}: {reaped.in_doubt:,} recipients were in flight when a run stopped:"
+            f" IN_DOUBT; {reaped.released:,} claimed but not sent: to be sent"
+        )
+    if spec.in_doubt_policy == "resend":
+        older = _now() - timedelta(seconds=spec.in_doubt_grace)
+        again = await store.resend_in_doubt(campaign.id, older, _now())
+        if again:
+            out(f"{spec.name}: {again:,} IN_DOUBT recipients had no callback: sending again")
+    counts = await store.counts(campaign.id)
+    total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
+    already = total - counts.get(Status.PENDING, 0)
+    meter = RateMeter(start=time.monotonic())
+
+    def read() -> Snapshot:
+        rate = meter.rate(time.monotonic(), stats.requests)
+        return snapshot(stats, total, already, settings.rate, rate)
+
+    beats = asyncio.create_task(
+        member.run(
+            on_share=lambda live: dispatcher.set_rate(share(settings.rate, live)),
+            on_lost=stop.set,
+            settle=settle,
+        ),
+        name="heartbeat",
+    )
+    try:
         async with display.track(spec.name, read):
             finished = await dispatcher.run()
-        if finished:
-            await store.set_campaign(campaign.id, now=_now(), state="DONE")
-            if options.wait_for_delivery is not None:
-                await wait_for_delivery(
-                    store, campaign.id, options.wait_for_delivery, stop, display, out
-                )
-        counts = await store.counts(campaign.id)
-        errors = await store.error_summary(campaign.id)
-        lines = summary_lines(spec.name, counts, errors)
-        delivery = await store.delivery_summary(campaign.id)
-        if delivery["accepted"]:
-            accepted = delivery["accepted"]
-            lines.append(("delivered (of accepted)", f"{delivery['delivered'] / accepted:.1%}"))
-            lines.append(("read (of accepted)", f"{delivery['read'] / accepted:.1%}"))
-        lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))
-        display.table(f"summary: {spec.name}", lines)
-        if not finished:
-            out(f"{spec.name}: interrupted; run the same command again to resume")
-            return EXIT_INTERRUPTED
-        return exit_code_for(counts)
+    finally:
+        beats.cancel()
+        await asyncio.gather(beats, return_exceptions=True)
+    if member.lost:
+        out(
+            f"{spec.name}: another worker declared this one dead (no heartbeat for"
+            f" {lease:g} s); its recipients were settled; stopped"
+        )
+        return EXIT_INTERRUPTED
+    if finished:
+        await store.set_campaign(campaign.id, now=_now(), state="DONE")
+        if options.wait_for_delivery is not None:
+            await wait_for_delivery(
+                store, campaign.id, options.wait_for_delivery, stop, display, out
+            )
+    counts = await store.counts(campaign.id)
+    errors = await store.error_summary(campaign.id)
+    lines = summary_lines(spec.name, counts, errors)
+    delivery = await store.delivery_summary(campaign.id)
+    if delivery["accepted"]:
+        accepted = delivery["accepted"]
+        lines.append(("delivered (of accepted)", f"{delivery['delivered'] / accepted:.1%}"))
+        lines.append(("read (of accepted)", f"{delivery['read'] / accepted:.1%}"))
+    lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))
+    display.table(f"summary: {spec.name}", lines)
+    if not finished:
+        out(f"{spec.name}: interrupted; run the same command again to resume")
+        return EXIT_INTERRUPTED
+    return exit_code_for(counts)
 
 
 # Statuses after which a callback is still expected.

@@ -137,7 +137,7 @@ async def test_a_run_stopped_mid_batch_is_settled_by_lookup(world: World) -> Non
     assert second is not None
     dispatcher = batch_dispatcher(world, campaign)
     await world.client.send_batch(dispatcher._batch_body(first.tag, first.claims))
-    queued, released = await dispatcher.settle_lost_chunks()
+    queued, released = await dispatcher.settle_lost_chunks(lease=10)
     assert (queued, released) == (100, 100)
     assert await world.store.counts(campaign.id) == {Status.QUEUED: 100, Status.PENDING: 100}
     assert await batch_dispatcher(world, campaign).run() is True

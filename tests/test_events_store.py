@@ -132,7 +132,7 @@ async def test_unknown_messages_wait_and_other_triggers_are_just_kept(store: rep
 async def test_in_doubt_is_settled_by_its_key(store: repo.Store) -> None:
     campaign = await campaign_with(store, 1)
     await store.claim(campaign.id, 1, NOW)
-    await store.recover_in_flight(campaign.id, NOW)
+    await store.reap(campaign.id, NOW, lease=10)
     await store.events.insert(
         [new(callback(None, message_id="M-late", key="CK-1", channel="RCS"), "n1")]
     )
@@ -177,7 +177,7 @@ async def test_failure_reason_is_kept(store: repo.Store) -> None:
 async def test_in_doubt_past_the_grace_period_can_be_sent_again(store: repo.Store) -> None:
     campaign = await campaign_with(store, 2)
     await store.claim(campaign.id, 2, NOW)
-    await store.recover_in_flight(campaign.id, NOW)  # both IN_DOUBT, updated at NOW
+    await store.reap(campaign.id, NOW, lease=10)  # both IN_DOUBT, updated at NOW
     assert await store.resend_in_doubt(campaign.id, NOW - timedelta(seconds=1), NOW) == 0
     # one is settled by a callback before the grace period ends
     await store.events.insert([new(callback("DELIVERED", message_id="X", key="CK-1"), "n1")])

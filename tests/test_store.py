@@ -185,11 +185,11 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
     assert rows[1][9] == "2026-11-21T12:00:00.000000Z"
 
 
-async def test_recover_in_flight_marks_in_doubt(store: repo.Store) -> None:
+async def test_rows_no_live_worker_holds_become_in_doubt(store: repo.Store) -> None:
     campaign = await new_campaign(store)
     await store.ingest(campaign.id, "SMS", frame([(1, "x", "+12015550001", None)]), NOW)
     await store.claim(campaign.id, 1, NOW)
-    assert await store.recover_in_flight(campaign.id, NOW) == 1
+    assert (await store.reap(campaign.id, NOW, lease=10)).in_doubt == 1
     assert await store.counts(campaign.id) == {Status.IN_DOUBT: 1}
     errors = await store.error_summary(campaign.id)
     assert errors == [("IN_DOUBT", "IN_DOUBT", 1)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
@@ -12,16 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from campaign.models import Status
 from campaign.store.engine import WriteGate
 from campaign.store.records import Chunk, Claim
-from campaign.store.tables import batches, campaigns, recipients
+from campaign.store.tables import batches, campaigns, recipients, workers
 
 C = recipients.c
 
 
 def claim_statement(
-    dialect: str, campaign_id: int, limit: int, now: datetime, chunk: int | None = None
+    dialect: str,
+    campaign_id: int,
+    limit: int,
+    now: datetime,
+    chunk: int | None = None,
+    worker_id: int | None = None,
 ) -> Any:
     """``UPDATE … RETURNING`` that moves up to ``limit`` due PENDING rows to IN_FLIGHT (in
-    ``chunk`` when given), atomically; on Postgres, rows locked by another worker are skipped."""
+    ``chunk`` when given) for ``worker_id``, atomically; on Postgres, rows locked by another
+    worker are skipped."""
     due = (
         select(C.id)
         .where(
@@ -42,9 +48,18 @@ def claim_statement(
             attempts=C.attempts + 1,
             next_attempt_at=None,
             chunk=chunk,
+            worker_id=worker_id,
             updated_at=now,
         )
         .returning(C.id, C.position, C.identity, C.parameters, C.attempts)
+    )
+
+
+def running_workers(now: datetime, lease: float) -> Any:
+    """The ids of workers that are running (their heartbeat within the lease), as a subquery."""
+    return select(workers.c.id).where(
+        workers.c.stopped_at.is_(None),
+        workers.c.heartbeat_at >= now - timedelta(seconds=lease),
     )
 
 
@@ -80,6 +95,7 @@ class BatchQueries:
         number: int,
         size: int,
         now: datetime,
+        worker_id: int | None = None,
     ) -> str:
         """Record chunk ``number`` as SENDING; returns its tag (``<campaign key>:<number>``)."""
         tag = f"{campaign_key}:{number}"
@@ -90,6 +106,7 @@ class BatchQueries:
                 tag=tag,
                 status="SENDING",
                 size=size,
+                worker_id=worker_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -97,16 +114,25 @@ class BatchQueries:
         return tag
 
     async def claim_chunk(
-        self, campaign_id: int, campaign_key: str, size: int, now: datetime
+        self,
+        campaign_id: int,
+        campaign_key: str,
+        size: int,
+        now: datetime,
+        worker_id: int | None = None,
     ) -> Chunk | None:
         """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
         async with self.writes.begin(immediate=True) as conn:
             number = await self._next_chunk(conn, campaign_id)
-            statement = claim_statement(self.dialect, campaign_id, size, now, chunk=number)
+            statement = claim_statement(
+                self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
+            )
             rows = (await conn.execute(statement)).all()
             if not rows:
                 return None
-            tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(rows), now)
+            tag = await self._add_batch(
+                conn, campaign_id, campaign_key, number, len(rows), now, worker_id
+            )
         return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
 
     async def new_chunk(
@@ -157,7 +183,11 @@ class BatchQueries:
             )
 
     async def record_chunks(
-        self, conn: AsyncConnection, params: list[dict[str, Any]], now: datetime
+        self,
+        conn: AsyncConnection,
+        params: list[dict[str, Any]],
+        now: datetime,
+        worker_id: int | None = None,
     ) -> None:
         """Accepted chunks (:func:`campaign.store.records.chunk_params`): a statement per kind
         of row, not per recipient; only recipients still IN_FLIGHT change."""
@@ -167,6 +197,7 @@ class BatchQueries:
                 C.campaign_id == bindparam("cid"),
                 C.chunk == bindparam("num"),
                 C.status == Status.IN_FLIGHT.value,
+                *([C.worker_id == worker_id] if worker_id is not None else []),
             )
             .values(
                 status=Status.QUEUED.value,
@@ -194,8 +225,11 @@ class BatchQueries:
             params,
         )
 
-    async def in_flight_chunks(self, campaign_id: int) -> list[tuple[int, str, list[int]]]:
-        """Chunks whose recipients are still IN_FLIGHT (a run stopped while sending them)."""
+    async def in_flight_chunks(
+        self, campaign_id: int, now: datetime, lease: float
+    ) -> list[tuple[int, str, list[int]]]:
+        """Chunks whose recipients are still IN_FLIGHT and whose worker no longer runs (a run
+        stopped while sending them): the chunks of live workers are theirs."""
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -207,6 +241,10 @@ class BatchQueries:
                     .where(
                         batches.c.campaign_id == campaign_id,
                         C.status == Status.IN_FLIGHT.value,
+                        or_(
+                            batches.c.worker_id.is_(None),
+                            batches.c.worker_id.not_in(running_workers(now, lease)),
+                        ),
                     )
                     .order_by(batches.c.chunk, C.id)
                 )

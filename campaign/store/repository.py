@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import String, and_, bindparam, func, insert, select, type_coerce, update
+from sqlalchemy import String, and_, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,6 +43,7 @@ from campaign.store.records import (
     reject_code,
 )
 from campaign.store.tables import UTCDateTime, campaigns, recipients
+from campaign.store.workers import WorkerQueries
 
 C = recipients.c
 
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class Store(BatchQueries):
+class Store(BatchQueries, WorkerQueries):
     """Campaign state in SQLite or Postgres. One per process; ``close`` it last."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
@@ -159,30 +160,23 @@ class Store(BatchQueries):
 
     # --- dispatch -----------------------------------------------------------------------------
 
-    async def recover_in_flight(self, campaign_id: int, now: datetime) -> int:
-        """Rows left IN_FLIGHT by a process that died: their outcome is unknown -> IN_DOUBT."""
-        async with self.writes.begin() as conn:
-            result = await conn.execute(
-                update(recipients)
-                .where(C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value)
-                .values(
-                    status=Status.IN_DOUBT.value,
-                    error_code="IN_DOUBT",
-                    error_description="the process sending it stopped before Sinch answered",
-                    updated_at=now,
-                )
-            )
-        return int(result.rowcount)
-
-    async def claim(self, campaign_id: int, limit: int, now: datetime) -> list[Claim]:
+    async def claim(
+        self, campaign_id: int, limit: int, now: datetime, worker_id: int | None = None
+    ) -> list[Claim]:
         """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
         async with self.writes.begin() as conn:
-            statement = claim_statement(self.dialect, campaign_id, limit, now)
+            statement = claim_statement(self.dialect, campaign_id, limit, now, worker_id=worker_id)
             rows = (await conn.execute(statement)).all()
         return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
 
-    async def record(self, outcomes: Sequence[Outcome | ChunkSent], now: datetime) -> None:
-        """Write send outcomes in one transaction; only rows still IN_FLIGHT change."""
+    async def record(
+        self,
+        outcomes: Sequence[Outcome | ChunkSent],
+        now: datetime,
+        worker_id: int | None = None,
+    ) -> None:
+        """Write send outcomes in one transaction; only rows still IN_FLIGHT change, and with
+        ``worker_id`` only rows that worker still holds (not rows settled after it died)."""
         by_kind: dict[type, list[dict[str, Any]]] = {kind: [] for kind in OUTCOME_VALUES}
         chunks: list[dict[str, Any]] = []
         for outcome in outcomes:
@@ -191,6 +185,8 @@ class Store(BatchQueries):
             else:
                 by_kind[type(outcome)].append(outcome_params(outcome))
         in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
+        if worker_id is not None:
+            in_flight = and_(in_flight, C.worker_id == worker_id)
         async with self.writes.begin() as conn:
             for kind, params in by_kind.items():
                 if params:
@@ -199,7 +195,18 @@ class Store(BatchQueries):
                         values["sent_at"] = now
                     await conn.execute(update(recipients).where(in_flight).values(values), params)
             if chunks:
-                await self.record_chunks(conn, chunks, now)
+                await self.record_chunks(conn, chunks, now, worker_id)
+
+    async def held_elsewhere(self, campaign_id: int, worker_id: int | None) -> int:
+        """IN_FLIGHT rows of the campaign that another worker holds (or held, until it is
+        settled): the campaign is not done while there are any."""
+        async with self.engine.connect() as conn:
+            query = select(func.count()).where(
+                C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value
+            )
+            if worker_id is not None:
+                query = query.where(or_(C.worker_id.is_(None), C.worker_id != worker_id))
+            return int(await conn.scalar(query) or 0)
 
     async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
         """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.

@@ -99,6 +99,9 @@ recipients = Table(
     Column("status_at", UTCDateTime, nullable=True),  # event time of the current status
     Column("channel_used", String(32), nullable=True),  # the channel Sinch reported using
     Column("chunk", BigInteger, nullable=True),  # batch mode: the chunk it was last sent in
+    # The worker (a `campaign run` process) that claimed it last: only that worker records
+    # its outcome, and when that worker dies its rows are settled (see the workers table).
+    Column("worker_id", BigInteger, nullable=True),
     UniqueConstraint("campaign_id", "position"),
     # One sendable row per (campaign, channel, identity): the database decides duplicates.
     # Only sendable rows hold an identity (rejected and duplicate rows keep the raw cell), so
@@ -183,6 +186,30 @@ batches = Table(
     Column("send_after", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("worker_id", BigInteger, nullable=True),  # the worker that claimed the chunk
     UniqueConstraint("campaign_id", "chunk"),
     Index("ix_batches_batch_id", "batch_id"),
+)
+
+# Every `campaign run` process registers here and beats a heartbeat. Live workers share the rate;
+# a worker whose heartbeat is older than the lease is dead, and its claimed rows are settled.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),  # host:pid, for people
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),  # NULL while it runs
+    Column("stop_reason", String(32), nullable=True),  # FINISHED, STOPPED, LEASE_EXPIRED
+    # Written before a request leaves: every claimed row up to this id may have been sent, and
+    # every one above it certainly was not (individual mode).
+    Column("started_through", BigInteger, nullable=False, server_default=text("0")),
+    Index(
+        "ix_workers_running",
+        "heartbeat_at",
+        sqlite_where=text("stopped_at IS NULL"),
+        postgresql_where=text("stopped_at IS NULL"),
+    ),
 )

@@ -1,0 +1,208 @@
+"""Workers: the `campaign run` processes working on campaigns, and what a dead one leaves.
+
+A worker registers, beats a heartbeat, and before each request leaves it writes how far its
+requests may have started (``started_through``, a write-ahead mark). A worker whose heartbeat is
+older than the lease is dead; settling it (:meth:`WorkerQueries.reap`), in one transaction:
+
+- its IN_FLIGHT rows up to ``started_through`` may have reached Sinch: IN_DOUBT;
+- those above it were claimed but never sent: back to PENDING, the attempt not counted;
+- batch chunks it left SENDING stay for the batch lookup (:meth:`settle_lost_chunks`), which
+  asks Sinch whether each went out.
+
+A reaped worker that turns out to be alive (a long pause) finds itself stopped at its next
+heartbeat and stops sending; its late outcomes change nothing, because outcomes are recorded
+only for rows the writing worker still holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from campaign.models import Status
+from campaign.store.batches import running_workers
+from campaign.store.engine import WriteGate
+from campaign.store.tables import campaigns, recipients, workers
+
+C = recipients.c
+W = workers.c
+
+
+@dataclass(frozen=True)
+class Reaped:
+    workers: int
+    in_doubt: int
+    released: int
+
+
+@dataclass(frozen=True)
+class Beat:
+    live: int  # live workers in the database (this one included), who share the rate
+    reaped: bool  # this worker was declared dead by another: it must stop sending
+
+
+class CampaignBusyError(Exception):
+    """Raised inside :meth:`WorkerQueries.register` for an exclusive campaign already run."""
+
+
+class WorkerQueries:
+    """The workers half of :class:`campaign.store.repository.Store` (a base class of it)."""
+
+    engine: AsyncEngine
+    writes: WriteGate
+
+    async def register(
+        self, campaign_id: int, name: str, now: datetime, lease: float, *, exclusive: bool
+    ) -> int:
+        """A new worker on the campaign; its id. With ``exclusive``, raises
+        :class:`CampaignBusyError` when another live worker has the campaign."""
+        async with self.writes.begin(immediate=True) as conn:
+            if conn.dialect.name == "postgresql":  # serialise registrations per campaign
+                await conn.execute(
+                    select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
+                )
+            if exclusive and await _live(conn, now, lease, campaign_id):
+                raise CampaignBusyError(campaign_id)
+            result = await conn.execute(
+                insert(workers)
+                .values(
+                    campaign_id=campaign_id,
+                    name=name[:200],
+                    started_at=now,
+                    heartbeat_at=now,
+                    started_through=0,
+                )
+                .returning(W.id)
+            )
+            return int(result.scalar_one())
+
+    async def heartbeat(self, worker_id: int, now: datetime, lease: float) -> Beat:
+        async with self.writes.begin() as conn:
+            result = await conn.execute(
+                update(workers)
+                .where(W.id == worker_id, W.stopped_at.is_(None))
+                .values(heartbeat_at=now)
+            )
+            live = await _live(conn, now, lease)
+        return Beat(live=max(live, 1), reaped=result.rowcount == 0)
+
+    async def may_send(self, worker_id: int, through: int | None = None) -> bool:
+        """Write ahead, before requests leave: the worker's rows up to ``through`` (a recipient
+        id; None in batch mode, where the chunk's row says it) may now be sent. False when the
+        worker was declared dead meanwhile: it must not send, its rows are someone else's."""
+        values: dict[str, Any] = {"started_through": W.started_through}
+        if through is not None:  # never lowered: a retried row may have a lower id
+            values["started_through"] = case(
+                (W.started_through < through, through), else_=W.started_through
+            )
+        async with self.writes.begin() as conn:
+            result = await conn.execute(
+                update(workers).where(W.id == worker_id, W.stopped_at.is_(None)).values(values)
+            )
+        return result.rowcount == 1
+
+    async def stop_worker(self, worker_id: int, now: datetime, reason: str) -> None:
+        async with self.writes.begin() as conn:
+            await conn.execute(
+                update(workers)
+                .where(W.id == worker_id, W.stopped_at.is_(None))
+                .values(stopped_at=now, stop_reason=reason)
+            )
+
+    async def unaware(self, worker_id: int, since: datetime, now: datetime, lease: float) -> int:
+        """Live workers other than this one that have not beaten since ``since`` (so have not
+        yet counted this one among those sharing the rate)."""
+        async with self.engine.connect() as conn:
+            query = select(func.count()).where(
+                W.id != worker_id,
+                W.stopped_at.is_(None),
+                W.heartbeat_at >= now - timedelta(seconds=lease),
+                W.heartbeat_at < since,
+            )
+            return int(await conn.scalar(query) or 0)
+
+    async def live_workers(self, now: datetime, lease: float, campaign_id: int | None) -> int:
+        async with self.engine.connect() as conn:
+            return await _live(conn, now, lease, campaign_id)
+
+    async def reap(self, campaign_id: int, now: datetime, lease: float) -> Reaped:
+        """Settle the campaign's dead workers (see the module), and rows that no live worker
+        holds: left IN_FLIGHT by a version without workers, or by a worker stopped without
+        recording them. Those are IN_DOUBT: nothing says they did not leave."""
+        expired = now - timedelta(seconds=lease)
+        async with self.writes.begin(immediate=True) as conn:
+            dead = (
+                await conn.execute(
+                    select(W.id, W.started_through).where(
+                        W.campaign_id == campaign_id,
+                        W.stopped_at.is_(None),
+                        W.heartbeat_at < expired,
+                    )
+                )
+            ).all()
+            in_doubt = released = 0
+            for worker_id, through in dead:
+                mine = and_(
+                    C.campaign_id == campaign_id,
+                    C.status == Status.IN_FLIGHT.value,
+                    C.worker_id == worker_id,
+                    C.chunk.is_(None),  # batch chunks are settled by lookup
+                )
+                released += (
+                    await conn.execute(
+                        update(recipients)
+                        .where(mine, C.id > through)
+                        .values(
+                            status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now
+                        )
+                    )
+                ).rowcount
+                in_doubt += (
+                    await conn.execute(
+                        update(recipients).where(mine, C.id <= through).values(**_in_doubt(now))
+                    )
+                ).rowcount
+                await conn.execute(
+                    update(workers)
+                    .where(W.id == worker_id)
+                    .values(stopped_at=now, stop_reason="LEASE_EXPIRED")
+                )
+            running = running_workers(now, lease)
+            orphans = await conn.execute(
+                update(recipients)
+                .where(
+                    C.campaign_id == campaign_id,
+                    C.status == Status.IN_FLIGHT.value,
+                    C.chunk.is_(None),
+                    or_(C.worker_id.is_(None), C.worker_id.not_in(running)),
+                )
+                .values(**_in_doubt(now))
+            )
+            in_doubt += orphans.rowcount
+        return Reaped(len(dead), in_doubt, released)
+
+
+def _in_doubt(now: datetime) -> dict[str, Any]:
+    return {
+        "status": Status.IN_DOUBT.value,
+        "error_code": "IN_DOUBT",
+        "error_description": "the process sending it stopped before Sinch answered",
+        "updated_at": now,
+    }
+
+
+async def _live(
+    conn: AsyncConnection, now: datetime, lease: float, campaign_id: int | None = None
+) -> int:
+    """Workers whose heartbeat is within the lease (of the campaign, or of every campaign:
+    they all share one Sinch project's rate)."""
+    query = select(func.count()).where(
+        W.stopped_at.is_(None), W.heartbeat_at >= now - timedelta(seconds=lease)
+    )
+    if campaign_id is not None:
+        query = query.where(W.campaign_id == campaign_id)
+    return int(await conn.scalar(query) or 0)
