@@ -407,3 +407,22 @@ def test_a_text_over_the_channel_limit_is_rejected_and_not_sent(cli: Cli, mode: 
     assert rows["2"]["error_code"] == "MESSAGE_TOO_LONG"
     assert "over the SMS limit of 1600" in rows["2"]["error_description"]
     assert [m["identity"] for m in cli.sent()] == ["+12015550001"]
+
+
+def test_an_exclusive_campaign_refuses_a_second_run_with_exit_4(cli: Cli) -> None:
+    cli.patch_sandbox(latency_ms=20.0)
+    cli.config.write_text(cli.config.read_text().replace("= 800", "= 200"))
+    path = cli.campaign_file(exclusive="true")
+    first = cli.popen("run", str(path))
+    deadline = time.monotonic() + 60
+    while not cli.sent() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = len(cli.sent())
+    second = cli.run("run", str(path))
+    assert second.returncode == 4, second.stderr
+    assert "exclusive" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 3, stderr
+    identities = Counter(m["identity"] for m in cli.sent())
+    assert max(identities.values()) == 1 and len(identities) >= before

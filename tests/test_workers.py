@@ -245,7 +245,9 @@ def test_a_killed_worker_leaves_nothing_lost_and_nothing_twice(workers: Workers)
     counts = workers.status()
     assert counts.get("PENDING", 0) == counts.get("IN_FLIGHT", 0) == 0  # the survivor finished
     assert counts.get("QUEUED", 0) + counts.get("IN_DOUBT", 0) == ROWS  # nobody lost
-    # IN_DOUBT: requests the victim had started (announced) when it died, at most what it had
-    # in flight; nearly all of them reached the sandbox.
+    assert counts.get("QUEUED", 0) <= len(sent)  # QUEUED only what Sinch got
+    # IN_DOUBT: what the victim had announced (written ahead) when it died. Most reached the
+    # sandbox; those that did not are its last ~25 ms of announced requests plus the next
+    # mark written in the background: at its share (1,492/s) about 60, never more than 100.
     assert counts.get("IN_DOUBT", 0) <= RATE
-    assert len(sent) >= ROWS - 50
+    assert len(sent) >= ROWS - 100
