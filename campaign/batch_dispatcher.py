@@ -42,6 +42,8 @@ class BatchDispatcher(Dispatcher):
     async def _produce(self) -> bool:
         while not self._stop.is_set():
             self._check_recorder()
+            if self._closed():
+                return True
             chunk = await self._store.claim_chunk(
                 self._campaign.id, self._campaign.key, self.batch_size, self._clock(), self._worker
             )
@@ -73,7 +75,7 @@ class BatchDispatcher(Dispatcher):
             ),
             campaign_key=self._campaign.key,
             tag=tag,
-            send=self._send_fields,
+            send=self._send_options(),
         )
 
     async def _send_chunk(self, number: int, tag: str, claims: list[repo.Claim]) -> None:

@@ -10,6 +10,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,8 @@ _TOP_KEYS = {
     "in_doubt_grace",
     "stale_after",
     "exclusive",
+    "send_after",
+    "deadline",
 }
 InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
@@ -74,6 +77,9 @@ class CampaignSpec:
     # true: one `campaign run` at a time; a second one exits 4 without sending. false (the
     # default): any number work together, sharing the rate and never sending a row twice.
     exclusive: bool = False
+    # Not before `send_after`; nothing after `deadline` (see campaign.windows).
+    send_after: datetime | None = None
+    deadline: datetime | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -95,6 +101,8 @@ class CampaignSpec:
             "in_doubt_grace": self.in_doubt_grace,
             "stale_after": self.stale_after,
             "exclusive": self.exclusive,
+            "send_after": self.send_after.isoformat() if self.send_after else None,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
         }
 
 
@@ -179,8 +187,13 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     exclusive = data.get("exclusive", False)
     if not isinstance(exclusive, bool):
         raise fail("'exclusive' must be true or false")
+    send_after, deadline = (_moment(data.get(key), key, fail) for key in ("send_after", "deadline"))
+    if send_after and deadline and deadline <= send_after:
+        raise fail("'deadline' must be after 'send_after'")
     return CampaignSpec(
         exclusive=exclusive,
+        send_after=send_after,
+        deadline=deadline,
         in_doubt_policy=policy,
         in_doubt_grace=durations["in_doubt_grace"],
         stale_after=durations["stale_after"],
@@ -195,6 +208,20 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         defaults={str(k): str(v) for k, v in defaults.items()},
         path=base,
     )
+
+
+def _moment(value: Any, key: str, fail: Any) -> datetime | None:
+    """A TOML offset date-time, or an ISO 8601 string with an offset (``Z`` or ``+02:00``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise fail(f"'{key}': {value!r} is not an ISO 8601 date and time") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise fail(f"'{key}' needs a date, a time and a UTC offset, e.g. 2026-12-01T09:00:00Z")
+    return value.astimezone(UTC)
 
 
 def _normalise_send(send: dict[str, Any], fail: Any) -> dict[str, Any]:

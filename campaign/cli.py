@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="switch a started campaign to the --mode given (it otherwise keeps its mode)",
     )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="a campaign not due yet (send_after): wait for it instead of exiting 0",
+    )
     run.set_defaults(handler=_run, needs_config=True)
 
     cancel = sub.add_parser(
@@ -178,6 +183,7 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         dry_run=args.dry_run,
         wait_for_delivery=args.wait_for_delivery,
         force_mode=args.force_mode,
+        wait=args.wait,
     )
     return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
 

@@ -29,7 +29,7 @@ import orjson
 from aiolimiter import AsyncLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaign import errors, planning, rendering, retry
+from campaign import errors, planning, rendering, retry, windows
 from campaign.sinch.client import SinchClient
 from campaign.store import repository as repo
 
@@ -106,6 +106,7 @@ class Dispatcher:
         stats: DispatchStats | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker_id: int | None = None,
+        window: windows.Window | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -113,6 +114,7 @@ class Dispatcher:
         self._channel = channel
         self._template = template
         self._send_fields = dict(send_fields)
+        self._window = window or windows.Window()
         self._settings = settings
         self._stop = stop
         self.stats = stats or DispatchStats()
@@ -156,6 +158,14 @@ class Dispatcher:
 
     # --- producing ----------------------------------------------------------------------------
 
+    def _send_options(self) -> dict[str, Any]:
+        """The campaign's send fields, the ``ttl`` capped by the deadline."""
+        return self._window.capped_send(self._send_fields, self._clock())
+
+    def _closed(self) -> bool:
+        """The deadline has passed: send nothing more (what is left is CANCELLED)."""
+        return self._window.phase(self._clock()) is windows.Phase.CLOSED
+
     def set_rate(self, rate: float | None) -> None:
         """Send at ``rate`` from now on (this worker's share, as workers come and go)."""
         if rate == self._rate:
@@ -176,6 +186,8 @@ class Dispatcher:
         in-flight bound counts only requests really under way."""
         while not self._stop.is_set():
             self._check_recorder()
+            if self._closed():
+                return True
             claims = await self._store.claim(
                 self._campaign.id, self._claim_size(), self._clock(), self._worker
             )
@@ -188,6 +200,9 @@ class Dispatcher:
                     # Claimed, never sent: back to PENDING for the next run.
                     self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return False
+                if self._closed():
+                    self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
+                    return True
                 self._start(self._send(claim))
         return False
 
@@ -316,7 +331,7 @@ class Dispatcher:
             identity=claim.identity,
             message=self._template.render(params),
             key=planning.recipient_key(self._campaign.key, claim.position),
-            send=self._send_fields,
+            send=self._send_options(),
         )
 
     async def _send(self, claim: repo.Claim) -> None:

@@ -21,7 +21,7 @@ import polars as pl
 import ulid
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaign import campaignfile, loading, planning, rendering
+from campaign import campaignfile, loading, planning, rendering, windows
 from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
@@ -47,6 +47,7 @@ class RunOptions:
     dry_run: bool = False
     wait_for_delivery: float | None = None  # seconds to wait for callbacks after sending
     force_mode: bool = False  # switch a started campaign to the mode asked for
+    wait: bool = False  # before send_after: wait for it instead of exiting
 
 
 def _now() -> datetime:
@@ -89,6 +90,26 @@ async def _slices(source: loading.RecipientSource) -> AsyncIterator[pl.DataFrame
         if frame is None:
             return
         yield frame
+
+
+def _window_text(spec: campaignfile.CampaignSpec, seconds: float) -> str:
+    """When the campaign may send, and whether the deadline leaves it enough time."""
+    now = _now()
+    start = max(now, spec.send_after) if spec.send_after else now
+    text = "from " + ("now" if start == now else _iso(start))
+    if spec.deadline is None:
+        return text + ", no deadline"
+    text += f" until {_iso(spec.deadline)}"
+    room = (spec.deadline - start).total_seconds()
+    if room <= 0:
+        return text + ": the deadline has passed, nothing would be sent"
+    if room < seconds:
+        return text + f": only about {room / seconds:.0%} of the sends fit before the deadline"
+    return text
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def dry_run(
@@ -135,6 +156,7 @@ async def dry_run(
         f"in doubt      policy {spec.in_doubt_policy}, after {spec.in_doubt_grace:g} s "
         "without a callback"
     )
+    out(f"window        {_window_text(spec, plan.seconds)}")
     out("dry run: nothing was written or sent")
     return 0
 
@@ -180,6 +202,19 @@ async def run(
         return await dry_run(spec, config, out)
     source = open_source(spec)  # file-level problems stop us before anything is written
     template = rendering.MessageTemplate.compile(spec.message)
+    window = windows.Window(spec.send_after, spec.deadline)
+    if window.phase(_now()) is windows.Phase.EARLY:
+        assert spec.send_after is not None
+        due = spec.send_after.isoformat().replace("+00:00", "Z")
+        if not options.wait:
+            out(f"{spec.name}: not due yet; it may send from {due} (run again then, or --wait)")
+            return 0
+        out(f"{spec.name}: waiting until {due}")
+        with contextlib.suppress(TimeoutError):
+            left = (spec.send_after - _now()).total_seconds()
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, left))
+        if stop.is_set():
+            return EXIT_INTERRUPTED
     waits = options.wait_for_delivery is not None
     async with open_runtime(config, receiver=waits and not config.receiver.external) as runtime:
         store = runtime.need_store()
@@ -259,6 +294,7 @@ async def _work(
         stop=stop,
         stats=stats,
         worker_id=member.worker_id,
+        window=windows.Window(spec.send_after, spec.deadline),
     )
     dispatcher.set_rate(share(settings.rate, member.live))
     settle: Callable[[], Awaitable[object]] | None = None
@@ -309,6 +345,12 @@ async def _work(
     finally:
         beats.cancel()
         await asyncio.gather(beats, return_exceptions=True)
+    if spec.deadline is not None and _now() >= spec.deadline:
+        closed = await store.cancel_pending(
+            campaign.id, _now(), windows.DEADLINE_CODE, windows.DEADLINE_REASON
+        )
+        if closed:
+            out(f"{spec.name}: the deadline passed: {closed:,} recipients not sent, CANCELLED")
     if member.lost:
         out(
             f"{spec.name}: another worker declared this one dead (no heartbeat for"

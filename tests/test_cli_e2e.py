@@ -426,3 +426,49 @@ def test_an_exclusive_campaign_refuses_a_second_run_with_exit_4(cli: Cli) -> Non
     assert first.returncode == 3, stderr
     identities = Counter(m["identity"] for m in cli.sent())
     assert max(identities.values()) == 1 and len(identities) >= before
+
+
+def test_a_campaign_not_due_yet_exits_0_and_sends_nothing(cli: Cli) -> None:
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    path = cli.campaign_file(send_after=f'"{later}"')
+    result = cli.run("run", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"not due yet; it may send from {later}" in result.stdout
+    assert cli.sent() == []
+    assert not cli.db.exists()  # nothing written either: cron may call it as often as it likes
+
+
+def test_wait_sends_once_the_campaign_is_due(cli: Cli) -> None:
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    path = cli.campaign_file(send_after=f'"{soon}"')
+    started = time.monotonic()
+    result = cli.run("run", str(path), "--wait")
+    assert result.returncode in (0, 1), result.stderr
+    assert "waiting until" in result.stdout
+    assert cli.sent()
+    assert time.monotonic() - started >= 1.0
+
+
+def test_after_the_deadline_nothing_is_sent_and_the_rest_is_cancelled(cli: Cli) -> None:
+    path = cli.campaign_file(deadline='"2020-01-01T00:00:00Z"')
+    result = cli.run("run", str(path))
+    assert result.returncode in (0, 1), result.stderr
+    assert "the deadline passed" in result.stdout
+    assert cli.sent() == []
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    rows = read_report(report)
+    cancelled = [r for r in rows if r["status"] == "CANCELLED"]
+    assert cancelled and all(r["error_code"] == "DEADLINE" for r in cancelled)
+    assert {r["status"] for r in rows} <= {"CANCELLED", "REJECTED", "DUPLICATE"}
+
+
+def test_dry_run_shows_the_window_and_what_fits_before_the_deadline(cli: Cli) -> None:
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3605))
+    path = cli.campaign_file(send_after=f'"{later}"', deadline=f'"{soon}"')
+    result = cli.run("run", str(path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("window"))
+    assert f"from {later} until {soon}: only about" in line
+    assert "of the sends fit before the deadline" in line

@@ -6,14 +6,14 @@ import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import polars as pl
 import pytest
 
-from campaign import config, rendering, retry
+from campaign import config, rendering, retry, windows
 from campaign.config import SinchConfig
 from campaign.dispatcher import Dispatcher, DispatchSettings, make_limiter
 from campaign.models import Status
@@ -223,3 +223,23 @@ async def test_limiter_never_exceeds_the_rate_in_a_sliding_second() -> None:
     worst = max(sum(1 for t in times if s <= t < s + 1.0) for s in times)
     assert worst <= 100
     assert len(times) >= 0.9 * 2.2 * 100  # and it still delivers about the rate
+
+
+async def test_nothing_leaves_after_the_deadline_and_ttls_end_with_it(world: World) -> None:
+    """A controllable clock: each reading advances it 50 ms, so the deadline (20 s after the
+    start) falls in the middle of the run."""
+    campaign = await world.campaign(400)
+    moments = iter(NOW + timedelta(milliseconds=50 * i) for i in range(1_000_000))
+    deadline = NOW + timedelta(seconds=20)
+    dispatcher = world.dispatcher(campaign, max_in_flight=5)
+    dispatcher._clock = lambda: next(moments)
+    dispatcher._window = windows.Window(deadline=deadline)
+    assert await dispatcher.run() is True  # done: nothing more may be sent
+    sent = await world.sent()
+    counts = await world.store.counts(campaign.id)
+    assert 0 < len(sent) < 400
+    assert counts == {Status.QUEUED: len(sent), Status.PENDING: 400 - len(sent)}
+    # Each message's ttl ends by the deadline (or is Sinch's least, 3 s, just before it).
+    ttls = [int(m["ttl"].rstrip("s")) for m in sent]
+    assert all(3 <= t <= 20 for t in ttls)
+    assert ttls[0] > ttls[-1]

@@ -197,6 +197,23 @@ class Store(BatchQueries, WorkerQueries):
             if chunks:
                 await self.record_chunks(conn, chunks, now, worker_id)
 
+    async def cancel_pending(
+        self, campaign_id: int, now: datetime, code: str, description: str
+    ) -> int:
+        """Every PENDING recipient of the campaign to CANCELLED, with ``code``; how many."""
+        async with self.writes.begin() as conn:
+            result = await conn.execute(
+                update(recipients)
+                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
+                .values(
+                    status=Status.CANCELLED.value,
+                    error_code=code,
+                    error_description=description,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
+
     async def held_elsewhere(self, campaign_id: int, worker_id: int | None) -> int:
         """IN_FLIGHT rows of the campaign that another worker holds (or held, until it is
         settled): the campaign is not done while there are any."""
