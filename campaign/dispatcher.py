@@ -124,7 +124,6 @@ class Dispatcher:
         self._worker = worker_id
         self._announced = 0  # the write-ahead mark: claims up to this id may have been sent
         self._announcing: asyncio.Future[None] | None = None  # the next mark, being written
-        self._lost = False  # declared dead by another worker: send nothing more
         self._rate = settings.rate
         self._limiter = (
             make_limiter(settings.rate, settings.rate_headroom) if settings.rate else None
@@ -212,16 +211,16 @@ class Dispatcher:
         """Write ahead before ``claims[index]`` leaves. A mark covers what the limiter lets
         through in the next 25 ms, and the next one is written in the background once half of
         that is used, so requests rarely wait for it: a worker that dies leaves at most about
-        40 ms of requests IN_DOUBT that it had not sent yet. False: this worker was declared
-        dead and may not send any more."""
+        40 ms of requests IN_DOUBT that it had not sent yet. False: a stop came meanwhile (or
+        this worker was declared dead, which stops it): send nothing more."""
         if self._worker is None:
             return True
         ahead = max(2, math.ceil((self._rate or 2000.0) * 0.025))
-        while claims[index].id > self._announced and not self._lost:
+        while claims[index].id > self._announced and not self._stop.is_set():
             if self._announcing is None or self._announcing.done():
                 self._announcing = asyncio.ensure_future(self._mark(claims, index, ahead))
             await asyncio.shield(self._announcing)
-        if self._lost:
+        if self._stop.is_set():
             return False
         if self._announcing is not None and self._announcing.done():
             self._announcing.result()  # a failed write stops the run, as a failed record does
@@ -233,10 +232,8 @@ class Dispatcher:
 
     async def _mark(self, claims: list[repo.Claim], start: int, ahead: int) -> None:
         through = claims[min(start + ahead, len(claims)) - 1].id
-        if await self._may_send(through):
+        if await self._may_send(through):  # if not, it has set the stop
             self._announced = max(self._announced, through)
-        else:
-            self._lost = True
 
     async def _may_send(self, through: int | None = None) -> bool:
         """Write ahead before a request leaves (see campaign.store.workers). False when this

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import polars as pl
 import pytest
 
 from campaign import config, rendering, retry, windows
@@ -22,6 +21,7 @@ from campaign.secrets import Secret
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
+from tests.recipients import loaded
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 MESSAGE = {"text_message": {"text": "Hi ${name}, code ${code}"}}
@@ -55,16 +55,8 @@ class World:
         identities = [
             "+1201555" + (f"x{i}" if i in bad else f"{i:04d}") for i in range(1, rows + 1)
         ]
-        frame = pl.DataFrame(
-            {
-                "row": pl.Series(range(1, rows + 1), dtype=pl.UInt64),
-                "identity_raw": identities,
-                "identity": identities,
-                "reason": pl.Series([None] * rows, dtype=pl.String),
-                "parameters": [f'{{"name":"Nö{i}","code":"{i:06d}"}}' for i in range(1, rows + 1)],
-            }
-        )
-        await self.store.ingest(campaign.id, "SMS", frame, NOW)
+        parameters = [f'{{"name":"Nö{i}","code":"{i:06d}"}}' for i in range(1, rows + 1)]
+        await self.store.ingest(campaign.id, "SMS", loaded(identities, parameters), NOW)
         return campaign
 
     def dispatcher(

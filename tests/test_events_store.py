@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import polars as pl
 
 from campaign import tracking
 from campaign.models import Status
 from campaign.store import repository as repo
 from campaign.store.events import RECHECK_S, NewEvent
+from tests.recipients import loaded, us_numbers
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -21,17 +21,7 @@ async def campaign_with(store: repo.Store, n: int) -> repo.CampaignRow:
     campaign = await store.create_campaign(
         name="c", key="CK", mode="individual", channel="SMS", definition="{}", source="x", now=NOW
     )
-    ids = [f"+1201555{i:04d}" for i in range(1, n + 1)]
-    frame = pl.DataFrame(
-        {
-            "row": pl.Series(range(1, n + 1), dtype=pl.UInt64),
-            "identity_raw": ids,
-            "identity": ids,
-            "reason": pl.Series([None] * n, dtype=pl.String),
-            "parameters": ["{}"] * n,
-        }
-    )
-    await store.ingest(campaign.id, "SMS", frame, NOW)
+    await store.ingest(campaign.id, "SMS", loaded(us_numbers(n)), NOW)
     return campaign
 
 

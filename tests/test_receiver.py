@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import polars as pl
 import pytest
 from sqlalchemy import create_engine, select, text
 
@@ -34,6 +33,7 @@ from campaign.sinch.client import SinchClient, open_session
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
 from campaign.store.tables import events as events_table
+from tests.recipients import loaded, us_numbers
 
 SECRET = "whsec-test-1234"
 NOW = 1_800_000_000.0  # the receiver's clock in most tests (2027-01-15)
@@ -551,17 +551,7 @@ async def queued_recipient(store: repo.Store, message_id: str, rows: int = 1) ->
         source="r.csv",
         now=T0,
     )
-    identities = [f"+1201555{i:04d}" for i in range(1, rows + 1)]
-    frame = pl.DataFrame(
-        {
-            "row": pl.Series(range(1, rows + 1), dtype=pl.UInt64),
-            "identity_raw": identities,
-            "identity": identities,
-            "reason": pl.Series([None] * rows, dtype=pl.String),
-            "parameters": ["{}"] * rows,
-        }
-    )
-    await store.ingest(campaign.id, "SMS", frame, T0)
+    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
     claims = await store.claim(campaign.id, 1, T0)
     await store.record([repo.Sent(claims[0].id, message_id)], T0)
     return campaign
@@ -639,17 +629,7 @@ async def test_sandbox_callbacks_land_in_the_event_table_and_on_recipients(
     campaign = await store.create_campaign(
         name="e2e", key="E2E", mode="individual", channel="SMS", definition="{}", source="x", now=T0
     )
-    identities = [f"+1201555{i:04d}" for i in range(1, rows + 1)]
-    frame = pl.DataFrame(
-        {
-            "row": pl.Series(range(1, rows + 1), dtype=pl.UInt64),
-            "identity_raw": identities,
-            "identity": identities,
-            "reason": pl.Series([None] * rows, dtype=pl.String),
-            "parameters": ["{}"] * rows,
-        }
-    )
-    await store.ingest(campaign.id, "SMS", frame, T0)
+    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
     settings = ReceiverSettings(secret=Secret(SECRET), apply_interval_s=0.01, apply_retry_s=0.2)
     async with ReceiverServer(store, settings) as receiver:
         sandbox_settings = SandboxSettings(

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from campaign import config, membership
@@ -26,6 +25,7 @@ from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store import repository as repo
 from campaign.store.engine import upgrade_sync
 from campaign.store.workers import Beat, CampaignBusyError, Reaped
+from tests.recipients import loaded, us_numbers
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 LEASE = 10.0
@@ -35,17 +35,7 @@ async def campaign_with(store: repo.Store, rows: int) -> repo.CampaignRow:
     campaign = await store.create_campaign(
         name="w", key="WK", mode="individual", channel="SMS", definition="{}", source="x", now=NOW
     )
-    identities = [f"+1201555{i:04d}" for i in range(1, rows + 1)]
-    frame = pl.DataFrame(
-        {
-            "row": pl.Series(range(1, rows + 1), dtype=pl.UInt64),
-            "identity_raw": identities,
-            "identity": identities,
-            "reason": pl.Series([None] * rows, dtype=pl.String),
-            "parameters": ["{}"] * rows,
-        }
-    )
-    await store.ingest(campaign.id, "SMS", frame, NOW)
+    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), NOW)
     return campaign
 
 

@@ -61,13 +61,6 @@ def staged_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class _Target:
-    campaign_id: int
-    channel: str
-    now: Any  # bound as is: a text timestamp on SQLite, a datetime on Postgres
-
-
 def _sqlite_timestamp(now: datetime) -> str:
     """``now`` as SQLAlchemy's SQLite DATETIME stores it (naive UTC, microseconds)."""
     return now.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -78,16 +71,13 @@ async def ingest(
 ) -> IngestCounts:
     """Store ``frame`` (loaded rows) for the campaign, inside the caller's transaction."""
     staged = staged_frame(frame)
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
+    params: dict[str, Any] = {"cid": campaign_id, "channel": channel}
+    if conn.dialect.name == "postgresql":
         source = await _copy_to_temp(conn, staged)
-        target = _Target(campaign_id, channel, now)
-    else:
+        params["now"] = now
+    else:  # SQLite: the timestamp as its DATETIME stores it, and the slice as JSON
         source = _json_source(staged)
-        target = _Target(campaign_id, channel, _sqlite_timestamp(now))
-    params = {"cid": target.campaign_id, "channel": target.channel, "now": target.now}
-    if dialect != "postgresql":
-        params["rows"] = source.payload
+        params.update(now=_sqlite_timestamp(now), rows=source.payload)
     inserted = (await conn.execute(text(_insert_sql(source.select)), params)).rowcount
     valid = int(staged.get_column("status").eq(Status.PENDING.value).sum())
     rejected = staged.height - valid

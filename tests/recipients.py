@@ -1,0 +1,25 @@
+"""Loaded recipient rows for store-level tests, as the loader hands them to ``Store.ingest``."""
+
+from __future__ import annotations
+
+import polars as pl
+
+
+def loaded(identities: list[str], parameters: list[str] | None = None) -> pl.DataFrame:
+    """Valid rows 1..n with these identities (as given and normalised alike) and parameters
+    (JSON objects; ``{}`` when not given)."""
+    n = len(identities)
+    return pl.DataFrame(
+        {
+            "row": pl.Series(range(1, n + 1), dtype=pl.UInt64),
+            "identity_raw": identities,
+            "identity": identities,
+            "reason": pl.Series([None] * n, dtype=pl.String),
+            "parameters": parameters if parameters is not None else ["{}"] * n,
+        }
+    )
+
+
+def us_numbers(n: int) -> list[str]:
+    """``n`` distinct valid US numbers, +12015550001 onwards."""
+    return [f"+1201555{i:04d}" for i in range(1, n + 1)]
