@@ -1,11 +1,13 @@
 """Benchmark: load a generated recipients CSV end to end and report rows/s and peak memory.
 
     .venv/bin/python bench/bench_loading.py [--rows 1000000] [--slice 250000] [--keep DIR]
+                                            [--zones]
 
 The file mixes the phone formats seen in real files (E.164, national with and without
 separators, ``00`` prefixes, ``(0)`` trunk prefixes, Excel's ``1.2E10`` and ``.0``, other
 countries) with about 2% invalid identities, and has two parameter columns, one with empty
 cells covered by a default. Timed: ``open_recipients(...)`` plus every ``slices()`` slice.
+``--zones`` also works out each row's time zone, as a campaign with quiet hours does.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
     ).write_csv(path)
 
 
-def load(path: Path, rows_per_slice: int) -> None:
+def load(path: Path, rows_per_slice: int, zones: bool = False) -> None:
     """Time loading ``path`` and print the figures; peak RSS is this process's."""
     spec = loading.LoadSpec(
         path=path,
@@ -98,6 +100,7 @@ def load(path: Path, rows_per_slice: int) -> None:
         default_country="US",
         parameters=("first_name", "code"),
         defaults={"first_name": "there"},
+        zones=zones,
     )
     started = time.perf_counter()
     rows = valid = 0
@@ -109,7 +112,10 @@ def load(path: Path, rows_per_slice: int) -> None:
     print(
         f"loaded {rows:,} rows ({valid:,} valid) in {seconds:.2f} s: {rows / seconds:,.0f} rows/s"
     )
-    print(f"peak RSS {peak_mb:,.0f} MB (slices of {rows_per_slice:,} rows)")
+    print(
+        f"peak RSS {peak_mb:,.0f} MB (slices of {rows_per_slice:,} rows"
+        + (", with time zones)" if zones else ")")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,9 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slice", type=int, default=250_000)
     parser.add_argument("--keep", type=Path, help="write the CSV in this directory and keep it")
     parser.add_argument("--load", type=Path, help="only load this file (no generation)")
+    parser.add_argument("--zones", action="store_true", help="each row's time zone too")
     args = parser.parse_args(argv)
     if args.load:
-        load(args.load, args.slice)
+        load(args.load, args.slice, args.zones)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = (args.keep or Path(tmp)) / "recipients.csv"
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         # Loaded in a fresh process, so that its peak memory is the loader's alone.
         command = [sys.executable, __file__, "--load", str(path), "--slice", str(args.slice)]
         subprocess.run(command, check=True)
+        if args.zones:
+            subprocess.run([*command, "--zones"], check=True)
     print("reproduce: .venv/bin/python bench/bench_loading.py " + " ".join(sys.argv[1:]))
 
 

@@ -44,6 +44,7 @@ class BatchDispatcher(Dispatcher):
             self._check_recorder()
             if self._closed():
                 return True
+            await self._keep_quiet()
             chunk = await self._store.claim_chunk(
                 self._campaign.id, self._campaign.key, self.batch_size, self._clock(), self._worker
             )
@@ -51,7 +52,12 @@ class BatchDispatcher(Dispatcher):
                 if await self._nothing_to_claim():
                     return True
                 continue
-            claims = chunk.claims
+            claims = await self._sendable(chunk.claims)
+            if not claims:
+                await self._store.set_batch(
+                    self._campaign.id, chunk.number, "RELEASED", self._clock()
+                )
+                continue
             if not await self._pace() or not await self._may_send():
                 self._outcomes.extend(repo.Release(c.id) for c in claims)
                 await self._store.set_batch(
@@ -75,7 +81,7 @@ class BatchDispatcher(Dispatcher):
             ),
             campaign_key=self._campaign.key,
             tag=tag,
-            send=self._send_options(),
+            send=self._send_options(list({claim.time_zone for claim in claims})),
         )
 
     async def _send_chunk(self, number: int, tag: str, claims: list[repo.Claim]) -> None:
@@ -193,6 +199,8 @@ class BatchDispatcher(Dispatcher):
         """The batch Sinch holds under ``tag`` ([] if none), or None if we cannot tell."""
         # A lookup changes nothing at Sinch: even a lost answer is safe to ask again.
         for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
+            # It counts against the project's rate like a send, and waits out a 429 pause.
+            await self._pace(start=False)
             try:
                 found = await self._client.find_batches("chunk", tag)
             except (errors.SinchAmbiguousError, errors.SinchRetryableError) as exc:

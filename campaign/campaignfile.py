@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 import phonenumbers
 
-from campaign import rendering
+from campaign import quiet, rendering
 from campaign.errors import InputFileError
 from campaign.models import Channel
+from campaign.sandbox import content, violations
 
 Mode = Literal["batch", "individual"]
 MODES: tuple[Mode, ...] = ("batch", "individual")
@@ -39,6 +40,9 @@ _TOP_KEYS = {
     "exclusive",
     "send_after",
     "deadline",
+    "quiet_hours",
+    "timezone",
+    "timezone_column",
 }
 InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
@@ -80,6 +84,19 @@ class CampaignSpec:
     # Not before `send_after`; nothing after `deadline` (see campaign.windows).
     send_after: datetime | None = None
     deadline: datetime | None = None
+    # No sends in each recipient's quiet hours (see campaign.quiet). The recipient's time zone
+    # comes from `timezone_column` when the file has it, else from the phone number, else it
+    # is `timezone`.
+    quiet_hours: quiet.QuietHours | None = None
+    timezone: str | None = None
+    timezone_column: str | None = None  # None: a column named "timezone", if there is one
+
+    @property
+    def quiet_plan(self) -> quiet.Plan | None:
+        """Quiet hours as the dispatcher applies them, or None without them."""
+        if self.quiet_hours is None or self.timezone is None:
+            return None
+        return quiet.Plan(self.quiet_hours, self.timezone)
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -103,6 +120,9 @@ class CampaignSpec:
             "exclusive": self.exclusive,
             "send_after": self.send_after.isoformat() if self.send_after else None,
             "deadline": self.deadline.isoformat() if self.deadline else None,
+            "quiet_hours": str(self.quiet_hours) if self.quiet_hours else None,
+            "timezone": self.timezone,
+            "timezone_column": self.timezone_column,
         }
 
 
@@ -160,6 +180,13 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         rendering.MessageTemplate.compile(message)
     except rendering.RenderError as exc:
         raise fail(f"[message]: {exc}") from None
+    # The fields Sinch cannot do without, checked as its synchronous 400 would check them:
+    # otherwise every single send is refused (or, for an empty text, loading fails).
+    problems = violations.Violations()
+    content.check_message(message, "", problems, strict=False)
+    if problems:
+        field, description = problems.items[0]
+        raise fail(f"[message]: {field.lstrip('.')} {description}")
 
     send = data.get("send", {})
     if not isinstance(send, dict):
@@ -190,7 +217,11 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     send_after, deadline = (_moment(data.get(key), key, fail) for key in ("send_after", "deadline"))
     if send_after and deadline and deadline <= send_after:
         raise fail("'deadline' must be after 'send_after'")
+    hours, timezone, timezone_column = _quiet_hours(data, fail)
     return CampaignSpec(
+        quiet_hours=hours,
+        timezone=timezone,
+        timezone_column=timezone_column,
         exclusive=exclusive,
         send_after=send_after,
         deadline=deadline,
@@ -208,6 +239,32 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         defaults={str(k): str(v) for k, v in defaults.items()},
         path=base,
     )
+
+
+def _quiet_hours(
+    data: Mapping[str, Any], fail: Any
+) -> tuple[quiet.QuietHours | None, str | None, str | None]:
+    """``quiet_hours``, ``timezone`` and ``timezone_column``, checked together."""
+    text, timezone = data.get("quiet_hours"), data.get("timezone")
+    column = data.get("timezone_column")
+    if column is not None and (not isinstance(column, str) or not column):
+        raise fail("'timezone_column' must name a column of the recipients file")
+    if timezone is not None and not (isinstance(timezone, str) and quiet.is_zone(timezone)):
+        raise fail(f"'timezone' {timezone!r} is not an IANA time zone, e.g. 'Europe/Paris'")
+    if text is None:
+        return None, timezone, column
+    if not isinstance(text, str):
+        raise fail("'quiet_hours' must be a range of local times, e.g. \"21:00-08:00\"")
+    try:
+        hours = quiet.QuietHours.parse(text)
+    except quiet.QuietHoursError as exc:
+        raise fail(str(exc)) from None
+    if timezone is None:
+        raise fail(
+            "'quiet_hours' needs 'timezone': the zone of recipients whose own cannot be told"
+            " from the file or their number"
+        )
+    return hours, timezone, column
 
 
 def _moment(value: Any, key: str, fail: Any) -> datetime | None:

@@ -13,10 +13,13 @@ import asyncio
 import logging
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from campaign import (
     __version__,
@@ -26,16 +29,20 @@ from campaign import (
     jsonutil,
     reporting,
     runner,
+    secrets,
     status_view,
 )
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
-from campaign.config import Config, load_config
+from campaign.config import Config, load_config, masked_url
 from campaign.progress import ProgressDisplay
 from campaign.runtime import open_runtime
+from campaign.sinch import auth as sinch_auth
+from campaign.sinch.client import open_session
 from campaign.store import engine as store_engine
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 3
 
@@ -176,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
+    if not args.dry_run and not config.sinch.sandbox:
+        # Wrong credentials stop the run here (exit 2): sent on, they would fail every
+        # recipient, for good.
+        session = open_session(config.sinch)
+        try:
+            await sinch_auth.check_credentials(session, config.sinch)
+        finally:
+            await session.close()
     options = runner.RunOptions(
         campaign_file=args.campaign_file,
         recipients=args.recipients,
@@ -324,17 +339,42 @@ def _stop_event() -> asyncio.Event:
 
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    # Every log line, any library's included, goes through the one redaction of secrets.
+    handler.setFormatter(
+        secrets.RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The exception ``exc`` came from, unless it was raised ``from None`` on purpose."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
 
 
 def _describe(exc: BaseException, verbose: bool) -> str:
     text = str(exc) or type(exc).__name__
     if verbose:
-        cause = exc.__cause__ or exc.__context__
+        cause = _cause(exc)
         while cause is not None:
             text += f"\n  caused by {type(cause).__name__}: {cause}"
-            cause = cause.__cause__ or cause.__context__
+            cause = _cause(cause)
     return text
+
+
+def _database_error(exc: SQLAlchemyError, url: str | None) -> str:
+    """One line about a database failure: where (password masked) and what the driver said."""
+    where = f"database {masked_url(url)}" if url else "database"
+    reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    first = next((line.strip() for line in reason.splitlines() if line.strip()), "")
+    return f"{where}: {first or type(exc).__name__}"
+
+
+def _error(text: str) -> None:
+    """Print an error for the user, with any secret value masked."""
+    print(f"campaign: error: {secrets.redact(text)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,12 +382,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     handler: Command = args.handler
+    config: Config | None = None
     try:
         config = load_config(args.config, database_url=args.database) if args.needs_config else None
         return asyncio.run(handler(args, config))
     except errors.CampaignError as exc:
-        print(f"campaign: error: {_describe(exc, args.verbose > 0)}", file=sys.stderr)
+        _error(_describe(exc, args.verbose > 0))
         return exc.exit_code
+    except SQLAlchemyError as exc:
+        # Unreachable, refusing, or missing database: a configuration problem, one line.
+        text = _database_error(exc, config.database.url if config else None)
+        if args.verbose:
+            text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        _error(text)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("campaign: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # the supervision point of last resort: no secret in a crash
+        if args.verbose:
+            _error("internal error\n" + "".join(traceback.format_exception(exc)).rstrip())
+        else:
+            _error(f"internal error: {type(exc).__name__}: {exc} (-v shows where)")
+        return EXIT_FAILED

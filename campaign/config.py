@@ -6,7 +6,9 @@ are held as :class:`~campaign.secrets.Secret`, so they never print.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_type_hints
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from campaign import secrets
 from campaign.errors import ConfigError
 from campaign.secrets import Secret
 
@@ -66,6 +72,25 @@ class SinchConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = "sqlite:///campaign.db"
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: shown masked, like everywhere else.
+        return f"DatabaseConfig(url={masked_url(self.url)!r})"
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password masked (``postgresql://user:***@host/db``)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def _register_password(url: str) -> None:
+    """Make the URL's password a known secret, so that no error or log line shows it."""
+    # An invalid URL is refused, without being shown, when the store opens it.
+    with contextlib.suppress(ArgumentError):
+        secrets.register(make_url(url).password)
 
 
 @dataclass(frozen=True)
@@ -147,6 +172,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has nan and inf; no setting means them
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is int or hint == (int | None):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -168,9 +195,14 @@ def _validate(config: Config) -> None:
     if s.pool_size < 1:
         raise ConfigError("[sinch] pool_size must be at least 1")
     if config.sending.requests_per_second <= 0:
-        raise ConfigError("[sending] requests_per_second must be positive")
+        raise ConfigError(
+            "[sending] requests_per_second must be positive, "
+            f"not {config.sending.requests_per_second:g}"
+        )
     if not 1 <= config.sending.batch_size <= 1000:
-        raise ConfigError("[sending] batch_size must be between 1 and 1000")
+        raise ConfigError(
+            f"[sending] batch_size must be between 1 and 1000, not {config.sending.batch_size}"
+        )
     if config.sending.max_in_flight is not None and config.sending.max_in_flight < 1:
         raise ConfigError("[sending] max_in_flight must be at least 1")
     if config.sending.max_attempts < 1:
@@ -264,6 +296,8 @@ def load_config(
         db_table["url"] = env["CAMPAIGN_DATABASE_URL"]
     if database_url:
         db_table["url"] = database_url
+    if isinstance(db_table.get("url"), str):
+        _register_password(db_table["url"])
 
     config = Config(
         sinch=sinch,

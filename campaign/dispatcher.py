@@ -29,7 +29,7 @@ import orjson
 from aiolimiter import AsyncLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaign import errors, planning, rendering, retry, windows
+from campaign import errors, planning, quiet, rendering, retry, windows
 from campaign.sinch.client import SinchClient
 from campaign.store import repository as repo
 
@@ -45,6 +45,9 @@ class DispatchSettings:
     flush_interval: float = 0.2
     flush_size: int = 2000
     drain_timeout: float = 30.0
+    # With quiet hours: when nothing is due for longer than this, the run ends and says when
+    # the next window opens (cron runs it again then) instead of waiting.
+    idle_limit: float = 60.0
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         worker_id: int | None = None,
         window: windows.Window | None = None,
+        quiet_hours: quiet.Plan | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -115,6 +119,11 @@ class Dispatcher:
         self._template = template
         self._send_fields = dict(send_fields)
         self._window = window or windows.Window()
+        self._gate = quiet.Gate(quiet_hours) if quiet_hours is not None else None
+        self._zones_look_at: datetime | None = None  # when to defer closed zones again
+        # Set when the run ends with only recipients that are not due for a while (quiet
+        # hours): when the first of them becomes due.
+        self.deferred_until: datetime | None = None
         self._settings = settings
         self._stop = stop
         self.stats = stats or DispatchStats()
@@ -157,9 +166,51 @@ class Dispatcher:
 
     # --- producing ----------------------------------------------------------------------------
 
-    def _send_options(self) -> dict[str, Any]:
-        """The campaign's send fields, the ``ttl`` capped by the deadline."""
-        return self._window.capped_send(self._send_fields, self._clock())
+    def _send_options(self, zones: list[str | None] | None = None) -> dict[str, Any]:
+        """The campaign's send fields, the ``ttl`` capped by the deadline and, with quiet
+        hours, by the first of ``zones`` whose window closes."""
+        now = self._clock()
+        closes = None
+        if self._gate is not None and zones:
+            closes = min(self._gate.closes(zone, now) for zone in zones)
+        return self._window.capped_send(self._send_fields, now, closes)
+
+    async def _keep_quiet(self) -> None:
+        """Quiet hours: whenever a window opens or closes (and every minute), defer the
+        PENDING rows of every zone whose window is closed until it opens, so that claims pass
+        them by."""
+        if self._gate is None:
+            return
+        now = self._clock()
+        if self._zones_look_at is not None and now < self._zones_look_at:
+            return
+        held = {}
+        for key in await self._store.pending_zones(self._campaign.id):
+            until = self._gate.held_until(key, now)
+            if until is not None:
+                held[key] = until
+        await self._store.defer(self._campaign.id, held)
+        look_at = now + timedelta(seconds=60)
+        self._zones_look_at = min(look_at, self._gate.until or look_at)
+
+    async def _sendable(self, claims: list[repo.Claim]) -> list[repo.Claim]:
+        """``claims`` without those whose quiet hours have begun (a retry that became due in
+        the night, a claim at the boundary): those go back to PENDING until their window
+        opens, written at once (a batch must not carry them)."""
+        if self._gate is None:
+            return claims
+        now = self._clock()
+        later = []
+        keep = []
+        for claim in claims:
+            until = self._gate.held_until(claim.time_zone, now)
+            if until is None:
+                keep.append(claim)
+            else:
+                later.append(repo.Deferred(claim.id, until))
+        if later:
+            await self._store.record(later, now, self._worker)
+        return keep
 
     def _closed(self) -> bool:
         """The deadline has passed: send nothing more (what is left is CANCELLED)."""
@@ -187,9 +238,11 @@ class Dispatcher:
             self._check_recorder()
             if self._closed():
                 return True
+            await self._keep_quiet()
             claims = await self._store.claim(
                 self._campaign.id, self._claim_size(), self._clock(), self._worker
             )
+            claims = await self._sendable(claims)
             if not claims:
                 if await self._nothing_to_claim():
                     return True
@@ -272,7 +325,11 @@ class Dispatcher:
             # when their lease runs out, and may come back to send.
             await self._sleep(1.0)
             return False
-        await self._sleep((due - self._clock()).total_seconds())
+        wait = (due - self._clock()).total_seconds()
+        if self._gate is not None and wait > self._settings.idle_limit:
+            self.deferred_until = due
+            return True
+        await self._sleep(wait)
         return False
 
     async def _pace(self, *, start: bool = True) -> bool:
@@ -328,7 +385,7 @@ class Dispatcher:
             identity=claim.identity,
             message=self._template.render(params),
             key=planning.recipient_key(self._campaign.key, claim.position),
-            send=self._send_options(),
+            send=self._send_options([claim.time_zone]),
         )
 
     async def _send(self, claim: repo.Claim) -> None:

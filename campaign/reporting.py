@@ -36,7 +36,16 @@ REPORT_COLUMNS = (
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]*$")
-_TEXT_COLUMNS = ("identity", "error_code", "error_description", "message_id", "batch_id")
+# Every text column that holds outside data (the recipients file, Sinch's answers, callbacks).
+_TEXT_COLUMNS = (
+    "identity",
+    "channel",
+    "error_code",
+    "error_description",
+    "message_id",
+    "batch_id",
+    "delivery_channel",
+)
 
 
 class ReportError(CampaignError):

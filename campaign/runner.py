@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,8 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
             parameters=spec.parameters,
             defaults=spec.defaults,
             text_limit=planning.text_limit(spec.channel.value, spec.message),
+            zones=spec.quiet_hours is not None,
+            zone_column=spec.timezone_column,
         )
     )
 
@@ -108,6 +111,35 @@ def _window_text(spec: campaignfile.CampaignSpec, seconds: float) -> str:
     return text
 
 
+def _quiet_lines(spec: campaignfile.CampaignSpec, zones: Counter[str | None]) -> list[str]:
+    """For the dry run: how many recipients quiet hours hold back, and until when."""
+    plan = spec.quiet_plan
+    if plan is None:
+        return []
+    now = _now()
+    start = max(now, spec.send_after) if spec.send_after else now
+    dues: Counter[datetime] = Counter()
+    for key, count in zones.items():
+        dues[plan.due(key, start)] += count
+    free = dues.pop(start, 0)
+    lines = [
+        f"quiet hours   {spec.quiet_hours} in each recipient's time zone (else {spec.timezone})",
+        f"              {free:,} may be sent " + ("now" if start == now else f"from {_iso(start)}"),
+    ]
+    held = sorted(dues.items())
+    for due, count in held[:_QUIET_LINES]:
+        lines.append(f"              {count:,} held back until {_iso(due)}")
+    if len(held) > _QUIET_LINES:
+        rest = sum(count for _, count in held[_QUIET_LINES:])
+        lines.append(
+            f"              {rest:,} held back until later times, up to {_iso(held[-1][0])}"
+        )
+    return lines
+
+
+_QUIET_LINES = 8
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -119,18 +151,21 @@ async def dry_run(
     rows = valid = duplicates = 0
     rejected: dict[str, int] = {}
     seen: set[str] = set()
+    zones: Counter[str | None] = Counter()
     async for frame in _slices(source):
         rows += frame.height
         for reason, count in (
             frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
         ):
             rejected[reason] = rejected.get(reason, 0) + count
-        for identity in frame.filter(pl.col("reason").is_null())["identity"]:
+        valid_rows = frame.filter(pl.col("reason").is_null()).select("identity", "time_zone")
+        for identity, zone in valid_rows.iter_rows():
             if identity in seen:
                 duplicates += 1
             else:
                 seen.add(identity)
                 valid += 1
+                zones[zone] += 1
     plan = planning.preflight(
         rows=rows,
         valid=valid,
@@ -157,6 +192,8 @@ async def dry_run(
         "without a callback"
     )
     out(f"window        {_window_text(spec, plan.seconds)}")
+    for line in _quiet_lines(spec, zones):
+        out(line)
     out("dry run: nothing was written or sent")
     return 0
 
@@ -295,6 +332,7 @@ async def _work(
         stats=stats,
         worker_id=member.worker_id,
         window=windows.Window(spec.send_after, spec.deadline),
+        quiet_hours=spec.quiet_plan,
     )
     dispatcher.set_rate(share(settings.rate, member.live))
     settle: Callable[[], Awaitable[object]] | None = None
@@ -345,19 +383,25 @@ async def _work(
     finally:
         beats.cancel()
         await asyncio.gather(beats, return_exceptions=True)
-    if spec.deadline is not None and _now() >= spec.deadline:
+    deferred = dispatcher.deferred_until
+    if spec.deadline is not None and (deferred or _now()) >= spec.deadline:
+        # Past the deadline, or what is left is held by quiet hours until after it.
         closed = await store.cancel_pending(
             campaign.id, _now(), windows.DEADLINE_CODE, windows.DEADLINE_REASON
         )
         if closed:
-            out(f"{spec.name}: the deadline passed: {closed:,} recipients not sent, CANCELLED")
+            why = (
+                "the deadline passed" if deferred is None else "quiet hours last past the deadline"
+            )
+            out(f"{spec.name}: {why}: {closed:,} recipients not sent, CANCELLED")
+        deferred = None
     if member.lost:
         out(
             f"{spec.name}: another worker declared this one dead (no heartbeat for"
             f" {lease:g} s); its recipients were settled; stopped"
         )
         return EXIT_INTERRUPTED
-    if finished:
+    if finished and deferred is None:
         await store.set_campaign(campaign.id, now=_now(), state="DONE")
         if options.wait_for_delivery is not None:
             await wait_for_delivery(
@@ -373,6 +417,13 @@ async def _work(
         lines.append(("read (of accepted)", f"{delivery['read'] / accepted:.1%}"))
     lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))
     display.table(f"summary: {spec.name}", lines)
+    if finished and deferred is not None:
+        out(
+            f"{spec.name}: {counts.get(Status.PENDING, 0):,} recipients wait for their sending"
+            f" hours ({spec.quiet_hours} is quiet); the next window opens at {_iso(deferred)}:"
+            " run again then"
+        )
+        return 0
     if not finished:
         out(f"{spec.name}: interrupted; run the same command again to resume")
         return EXIT_INTERRUPTED

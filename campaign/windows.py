@@ -4,7 +4,8 @@
 offset). Before ``send_after`` a run sends nothing: it says when the campaign is due and exits
 0 (or waits, with ``--wait``), so that cron can simply call it often. From ``deadline`` on,
 nothing more is sent, and recipients still PENDING are CANCELLED with the reason ``DEADLINE``.
-A ``ttl`` sent to Sinch is capped so that no message is delivered after the deadline either.
+A ``ttl`` sent to Sinch is capped so that no message is delivered after the deadline either
+(nor, with quiet hours, after the recipient's window closes: see :mod:`campaign.quiet`).
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ class Window:
             return Phase.EARLY
         return Phase.OPEN
 
-    def capped_send(self, send: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-        """``send`` with its ``ttl`` no longer than the time left before the deadline (Sinch
-        takes at least 3 s): a message cannot be delivered after the campaign's window."""
+    def capped_send(
+        self, send: Mapping[str, Any], now: datetime, closes: datetime | None = None
+    ) -> dict[str, Any]:
+        """``send`` with its ``ttl`` no longer than the time left before the deadline, or
+        before ``closes`` (a recipient's quiet hours) when that comes first (Sinch takes at
+        least 3 s): a message cannot be delivered after the campaign's window, or at night."""
         out = dict(send)
-        if self.deadline is None:
+        ends = [t for t in (self.deadline, closes) if t is not None]
+        if not ends:
             return out
-        left = max(3, math.floor((self.deadline - now).total_seconds()))
+        left = max(3, math.floor((min(ends) - now).total_seconds()))
         given = out.get("ttl")
         current = int(str(given).rstrip("s")) if given is not None else None
         if current is None or current > left:

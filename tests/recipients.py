@@ -5,9 +5,13 @@ from __future__ import annotations
 import polars as pl
 
 
-def loaded(identities: list[str], parameters: list[str] | None = None) -> pl.DataFrame:
-    """Valid rows 1..n with these identities (as given and normalised alike) and parameters
-    (JSON objects; ``{}`` when not given)."""
+def loaded(
+    identities: list[str],
+    parameters: list[str] | None = None,
+    zones: list[str | None] | None = None,
+) -> pl.DataFrame:
+    """Valid rows 1..n with these identities (as given and normalised alike), parameters
+    (JSON objects; ``{}`` when not given) and time-zone keys (none when not given)."""
     n = len(identities)
     return pl.DataFrame(
         {
@@ -16,6 +20,7 @@ def loaded(identities: list[str], parameters: list[str] | None = None) -> pl.Dat
             "identity": identities,
             "reason": pl.Series([None] * n, dtype=pl.String),
             "parameters": parameters if parameters is not None else ["{}"] * n,
+            "time_zone": pl.Series(zones if zones is not None else [None] * n, dtype=pl.String),
         }
     )
 

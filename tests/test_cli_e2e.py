@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +473,47 @@ def test_dry_run_shows_the_window_and_what_fits_before_the_deadline(cli: Cli) ->
     line = next(x for x in result.stdout.splitlines() if x.startswith("window"))
     assert f"from {later} until {soon}: only about" in line
     assert "of the sends fit before the deadline" in line
+
+
+def _quiet_now_in_utc_plus_2() -> tuple[str, datetime]:
+    """Quiet hours that hold now in UTC+2 (Etc/GMT-2) but not in UTC, and when they end (UTC)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start, end = now + timedelta(hours=1), now + timedelta(hours=3)  # UTC+2 wall times
+    return f'"{start:%H:%M}-{end:%H:%M}"', end - timedelta(hours=2)
+
+
+@pytest.mark.parametrize("mode", ["individual", "batch"])
+def test_quiet_hours_defer_recipients_and_the_run_says_when_to_come_back(
+    cli: Cli, mode: str
+) -> None:
+    hours, opens = _quiet_now_in_utc_plus_2()
+    recipients = cli.tmp / "zoned.csv"
+    lines = ["phone,first_name,code,timezone"]
+    lines += [f"+1201555{i:04d},A{i},{i},UTC" for i in range(1, 6)]
+    lines += [f"+1201555{i:04d},B{i},{i},Etc/GMT-2" for i in range(6, 9)]
+    lines += ["+12015550009,C9,9,"]  # none given: from the number (New York, open now)
+    recipients.write_text("\n".join(lines) + "\n")
+    extra = {"quiet_hours": hours, "timezone": '"UTC"', "mode": f'"{mode}"'}
+    path = cli.campaign_file(recipients=recipients, **extra)
+
+    dry = cli.run("run", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "3 held back until " + opens.isoformat().replace("+00:00", "Z") in dry.stdout
+    assert cli.sent() == []
+
+    result = cli.run("run", str(path))
+    assert result.returncode == 0, result.stderr
+    expected = "the next window opens at " + opens.isoformat().replace("+00:00", "Z")
+    assert "3 recipients wait for their sending hours" in result.stdout
+    assert expected in result.stdout
+    sent = {m["identity"] for m in cli.sent()}
+    assert sent == {f"+1201555{i:04d}" for i in (1, 2, 3, 4, 5, 9)}
+    # A message sent in UTC's window cannot outlive it: its ttl ends when quiet hours begin.
+    utc_ttl = next(int(m["ttl"][:-1]) for m in cli.sent() if m["identity"] == "+12015550001")
+    assert 3000 < utc_ttl <= 3600
+
+    again = cli.run("run", str(path))  # cron, a minute later: still nothing due
+    assert again.returncode == 0 and expected in again.stdout
+    assert len(cli.sent()) == 6
+    status = cli.run("status", "e2e")
+    assert "PENDING" in status.stdout

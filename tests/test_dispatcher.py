@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
-from campaign import config, rendering, retry, windows
+from campaign import config, quiet, rendering, retry, windows
 from campaign.config import SinchConfig
 from campaign.dispatcher import Dispatcher, DispatchSettings, make_limiter
 from campaign.models import Status
@@ -21,7 +22,7 @@ from campaign.secrets import Secret
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
-from tests.recipients import loaded
+from tests.recipients import loaded, us_numbers
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 MESSAGE = {"text_message": {"text": "Hi ${name}, code ${code}"}}
@@ -60,7 +61,13 @@ class World:
         return campaign
 
     def dispatcher(
-        self, campaign: repo.CampaignRow, stop: asyncio.Event | None = None, **settings: Any
+        self,
+        campaign: repo.CampaignRow,
+        stop: asyncio.Event | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        quiet_hours: quiet.Plan | None = None,
+        **settings: Any,
     ) -> Dispatcher:
         base = DispatchSettings(
             rate=None,
@@ -77,6 +84,8 @@ class World:
             send_fields={"channel_properties": {"SMS_SENDER": "+15550000000"}},
             settings=dataclasses.replace(base, **settings),
             stop=stop or asyncio.Event(),
+            clock=clock or (lambda: datetime.now(UTC)),
+            quiet_hours=quiet_hours,
         )
 
 
@@ -235,3 +244,66 @@ async def test_nothing_leaves_after_the_deadline_and_ttls_end_with_it(world: Wor
     ttls = [int(m["ttl"].rstrip("s")) for m in sent]
     assert all(3 <= t <= 20 for t in ttls)
     assert ttls[0] > ttls[-1]
+
+
+# --- quiet hours, with a clock that runs from a chosen instant ----------------------------------
+
+NIGHT = quiet.Plan(quiet.QuietHours.parse("21:00-08:00"), "UTC")
+
+
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """Real time passing, from ``start``."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+async def _zoned_campaign(world: World, zones: list[str | None]) -> repo.CampaignRow:
+    campaign = await world.campaign(0)
+    numbers = us_numbers(len(zones))
+    params = [f'{{"name":"n{i}","code":"{i}"}}' for i in range(len(zones))]
+    await world.store.ingest(campaign.id, "SMS", loaded(numbers, params, zones), NOW)
+    return campaign
+
+
+async def test_a_recipient_whose_window_opens_mid_run_is_sent_then(world: World) -> None:
+    # 07:59:58.5 in New York: its recipient waits 1.5 s; London and the campaign's zone (UTC)
+    # are open; Tokyo (21:59) is quiet for the night: deferred, not skipped.
+    start = datetime(2026, 11, 21, 12, 59, 58, 500000, tzinfo=UTC)
+    campaign = await _zoned_campaign(
+        world, ["Europe/London", "America/New_York", None, "Asia/Tokyo"]
+    )
+    dispatcher = world.dispatcher(
+        campaign, clock=clock_from(start), quiet_hours=NIGHT, idle_limit=5.0
+    )
+    began = time.monotonic()
+    assert await dispatcher.run() is True
+    waited = time.monotonic() - began
+    assert dispatcher.deferred_until == datetime(2026, 11, 21, 23, 0, tzinfo=UTC)  # 08:00 JST
+    sent = await world.sent()
+    by_identity = {m["identity"]: m for m in sent}
+    assert sorted(by_identity) == us_numbers(3)  # London, New York, UTC; not Tokyo
+    assert waited >= 1.4
+    london, new_york, fallback = (by_identity[n] for n in us_numbers(3))
+    assert london["accepted_time"] < new_york["accepted_time"]
+    # Each ttl ends when the recipient's window closes: 21:00 in London, 21:00 EST.
+    assert abs(int(london["ttl"][:-1]) - 8 * 3600) <= 2
+    assert abs(int(new_york["ttl"][:-1]) - 13 * 3600) <= 2
+    assert abs(int(fallback["ttl"][:-1]) - 8 * 3600) <= 2
+    rows = {row[0]: row for row in await report(world, campaign)}
+    assert rows[4][4] == Status.PENDING.value
+    assert await world.store.next_retry_at(campaign.id) == dispatcher.deferred_until
+
+
+async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: World) -> None:
+    # A row back to PENDING in a zone whose night has begun is deferred when claimed.
+    start = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)  # 21:00 in New York: its night begins
+    campaign = await _zoned_campaign(world, ["America/New_York"])
+    deferred = quiet.Gate(NIGHT).held_until("America/New_York", start)
+    assert deferred == datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
+    claims = await world.store.claim(campaign.id, 10, start)
+    dispatcher = world.dispatcher(campaign, clock=lambda: start, quiet_hours=NIGHT)
+    assert await dispatcher._sendable(claims) == []
+    assert await world.store.next_retry_at(campaign.id) == deferred
+    (row,) = await report(world, campaign)
+    assert row[4] == Status.PENDING.value and row[11] == 0  # the attempt is not counted
+    assert await world.sent() == []

@@ -71,7 +71,7 @@ def test_output_columns_and_types(tmp_path: Path) -> None:
     path = _write(tmp_path, f"phone,name\n{VALID},Ann\n")
     frame = _load(path, parameters=("name",))
     assert frame.schema == pl.Schema(loading.OUTPUT_SCHEMA)
-    assert frame.rows() == [(1, VALID, VALID, None, '{"name":"Ann"}')]
+    assert frame.rows() == [(1, VALID, VALID, None, '{"name":"Ann"}', None)]
 
 
 def test_bom_and_crlf(tmp_path: Path) -> None:
@@ -306,8 +306,8 @@ def test_prepare_slice_is_pure(tmp_path: Path) -> None:
         }
     )
     assert loading.prepare_slice(batch, plan).rows() == [
-        (7, "2015550123", VALID, None, '{"name":"Ann"}'),
-        (8, None, None, loading.MISSING_IDENTITY, '{"name":"Bob"}'),
+        (7, "2015550123", VALID, None, '{"name":"Ann"}', None),
+        (8, None, None, loading.MISSING_IDENTITY, '{"name":"Bob"}', None),
     ]
 
 
@@ -423,7 +423,27 @@ def test_a_row_with_too_many_fields(tmp_path: Path) -> None:
 
 def test_a_quote_that_never_closes(tmp_path: Path) -> None:
     path = _write(tmp_path, f'phone,name\n{VALID},"Ann\n{VALID},Bob\n')
-    assert "malformed" in _file_error(path)
+    assert "row 1 opens a double quote that never closes" in _file_error(path)
+    # A stray quote inside an unquoted value opens nothing, but is blamed on its row too.
+    path = _write(tmp_path, f'phone,name\n{VALID},Ann\n{VALID},Bo"b\n{VALID},Cy\n')
+    assert "row 2 opens a double quote that never closes" in _file_error(path)
+
+
+def test_malformed_rows_are_found_when_the_file_is_opened(tmp_path: Path) -> None:
+    """Not when its slice is read: by then earlier slices may have been stored."""
+    rows = "".join(f"+1201555{i % 10000:04d},x\n" for i in range(3000))
+    path = _write(tmp_path, f"phone,name\n{rows}{VALID},Smith, John\n")
+    with pytest.raises(InputFileError, match="row 3001 has 3 fields, the header 2"):
+        loading.open_recipients(_spec(path))
+
+
+def test_a_record_over_the_size_bound_is_refused_not_buffered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(csvblocks, "_MAX_RECORD_BYTES", 1 << 20)
+    data = b'phone,name\n+12015550123,x\n+12015550124,"' + b"x\n" * (1 << 20)
+    with pytest.raises(InputFileError, match=r"row 2 is over 1 MB \(a quoted field that never"):
+        list(csvblocks.read_blocks(io.BytesIO(data), "t.csv", None, block_bytes=64 << 10))
 
 
 # --- the block reader ----------------------------------------------------------------------------

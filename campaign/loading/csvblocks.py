@@ -28,10 +28,21 @@ _QUOTE = b'"'
 _NEWLINE = b"\n"
 
 
+def check(stream: BinaryIO, name: str, block_bytes: int = BLOCK_BYTES) -> int:
+    """How many rows the file has, once each of them parsed; :class:`InputFileError` if one
+    does not (more fields than the header, a quote that never closes, ...).
+
+    The very reading of :func:`read_blocks`, so that a file that passes is then read without a
+    malformed-row error, keeping nothing but a count: it is done before any row is used.
+    """
+    return sum(frame.height for frame in read_blocks(stream, name, None, block_bytes))
+
+
 def read_blocks(
-    stream: BinaryIO, name: str, columns: Sequence[str], block_bytes: int = BLOCK_BYTES
+    stream: BinaryIO, name: str, columns: Sequence[str] | None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[pl.DataFrame]:
-    """``columns`` (by header name, all as text) of every row, in order, block after block.
+    """``columns`` (by header name, all as text; all when None) of every row, in order, block
+    after block.
 
     ``name`` names the file in errors (:class:`InputFileError`, for a malformed row).
     """
@@ -45,7 +56,10 @@ def read_blocks(
         cut = len(pending) if eof else _last_record_end(pending)
         if cut < 0:
             if len(pending) > _MAX_RECORD_BYTES:
-                raise InputFileError(f"{name}: a quoted field never ends, after row {rows}")
+                raise InputFileError(
+                    f"{name}: row {rows + 1} is over {_MAX_RECORD_BYTES >> 20} MB "
+                    "(a quoted field that never ends?)"
+                )
             continue
         block, pending = pending[:cut], pending[cut:]
         if not block:
@@ -96,15 +110,16 @@ def _last_record_end(data: bytes) -> int:
     return -1
 
 
-def _parse(data: bytes, name: str, columns: Sequence[str], rows_before: int) -> pl.DataFrame:
+def _parse(data: bytes, name: str, columns: Sequence[str] | None, rows_before: int) -> pl.DataFrame:
     # All columns are parsed, not just the ones asked for: only then does Polars refuse a row
     # with more fields than the header (an unquoted comma), instead of shifting its values.
     try:
-        return pl.read_csv(
+        frame = pl.read_csv(
             data, has_header=True, infer_schema=False, encoding="utf8", raise_if_empty=False
-        ).select(columns)
+        )
+        return frame if columns is None else frame.select(columns)
     except pl.exceptions.PolarsError as exc:
-        detail = _too_many_fields(data, rows_before)
+        detail = _bad_row(data, rows_before)
         if detail is None:
             message = str(exc).strip()
             detail = message.splitlines()[0] if message else type(exc).__name__
@@ -112,14 +127,28 @@ def _parse(data: bytes, name: str, columns: Sequence[str], rows_before: int) -> 
         raise InputFileError(f"{name}: {detail}") from exc
 
 
-def _too_many_fields(data: bytes, rows_before: int) -> str | None:
-    """Which row has more fields than the header, if one does (Python's csv finds it)."""
-    records = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
+def _bad_row(data: bytes, rows_before: int) -> str | None:
+    """Which row has more fields than the header (Python's csv finds it), or which one opens
+    a double quote that never closes (the one after the last record end), if one does."""
+    if data.count(_QUOTE) % 2:
+        cut = _last_record_end(data)
+        if cut < 0:
+            return None
+        rows = sum(1 for _ in _records(data[:cut])) - 1  # not the header
+        return f"row {rows_before + rows + 1} opens a double quote that never closes"
+    records = _records(data)
     width = len(next(records, []))
     try:
         for number, record in enumerate(records, start=rows_before + 1):
             if len(record) > width:
-                return f"row {number} has {len(record)} fields, the header {width}"
+                return (
+                    f"row {number} has {len(record)} fields, the header {width} "
+                    "(a value with a comma must be in double quotes)"
+                )
     except csv.Error:
         return None
     return None
+
+
+def _records(data: bytes) -> Iterator[list[str]]:
+    return csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))

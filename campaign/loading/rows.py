@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from campaign import phones
+from campaign.loading import zones
 from campaign.planning import TextLimit
 
 MISSING_IDENTITY = "missing identity"
@@ -23,6 +24,7 @@ OUTPUT_SCHEMA: dict[str, type[pl.DataType]] = {
     "identity": pl.String,  # normalised; null when the row is rejected
     "reason": pl.String,  # null when the row is valid
     "parameters": pl.String,  # JSON object of the message's parameters
+    "time_zone": pl.String,  # with quiet hours: the zone key (campaign.quiet), null if unknown
 }
 
 
@@ -49,10 +51,16 @@ class SlicePlan:
     default_country: str | None
     parameters: tuple[Parameter, ...]
     text_limit: TextLimit | None = None
+    # With quiet hours, each row's time zone is worked out (campaign.loading.zones): from
+    # ``zone_column`` when given (the file has it), else from the phone number.
+    zones: bool = False
+    zone_column: str | None = None
 
     def columns(self) -> list[str]:
         """The file's columns that are read, each once."""
         wanted = [self.identity_column] + [p.column for p in self.parameters if p.column]
+        if self.zones and self.zone_column:
+            wanted.append(self.zone_column)
         return list(dict.fromkeys(wanted))
 
 
@@ -88,12 +96,13 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
     trimmed = raw.str.strip_chars()
     trimmed = trimmed.set(trimmed == "", None)
     identity = phones.normalise(raw, plan.default_country) if plan.phone else trimmed
+    zone, zone_reason = _zones(batch, plan, identity)
     reason = (
         pl.when(pl.col("trimmed").is_null())
         .then(pl.lit(MISSING_IDENTITY))
         .when(pl.col("identity").is_null())
         .then(pl.lit(INVALID_PHONE))
-        .otherwise(pl.col("missing"))
+        .otherwise(pl.coalesce("zone_reason", "missing"))
     )
     return pl.DataFrame(
         {
@@ -103,6 +112,8 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
             "trimmed": trimmed,
             "missing": computed["missing"],
             "parameters": computed["parameters"],
+            "zone": zone,
+            "zone_reason": zone_reason,
         }
     ).select(
         "row",
@@ -110,7 +121,24 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
         identity=pl.when(reason.is_null()).then("identity"),
         reason=reason,
         parameters="parameters",
+        time_zone=pl.when(reason.is_null()).then("zone"),
     )
+
+
+def _zones(
+    batch: pl.DataFrame, plan: SlicePlan, identity: pl.Series
+) -> tuple[pl.Series, pl.Series]:
+    """Each row's zone key and, for an unknown zone name in the file, its rejection reason."""
+    none = pl.Series([None] * batch.height, dtype=pl.String)
+    if not plan.zones:
+        return none, none
+    key, reason = zones.column_zones(batch[plan.zone_column]) if plan.zone_column else (none, none)
+    if plan.phone:
+        missing = key.is_null() & identity.is_not_null()
+        positions = missing.arg_true()
+        if positions.len():
+            key = key.clone().scatter(positions, zones.phone_zones(identity.gather(positions)))
+    return key, reason
 
 
 def _too_long(check: TextLimit, values: list[pl.Expr]) -> pl.Expr:

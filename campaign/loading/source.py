@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +40,10 @@ class LoadSpec:
     parameters: tuple[str, ...]  # the columns the message uses (``${name}``)
     defaults: Mapping[str, str]  # the value of a parameter whose cell is empty
     text_limit: TextLimit | None = None  # the message's text and the channel's limit
+    # Quiet hours: work out each row's time zone, from ``zone_column`` (which the file must
+    # have) or, when that is None, from a column named ``timezone`` if the file has one.
+    zones: bool = False
+    zone_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         default_country=country,
         parameters=parameters,
         text_limit=spec.text_limit,
+        zones=spec.zones,
+        zone_column=_zone_column(path, columns, spec),
     )
     for name in plan.columns():
         if schema[name].is_nested():
@@ -178,23 +185,51 @@ def _read_head(path: Path) -> bytes:
     return head
 
 
+# What a file that is not text often is, by its first bytes, and what to do about it.
+_NOT_TEXT = (
+    (codecs.BOM_UTF32_LE, "is UTF-32 text, not UTF-8; save it as CSV UTF-8"),
+    (codecs.BOM_UTF32_BE, "is UTF-32 text, not UTF-8; save it as CSV UTF-8"),
+    (codecs.BOM_UTF16_LE, "is UTF-16 text, not UTF-8; save it as CSV UTF-8"),
+    (codecs.BOM_UTF16_BE, "is UTF-16 text, not UTF-8; save it as CSV UTF-8"),
+    (b"\x1f\x8b", "is neither CSV text nor Parquet: it is gzip-compressed; uncompress it first"),
+    (b"PK\x03\x04", "is neither CSV text nor Parquet: it is a ZIP archive (an Excel workbook?)"),
+    (b"\xd0\xcf\x11\xe0", "is neither CSV text nor Parquet: it is an Excel 97-2003 workbook"),
+)
+
+
 def _check_text(path: Path) -> None:
-    """All of the file is UTF-8 text: one pass, a block at a time, before any row is used."""
+    """All of the file is UTF-8 text: one pass, a block at a time, before any row is used.
+
+    The error says where (line and byte) the first bad byte is, and names UTF-16 (what Excel's
+    "Unicode text" saves), which is full of NUL bytes, rather than calling it binary data.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
+    offset = lines = 0
+
+    def where(position: int, block: bytes) -> str:
+        line = lines + block.count(b"\n", 0, position) + 1
+        return f"line {line}, byte {offset + position}"
+
     try:
         with path.open("rb") as stream:
             while block := stream.read(_CHECK_BYTES):
-                if b"\0" in block:
-                    raise InputFileError(f"{path}: is neither CSV text nor Parquet (binary data)")
+                if not offset:
+                    _check_kind(path, block)
+                if (nul := block.find(b"\0")) >= 0:
+                    raise InputFileError(
+                        f"{path}: is neither CSV text nor Parquet "
+                        f"(binary data: a NUL byte at {where(nul, block)})"
+                    )
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError as exc:
                     raise InputFileError(
-                        f"{path}: is not UTF-8 text (byte {offset + exc.start}); "
+                        f"{path}: is not UTF-8 text ({where(exc.start, block)}: "
+                        f"0x{block[exc.start]:02X}; Latin-1 or Windows-1252?); "
                         "save it as CSV UTF-8"
                     ) from exc
                 offset += len(block)
+                lines += block.count(b"\n")
             decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path}: is not UTF-8 text (it ends mid-character)") from exc
@@ -202,11 +237,39 @@ def _check_text(path: Path) -> None:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
+def _check_kind(path: Path, head: bytes) -> None:
+    """Refuse, by name, the usual files that are not UTF-8 text (UTF-16, compressed, Excel)."""
+    for magic, problem in _NOT_TEXT:
+        if head.startswith(magic):
+            raise InputFileError(f"{path}: {problem}")
+    # UTF-16 without a BOM: every other byte is NUL (all of ASCII), most of the time.
+    sample = head[:4096]
+    for order, nuls in (("LE", sample[1::2]), ("BE", sample[0::2])):
+        if len(nuls) >= 2 and nuls.count(0) > 0.9 * len(nuls):
+            raise InputFileError(
+                f"{path}: looks like UTF-16 text ({order}, no BOM), not UTF-8; save it as CSV UTF-8"
+            )
+
+
 def _csv_schema(path: Path) -> pl.Schema:
+    """The header's columns, once every row of the file parsed (one more pass, a block at a
+    time), so that a malformed row stops the run before any row is stored or sent."""
     try:
-        return pl.scan_csv(path, infer_schema=False, encoding="utf8").collect_schema()
+        schema = pl.scan_csv(path, infer_schema=False, encoding="utf8").collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InputFileError(f"{path}: is not a readable CSV file ({_first_line(exc)})") from exc
+    try:
+        with path.open("rb") as stream:
+            csvblocks.check(stream, str(path))
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except InputFileError as exc:
+        names = schema.names()
+        if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+            hint = "the file seems separated by something other than commas"
+            raise InputFileError(f"{exc}; {hint}") from exc
+        raise
+    return schema
 
 
 def _parquet_schema(path: Path) -> pl.Schema:
@@ -216,6 +279,10 @@ def _parquet_schema(path: Path) -> pl.Schema:
         raise InputFileError(
             f"{path}: is not a readable Parquet file ({_first_line(exc)})"
         ) from exc
+
+
+# A header cell that is a phone number or another number, not a column name.
+_LOOKS_LIKE_DATA = re.compile(r"\s*\+?[0-9][0-9 ().\-/]{5,}\s*")
 
 
 def _require(path: Path, columns: tuple[str, ...], name: str, role: str) -> str:
@@ -229,7 +296,20 @@ def _require(path: Path, columns: tuple[str, ...], name: str, role: str) -> str:
     hint = f"; did you mean {near[0]!r}?" if near else ""
     if not near and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
         hint = "; the file seems separated by something other than commas"
+    elif not near and any(_LOOKS_LIKE_DATA.fullmatch(c) for c in columns):
+        hint = "; its first line looks like data: the file needs a header line naming its columns"
     raise InputFileError(f"{path}: has no column {name!r} ({role}); its columns: {listed}{hint}")
+
+
+DEFAULT_ZONE_COLUMN = "timezone"
+
+
+def _zone_column(path: Path, columns: tuple[str, ...], spec: LoadSpec) -> str | None:
+    if not spec.zones:
+        return None
+    if spec.zone_column is not None:
+        return _require(path, columns, spec.zone_column, "the time-zone column")
+    return DEFAULT_ZONE_COLUMN if DEFAULT_ZONE_COLUMN in columns else None
 
 
 def _parameter(

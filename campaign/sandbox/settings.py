@@ -13,7 +13,7 @@ import functools
 import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from campaign import config
@@ -83,7 +83,8 @@ class SandboxSettings:
     project_id: str = config.SANDBOX_PROJECT_ID
     app_ids: tuple[str, ...] = (config.SANDBOX_APP_ID,)
     key_id: str = config.SANDBOX_KEY_ID
-    key_secret: str = config.SANDBOX_KEY_SECRET
+    # Not in the repr: the embedded sandbox carries the real SINCH_KEY_SECRET of the config.
+    key_secret: str = field(default=config.SANDBOX_KEY_SECRET, repr=False)
     token_lifetime: int = 3600
     # Per-project limit over a sliding one-second window (0: unlimited) and 429 storms.
     rate_limit: int = 800
@@ -98,7 +99,7 @@ class SandboxSettings:
     faults_on_token: bool = False
     # Where and how delivery callbacks go (``callback_url`` None: only per-request URLs).
     callback_url: str | None = None
-    webhook_secret: str | None = config.SANDBOX_WEBHOOK_SECRET
+    webhook_secret: str | None = field(default=config.SANDBOX_WEBHOOK_SECRET, repr=False)
     triggers: tuple[str, ...] = TRIGGERS
     queued_delay_s: float = 0.2
     queued_jitter_s: float = 0.1

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 import orjson
 
-from campaign import errors
+from campaign import errors, secrets
 from campaign.config import SinchConfig
 from campaign.sinch import responses
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Token:
-    value: str
+    value: str = field(repr=False)  # a bearer token is a credential: never printed
     refresh_at: float  # monotonic time after which a new token is fetched
     expires_at: float
 
@@ -111,6 +111,7 @@ class TokenProvider:
             raise errors.SinchAuthError("the token endpoint answered an empty access_token")
         if str(data.get("token_type", "bearer")).lower() != "bearer":
             raise errors.SinchAuthError("the token endpoint answered a non-bearer token")
+        secrets.register(value)  # masked in any error or log line that might carry it
         self.fetches += 1
         logger.debug(
             "fetched access token", extra={"action": "token_fetched", "expires_in": lifetime}
@@ -120,3 +121,21 @@ class TokenProvider:
             refresh_at=refresh_time(started, lifetime, self._config.token_refresh_margin),
             expires_at=started + lifetime,
         )
+
+
+async def check_credentials(session: aiohttp.ClientSession, config: SinchConfig) -> None:
+    """Fetch a token once, before anything is sent: refused credentials are a configuration
+    error (:class:`~campaign.errors.ConfigError`, exit 2), not a reason to fail every recipient.
+
+    Only a refusal (401/403 from the token endpoint) raises; an unreachable or failing token
+    endpoint is left to the senders, which retry it. With ``auth = "basic"`` no token is used
+    and nothing is checked.
+    """
+    if config.auth != "oauth":
+        return
+    try:
+        await TokenProvider(session, config).token()
+    except errors.SinchAuthError as exc:
+        raise errors.ConfigError(str(exc.message)) from None
+    except errors.SinchError:
+        return

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from campaign import errors
+from campaign import errors, secrets
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -73,9 +73,10 @@ def is_token_expired(status: int, headers: Mapping[str, str]) -> bool:
 def error_for_status(
     status: int, headers: Mapping[str, str], body: bytes, *, now: datetime
 ) -> errors.SinchError:
-    """The classified error for a non-2xx answer."""
+    """The classified error for a non-2xx answer. Its text is stored and printed, so any
+    credential that the answer echoes (a proxy's debug page, say) is masked first."""
     code, message, details = parse_error_body(body)
-    text = message or _REASONS.get(status, "unexpected answer")
+    text = secrets.redact(message) if message else _REASONS.get(status, "unexpected answer")
     if status == 429:
         return errors.SinchRateLimitedError(
             text,
@@ -105,9 +106,8 @@ def field_violations(error: errors.SinchError) -> list[tuple[str, str]]:
             continue
         for violation in detail.get("field_violations") or []:
             if isinstance(violation, dict):
-                found.append(
-                    (str(violation.get("field", "")), str(violation.get("description", "")))
-                )
+                description = secrets.redact(str(violation.get("description", "")))
+                found.append((str(violation.get("field", "")), description))
     return found
 
 

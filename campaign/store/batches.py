@@ -51,7 +51,7 @@ def claim_statement(
             worker_id=worker_id,
             updated_at=now,
         )
-        .returning(C.id, C.position, C.identity, C.parameters, C.attempts)
+        .returning(C.id, C.position, C.identity, C.parameters, C.attempts, C.time_zone)
     )
 
 

@@ -38,6 +38,7 @@ STAGED = (
     "status",
     "error_code",
     "error_description",
+    "time_zone",
 )
 
 _DUPLICATE_NOTE = "'same identity as row ' || orig.position"
@@ -58,6 +59,7 @@ def staged_frame(frame: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit(Status.PENDING.value)),
         error_code=pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String),
         error_description=pl.col("reason"),
+        time_zone=pl.col("time_zone") if "time_zone" in frame.columns else pl.lit(None, pl.String),
     )
 
 
@@ -122,7 +124,7 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
         text(
             "CREATE TEMP TABLE IF NOT EXISTS campaign_ingest (position bigint, identity_raw text,"
             " identity text, parameters text, status text, error_code text,"
-            " error_description text) ON COMMIT DELETE ROWS"
+            " error_description text, time_zone text) ON COMMIT DELETE ROWS"
         )
     )
     # Strings quoted, nulls bare: COPY's CSV format tells an empty string from NULL that way.
@@ -139,7 +141,7 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
 
 _INSERTED = (
     "campaign_id, channel, updated_at, attempts, position, identity_raw, identity, parameters,"
-    " status, error_code, error_description"
+    " status, error_code, error_description, time_zone"
 )
 
 
@@ -147,7 +149,7 @@ def _insert_sql(source: str) -> str:
     return (
         f"INSERT INTO recipients ({_INSERTED}) "
         "SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
-        " src.parameters, src.status, src.error_code, src.error_description"
+        " src.parameters, src.status, src.error_code, src.error_description, src.time_zone"
         f" FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
     )
 
@@ -160,7 +162,7 @@ def _duplicates_sql(source: str) -> str:
         f"SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, NULL,"
         f" src.parameters, '{Status.DUPLICATE.value}', 'DUPLICATE',"
         f" CASE WHEN orig.position IS NULL THEN 'same identity as another row'"
-        f" ELSE {_DUPLICATE_NOTE} END"
+        f" ELSE {_DUPLICATE_NOTE} END, NULL"
         f" FROM ({source}) AS src"
         " LEFT JOIN recipients AS orig ON orig.campaign_id = :cid AND orig.channel = :channel"
         " AND orig.identity = src.identity"

@@ -49,6 +49,7 @@ class Claim:
     identity: str
     parameters: str
     attempts: int
+    time_zone: str | None = None  # the zone key, with quiet hours
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """Claimed, not sent because the recipient's quiet hours began: back to PENDING, not due
+    before ``at``, attempt not counted."""
+
+    id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ChunkSent:
     """A batch-mode chunk accepted as one batch: its IN_FLIGHT recipients become QUEUED with
     the batch id, in one statement, and the chunk's row says so (``status``: ACCEPTED, or
@@ -111,7 +121,7 @@ class Chunk:
     claims: list[Claim]
 
 
-Outcome = Sent | Retry | Failed | InDoubt | Release
+Outcome = Sent | Retry | Failed | InDoubt | Release | Deferred
 
 # What each kind of outcome writes (bound parameters come from _outcome_params).
 OUTCOME_VALUES: dict[type, dict[str, Any]] = {
@@ -140,6 +150,12 @@ OUTCOME_VALUES: dict[type, dict[str, Any]] = {
     },
     # Claimed, never sent: back to PENDING without counting the attempt.
     Release: {"status": Status.PENDING.value, "attempts": C.attempts - 1},
+    Deferred: {
+        "status": Status.PENDING.value,
+        "attempts": C.attempts - 1,
+        "next_attempt_at": bindparam("at"),
+        "chunk": None,
+    },
 }
 
 
@@ -157,6 +173,8 @@ def outcome_params(outcome: Outcome) -> dict[str, Any]:
         return {"rid": outcome.id, "code": outcome.code, "desc": outcome.description}
     if isinstance(outcome, InDoubt):
         return {"rid": outcome.id, "desc": outcome.description}
+    if isinstance(outcome, Deferred):
+        return {"rid": outcome.id, "at": outcome.at}
     return {"rid": outcome.id}
 
 
@@ -192,6 +210,7 @@ _REJECT_CODES = (
     ("invalid", "INVALID_IDENTITY"),
     ("missing value for parameter", "MISSING_PARAMETER"),
     ("text of ", "MESSAGE_TOO_LONG"),
+    ("unknown time zone", "UNKNOWN_TIME_ZONE"),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from campaign.store.records import (
     Chunk,
     ChunkSent,
     Claim,
+    Deferred,
     Failed,
     InDoubt,
     IngestCounts,
@@ -54,6 +55,7 @@ __all__ = [
     "Chunk",
     "ChunkSent",
     "Claim",
+    "Deferred",
     "Failed",
     "InDoubt",
     "IngestCounts",
@@ -285,6 +287,38 @@ class Store(BatchQueries, WorkerQueries):
                 )
             ).scalar()
         return tables_datetime(value)
+
+    async def pending_zones(self, campaign_id: int) -> dict[str | None, int]:
+        """How many PENDING rows each zone key holds (None: the campaign's own zone)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(C.time_zone, func.count())
+                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
+                .group_by(C.time_zone)
+            )
+            return {key: int(n) for key, n in rows.all()}
+
+    async def defer(self, campaign_id: int, held: Mapping[str | None, datetime]) -> int:
+        """Quiet hours: PENDING rows of each zone key in ``held`` are not due before its time
+        (a later retry time is kept). Returns how many rows were pushed back."""
+        if not held:
+            return 0
+        moved = 0
+        async with self.writes.begin() as conn:
+            for key, until in held.items():
+                zone = C.time_zone.is_(None) if key is None else C.time_zone == key
+                result = await conn.execute(
+                    update(recipients)
+                    .where(
+                        C.campaign_id == campaign_id,
+                        C.status == Status.PENDING.value,
+                        zone,
+                        or_(C.next_attempt_at.is_(None), C.next_attempt_at < until),
+                    )
+                    .values(next_attempt_at=until)
+                )
+                moved += result.rowcount
+        return moved
 
     # --- reading ------------------------------------------------------------------------------
 

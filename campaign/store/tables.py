@@ -102,6 +102,8 @@ recipients = Table(
     # The worker (a `campaign run` process) that claimed it last: only that worker records
     # its outcome, and when that worker dies its rows are settled (see the workers table).
     Column("worker_id", BigInteger, nullable=True),
+    # With quiet hours: the recipient's zone key (campaign.quiet); NULL: the campaign's zone.
+    Column("time_zone", Text, nullable=True),
     UniqueConstraint("campaign_id", "position"),
     # One sendable row per (campaign, channel, identity): the database decides duplicates.
     # Only sendable rows hold an identity (rejected and duplicate rows keep the raw cell), so
