@@ -345,6 +345,8 @@ def _configure_logging(verbosity: int) -> None:
         secrets.RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=level, handlers=[handler])
+    # Its debug lines carry SQL parameters, that is recipient data: not for a log.
+    logging.getLogger("aiosqlite").setLevel(max(level, logging.INFO))
 
 
 def _cause(exc: BaseException) -> BaseException | None:

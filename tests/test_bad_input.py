@@ -22,6 +22,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -147,7 +148,7 @@ def _xlsx(path: Path) -> None:
         ),
         pytest.param(
             "+12015550101,Ann,1\n+12015550102,Bob,2\n",
-            "has no column 'code' (used by the message, and [defaults] has no value for it); "
+            "has no column 'phone' (the identity column); "
             "its columns: '+12015550101', 'Ann', '1'; its first line looks like data: "
             "the file needs a header line naming its columns",
             id="no-header",
@@ -281,6 +282,18 @@ def test_a_file_without_header_names_the_identity_column(
             pl.DataFrame({"phone": [{"cc": 1, "n": 2015550101}], "first_name": ["A"], "code": [1]}),
             "column 'phone' holds Struct",
             id="struct",
+        ),
+        pytest.param(
+            pl.DataFrame({"phone": ["+12015550101"], "first_name": [b"\xff"], "code": [1]}),
+            "column 'first_name' holds Binary, not text",
+            id="bytes",
+        ),
+        pytest.param(
+            pl.DataFrame(
+                {"phone": ["+12015550101"], "first_name": ["A"], "code": [timedelta(days=1)]}
+            ),
+            "column 'code' holds Duration",
+            id="duration",
         ),
     ],
 )

@@ -59,8 +59,8 @@ class RecipientSource:
         """The recipient rows in input order, ``rows_per_slice`` at a time (the last fewer).
 
         Columns as in :data:`campaign.loading.rows.OUTPUT_SCHEMA`. Memory holds a few slices,
-        whatever the file's size. Raises :class:`InputFileError` for a malformed row (a row
-        with more fields than the header, for instance) when it gets there.
+        whatever the file's size. A malformed row (more fields than the header, a quote that
+        never closes) was already refused when the file was opened.
         """
         if rows_per_slice < 1:
             raise ValueError("rows_per_slice must be at least 1")
@@ -118,11 +118,12 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         _check_text(path)
         schema = _csv_schema(path)
     columns = tuple(schema)
+    identity_column = _require(path, columns, spec.identity_column, "the identity column")
     parameters = tuple(
         _parameter(path, columns, name, spec.defaults) for name in dict.fromkeys(spec.parameters)
     )
     plan = SlicePlan(
-        identity_column=_require(path, columns, spec.identity_column, "the identity column"),
+        identity_column=identity_column,
         phone=spec.channel in PHONE_CHANNELS,
         default_country=country,
         parameters=parameters,
@@ -131,13 +132,18 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         zone_column=_zone_column(path, columns, spec),
     )
     for name in plan.columns():
-        if schema[name].is_nested():
-            raise InputFileError(f"{path}: column {name!r} holds {schema[name]}, not text")
+        dtype = schema[name]
+        if dtype.is_nested() or isinstance(dtype, _NOT_TEXT_TYPES):
+            raise InputFileError(f"{path}: column {name!r} holds {dtype}, not text")
     logger.info(
         "recipients file opened",
         extra={"action": "open_recipients", "path": str(path), "format": kind},
     )
     return RecipientSource(path=path, format=kind, columns=columns, plan=plan)
+
+
+# Parquet column types that are not read as text: bytes (maybe not UTF-8), durations, objects.
+_NOT_TEXT_TYPES = (pl.Binary, pl.Duration, pl.Object, pl.Null)
 
 
 def _numbered(frames: Iterable[pl.DataFrame], size: int) -> Iterator[pl.DataFrame]:
