@@ -54,7 +54,7 @@ def phone_zone_key(e164: str) -> str | None:
     is only asked for when the two answers differ.
     """
     number = _number(e164)
-    if number is None:
+    if number is None or number.country_code is None:
         return None
     country = _country_zones(number.country_code)
     area = phone_timezone.time_zones_for_geographical_number(number)
