@@ -148,20 +148,39 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> bool:
-        """Send until nothing is left (True) or a stop was asked (False)."""
+        """Send until nothing is left (True) or a stop was asked (False).
+
+        When the database fails while sending (locked, full, gone), the run stops: requests
+        under way finish, their outcomes are written if the database comes back within the
+        drain timeout, and :class:`~campaign.errors.RunInterruptedError` (exit 3) says so.
+        """
+        try:
+            return await self._run()
+        except SQLAlchemyError as exc:
+            if not self.stats.requests:
+                raise  # nothing was sent: the caller reports it like any database problem
+            reason = str(getattr(exc, "orig", None) or type(exc).__name__)
+            raise errors.RunInterruptedError(
+                f"the database failed while sending ({reason}); stopped, run the same "
+                "command again to resume"
+            ) from exc
+
+    async def _run(self) -> bool:
         quiet_gc()
         self._recorder = asyncio.create_task(self._record_forever())
         try:
             finished = await self._produce()
-            await self._drain()
         finally:
+            # Whatever stopped the sending, requests under way get their time to finish.
+            await self._drain()
             # The recorder is told to stop, never cancelled: a write cut short would lose
-            # outcomes of requests that Sinch has already answered.
+            # outcomes of requests that Sinch has already answered. Its error, if it failed,
+            # is already on its way (the producer raised it); the last flush retries.
             self._done.set()
             if self._announcing is not None:
                 await asyncio.gather(self._announcing, return_exceptions=True)
-            await asyncio.shield(self._recorder)
-            await asyncio.shield(self._flush())
+            await asyncio.gather(asyncio.shield(self._recorder), return_exceptions=True)
+            await asyncio.shield(self._final_flush())
         return finished
 
     # --- producing ----------------------------------------------------------------------------
@@ -338,6 +357,7 @@ class Dispatcher:
         await self._wait_if_paused()
         if self._limiter is not None:
             await self._limiter.acquire()
+            await self._wait_if_paused()  # a 429 may have come while this one waited its turn
         while start and self.stats.in_flight >= self._settings.max_in_flight:
             await self._wait_for_room()
         return not self._stop.is_set()
@@ -456,10 +476,29 @@ class Dispatcher:
             if not self._outcomes:
                 return
             outcomes, self._outcomes = self._outcomes, []
-            await self._store.record(outcomes, self._clock(), self._worker)
+            try:
+                await self._store.record(outcomes, self._clock(), self._worker)
+            except BaseException:
+                self._outcomes[:0] = outcomes  # not written: kept for the next flush
+                raise
             sent = [o for o in outcomes if isinstance(o, repo.Sent | repo.ChunkSent)]
             if sent:
                 await self._apply_waiting_events(sent)
+
+    async def _final_flush(self) -> None:
+        """The last write of outcomes, retried while the database is unavailable (a lock held
+        elsewhere, a full disk) for up to the drain timeout: they are answers Sinch has given,
+        and a row left IN_FLIGHT would become IN_DOUBT."""
+        deadline = time.monotonic() + self._settings.drain_timeout
+        while True:
+            try:
+                await self._flush()
+            except SQLAlchemyError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
+            else:
+                return
 
     async def _apply_waiting_events(self, sent: list[repo.Sent | repo.ChunkSent]) -> None:
         """Callbacks that arrived before their sends were recorded can be applied now.

@@ -81,6 +81,18 @@ class SinchAuthError(SinchPermanentError):
     """The credentials were refused, or the token endpoint could not be used."""
 
 
+class RunInterruptedError(CampaignError):
+    """The run stopped part-way, after sending, for a reason other than a signal (the
+    database failed). What was sent is recorded, or settled by the next run, which resumes."""
+
+    exit_code = 3
+
+
+class SinchUnavailableError(CampaignError):
+    """Sinch (its token endpoint) could not be used before anything was sent: the run stops
+    with exit 2, as for any other problem found before sending."""
+
+
 class SinchAmbiguousError(SinchError):
     """The request left but no answer came back (timeout, connection lost).
 

@@ -1,6 +1,6 @@
 """Inspection and control of a running sandbox, under ``/_sandbox/`` (no auth).
 
-``GET messages|batches|callbacks|stats|settings``, ``PATCH settings``, ``POST reset`` and
+``GET messages|batches|callbacks|requests|stats|settings``, ``PATCH settings``, ``POST reset`` and
 ``POST expire-tokens``: what tests, the demo and benchmarks use to look inside and to change
 faults while a client is running.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from campaign.errors import ConfigError
-from campaign.sandbox import keys, responses, settings
+from campaign.sandbox import keys, ratelimit, responses, settings
 from campaign.sandbox.guard import read_json
 
 
@@ -58,6 +58,28 @@ async def callbacks(request: web.Request) -> web.Response:
     if isinstance(page, web.Response):
         return page
     return responses.json_response({"total": len(found), "callbacks": list(page)})
+
+
+async def requests(request: web.Request) -> web.Response:
+    """``GET /_sandbox/requests?tolerance=``: every API request's arrival and answer (seconds
+    since start), and ``early``: requests that arrived while an earlier 429's Retry-After was
+    running, more than ``tolerance`` seconds (default 0.05) after that 429 was answered."""
+    state = request.app[keys.STATE]
+    try:
+        tolerance = float(request.query.get("tolerance", "0.05"))
+    except ValueError:
+        return responses.invalid_argument([("tolerance", "must be a number of seconds")])
+    found = list(state.arrivals)
+    page = _page(request, found)
+    if isinstance(page, web.Response):
+        return page
+    early = ratelimit.early_requests(found, tolerance)
+    body = {
+        "total": len(found),
+        "early": [{"limited": a.to_json(), "request": b.to_json()} for a, b in early],
+        "requests": [a.to_json() for a in page],
+    }
+    return responses.json_response(body)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -107,6 +129,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sandbox/messages", messages)
     app.router.add_get("/_sandbox/batches", batches)
     app.router.add_get("/_sandbox/callbacks", callbacks)
+    app.router.add_get("/_sandbox/requests", requests)
     app.router.add_get("/_sandbox/stats", stats)
     app.router.add_post("/_sandbox/reset", reset)
     app.router.add_get("/_sandbox/settings", get_settings)

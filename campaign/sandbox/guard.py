@@ -3,7 +3,9 @@
 Count the request and apply 429 storms and the per-project rate limit on arrival, wait the
 configured latency, check credentials and the project, maybe inject a 500/503, run the
 handler, and maybe drop the connection after the work is done (the client then never learns
-that its message was accepted: the case an idempotent sender must survive).
+that its message was accepted: the case an idempotent sender must survive). Each request's
+arrival and answer are logged (``GET /_sandbox/requests``), so a test can check that a client
+waited out every ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -32,64 +34,83 @@ def api_endpoint(api: Api) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             state = request.app[keys.STATE]
-            settings = state.settings
-            stats = state.stats
-            rng = state.fault_rng
-            stats.requests += 1
             now = time.monotonic()
-            state.peak.record(now)
-            # The limit is decided on arrival, as an ingress limiter does; the answer (429 or
-            # not) comes after the latency. Deciding after the sleep would count timer wake-ups,
-            # which the loop batches, instead of arrivals.
-            project_id = request.match_info["project_id"]
-            storm = ratelimit.storm_remaining(
-                now, state.epoch, settings.storm_every_s, settings.storm_duration_s
-            )
-            limiter = state.limiter(project_id)
-            limited: web.Response | None = None
-            if storm > 0 or not limiter.admit(now, settings.rate_limit):
-                stats.rate_limited += 1
-                wait = (
-                    math.ceil(storm) if storm > 0 else limiter.retry_after(now, settings.rate_limit)
+            response = await _guard(request, handler, now, allow_basic)
+            if state.settings.record_history:
+                dropped = request.get(keys.DROPPED, False)
+                retry_after = response.headers.get("Retry-After")
+                state.arrivals.append(
+                    ratelimit.Arrival(
+                        method=request.method,
+                        path=request.path,
+                        arrived=now - state.started,
+                        answered=state.clock(),
+                        status=0 if dropped else response.status,
+                        retry_after=int(retry_after) if retry_after else None,
+                        storm=request.get(keys.STORM, False),
+                    )
                 )
-                limited = too_many_requests(max(1, wait))
-            if settings.latency_ms or settings.jitter_ms:
-                jitter = rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
-                await asyncio.sleep((settings.latency_ms + jitter) / 1000)
-            if limited is not None:
-                return limited
-
-            denied = auth.authenticate(request, state, allow_basic=allow_basic)
-            if denied is not None:
-                stats.auth_failures += 1
-                return denied
-            if project_id != settings.project_id:
-                return responses.not_found(f"Project {project_id!r}")
-
-            failure_rate = settings.error_rate_500 + settings.error_rate_503
-            if failure_rate:
-                roll = rng.random()
-                if roll < failure_rate:
-                    stats.errors_injected += 1
-                    if roll < settings.error_rate_500:
-                        return responses.api_error(500, "Internal error encountered.")
-                    return responses.api_error(503, "The service is currently unavailable.")
-
-            response = await handler(request)
-            if response.status == 400:
-                stats.invalid_requests += 1
-            elif (
-                200 <= response.status < 300
-                and settings.drop_rate
-                and rng.random() < settings.drop_rate
-            ):
-                stats.dropped += 1
-                drop_connection(request)
             return response
 
         return guarded
 
     return wrap
+
+
+async def _guard(
+    request: web.Request, handler: Handler, now: float, allow_basic: bool
+) -> web.StreamResponse:
+    """The checks and faults around ``handler``, for a request that arrived at ``now``."""
+    state = request.app[keys.STATE]
+    settings = state.settings
+    stats = state.stats
+    rng = state.fault_rng
+    stats.requests += 1
+    state.peak.record(now)
+    # The limit is decided on arrival, as an ingress limiter does; the answer (429 or
+    # not) comes after the latency. Deciding after the sleep would count timer wake-ups,
+    # which the loop batches, instead of arrivals.
+    project_id = request.match_info["project_id"]
+    storm = ratelimit.storm_remaining(
+        now, state.epoch, settings.storm_every_s, settings.storm_duration_s
+    )
+    limiter = state.limiter(project_id)
+    limited: web.Response | None = None
+    if storm > 0 or not limiter.admit(now, settings.rate_limit):
+        stats.rate_limited += 1
+        request[keys.STORM] = storm > 0
+        wait = math.ceil(storm) if storm > 0 else limiter.retry_after(now, settings.rate_limit)
+        limited = too_many_requests(max(1, wait))
+    if settings.latency_ms or settings.jitter_ms:
+        jitter = rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
+        await asyncio.sleep((settings.latency_ms + jitter) / 1000)
+    if limited is not None:
+        return limited
+
+    denied = auth.authenticate(request, state, allow_basic=allow_basic)
+    if denied is not None:
+        stats.auth_failures += 1
+        return denied
+    if project_id != settings.project_id:
+        return responses.not_found(f"Project {project_id!r}")
+
+    failure_rate = settings.error_rate_500 + settings.error_rate_503
+    if failure_rate:
+        roll = rng.random()
+        if roll < failure_rate:
+            stats.errors_injected += 1
+            if roll < settings.error_rate_500:
+                return responses.api_error(500, "Internal error encountered.")
+            return responses.api_error(503, "The service is currently unavailable.")
+
+    response = await handler(request)
+    if response.status == 400:
+        stats.invalid_requests += 1
+    elif 200 <= response.status < 300 and settings.drop_rate and rng.random() < settings.drop_rate:
+        stats.dropped += 1
+        request[keys.DROPPED] = True
+        drop_connection(request)
+    return response
 
 
 def too_many_requests(retry_after: int) -> web.Response:

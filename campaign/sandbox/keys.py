@@ -24,3 +24,6 @@ class Services:
 
 STATE = web.AppKey("sandbox_state", SandboxState)
 SERVICES = web.AppKey("sandbox_services", Services)
+# Marks on a request, for the arrival log: its connection was dropped; a 429 storm refused it.
+DROPPED = web.RequestKey("sandbox_dropped", bool)
+STORM = web.RequestKey("sandbox_storm", bool)

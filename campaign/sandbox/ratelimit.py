@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 WINDOW_S = 1.0
 
@@ -70,3 +72,60 @@ def storm_remaining(now: float, epoch: float, every_s: float, duration_s: float)
         return 0.0
     phase = elapsed % every_s
     return duration_s - phase if phase < duration_s else 0.0
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One API request as the sandbox saw it: when it arrived and when it was answered
+    (seconds since the sandbox started or was reset), the status, and for a 429 its
+    ``Retry-After`` and whether a storm caused it. ``status`` 0: the connection was dropped."""
+
+    method: str
+    path: str
+    arrived: float
+    answered: float
+    status: int
+    retry_after: int | None = None
+    storm: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "arrived": round(self.arrived, 6),
+            "answered": round(self.answered, 6),
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "storm": self.storm,
+        }
+
+
+def early_requests(arrivals: Iterable[Arrival], tolerance: float) -> list[tuple[Arrival, Arrival]]:
+    """Requests that arrived while an earlier 429's ``Retry-After`` was running:
+    ``(the 429, the early request)`` pairs.
+
+    The clock starts when the 429 was answered. A request arriving within ``tolerance`` of that
+    may have left before the client read the answer, so it does not count.
+    """
+    ordered = sorted(arrivals, key=lambda a: a.arrived)
+    limits = sorted(
+        (a for a in ordered if a.status == 429 and a.retry_after), key=lambda a: a.answered
+    )
+    early: list[tuple[Arrival, Arrival]] = []
+    active: Arrival | None = None  # the 429 whose wait ends last among those answered so far
+    index = 0
+    for request in ordered:
+        while index < len(limits) and limits[index].answered + tolerance < request.arrived:
+            candidate = limits[index]
+            assert candidate.retry_after is not None
+            if active is None or _until(candidate) > _until(active):
+                active = candidate
+            index += 1
+        if active is not None and request.arrived < _until(active):
+            early.append((active, request))
+    return early
+
+
+def _until(limited: Arrival) -> float:
+    assert limited.retry_after is not None
+    return limited.answered + limited.retry_after

@@ -58,6 +58,10 @@ class TokenStore:
             return "unknown"
         return "valid" if now < expiry else "expired"
 
+    def issued(self) -> list[str]:
+        """Every token issued so far (for tests that check a token never shows anywhere)."""
+        return list(self._expiry)
+
     def expire_all(self) -> int:
         """Make every token expired now; returns how many there were."""
         for token in self._expiry:
@@ -78,10 +82,12 @@ class SandboxState:
         self.messages: list[records.SentMessage] = []
         self.batches: dict[str, records.Batch] = {}
         self.callback_log: list[dict[str, Any]] = []
+        # Every API request's arrival and answer (with record_history), for Retry-After checks.
+        self.arrivals: list[ratelimit.Arrival] = []
         self.stats = Stats()
         self.peak = ratelimit.PeakMeter()
         self.limiters: dict[str, ratelimit.SlidingWindowLimiter] = {}
-        self.epoch = time.monotonic()
+        self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(settings.seed)
         # Set by the delivery simulator while it runs: called once per accepted message.
         self.on_accept: Callable[[records.SentMessage], None] | None = None
@@ -107,6 +113,10 @@ class SandboxState:
         if limiter is None:
             limiter = self.limiters[project_id] = ratelimit.SlidingWindowLimiter()
         return limiter
+
+    def clock(self) -> float:
+        """Seconds since the sandbox started (or was last reset), as arrivals are timed."""
+        return time.monotonic() - self.started
 
     def record(self, message: records.SentMessage) -> None:
         """Remember an accepted message and start its delivery simulation."""
@@ -148,10 +158,11 @@ class SandboxState:
         self.messages.clear()
         self.batches.clear()
         self.callback_log.clear()
+        self.arrivals.clear()
         self.stats = Stats()
         self.peak = ratelimit.PeakMeter()
         self.limiters.clear()
-        self.epoch = time.monotonic()
+        self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(self._settings.seed)
 
 

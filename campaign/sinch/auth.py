@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import orjson
+import yarl
 
 from campaign import errors, secrets
 from campaign.config import SinchConfig
@@ -123,19 +124,46 @@ class TokenProvider:
         )
 
 
-async def check_credentials(session: aiohttp.ClientSession, config: SinchConfig) -> None:
-    """Fetch a token once, before anything is sent: refused credentials are a configuration
-    error (:class:`~campaign.errors.ConfigError`, exit 2), not a reason to fail every recipient.
+async def check_credentials(
+    session: aiohttp.ClientSession,
+    config: SinchConfig,
+    *,
+    attempts: int = 3,
+    backoff: float = 0.5,
+) -> None:
+    """Fetch a token once, before anything is written or sent, so that a run that cannot
+    authenticate stops at once with exit 2 instead of failing (or retrying for minutes)
+    every recipient:
 
-    Only a refusal (401/403 from the token endpoint) raises; an unreachable or failing token
-    endpoint is left to the senders, which retry it. With ``auth = "basic"`` no token is used
-    and nothing is checked.
+    - refused credentials (401/403) raise :class:`~campaign.errors.ConfigError`;
+    - an unreachable or failing token endpoint (refused connection, timeout, 5xx) is tried
+      ``attempts`` times, ``backoff`` seconds apart and doubling, then raises
+      :class:`~campaign.errors.SinchUnavailableError`.
+
+    With ``auth = "basic"`` no token is used and nothing is checked.
     """
     if config.auth != "oauth":
         return
-    try:
-        await TokenProvider(session, config).token()
-    except errors.SinchAuthError as exc:
-        raise errors.ConfigError(str(exc.message)) from None
-    except errors.SinchError:
-        return
+    for attempt in range(1, attempts + 1):
+        try:
+            await TokenProvider(session, config).token()
+        except errors.SinchAuthError as exc:
+            raise errors.ConfigError(str(exc.message)) from None
+        except errors.SinchRetryableError as exc:
+            if attempt == attempts:
+                where = _public_url(config.resolved_url(config.auth_url))
+                raise errors.SinchUnavailableError(
+                    f"the Sinch token endpoint {where} is unavailable ({exc}); "
+                    "nothing was sent, run again later"
+                ) from exc
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+        except errors.SinchError:
+            return  # anything else is the senders' to classify, recipient by recipient
+        else:
+            return
+
+
+def _public_url(url: str) -> str:
+    """``url`` without any user information or query, for an error message."""
+    parsed = yarl.URL(url)
+    return str(parsed.with_user(None).with_query(None).with_fragment(None))

@@ -57,12 +57,33 @@ def sync_url(url: str) -> URL:
     return parsed
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# Seconds a SQLite write waits for another process's lock before it fails ("database is
+# locked"); ``sqlite:///campaign.db?timeout=5`` sets another.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def sqlite_busy_timeout(parsed: URL) -> float:
+    """The URL's ``timeout`` query (seconds), else :data:`SQLITE_BUSY_TIMEOUT`."""
+    value = parsed.query.get("timeout")
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT
+    try:
+        seconds = float(value if isinstance(value, str) else value[0])
+    except ValueError:
+        raise ConfigError("the SQLite URL's timeout must be a number of seconds") from None
+    if seconds < 0:
+        raise ConfigError("the SQLite URL's timeout must be >= 0")
+    return seconds
+
+
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: Any, busy_timeout: float = SQLITE_BUSY_TIMEOUT
+) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (status, report, the receiver) work while a run writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -74,11 +95,14 @@ def _sqlite_file(parsed: URL) -> Path | None:
     return Path(database)
 
 
-def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
-    # The driver would only BEGIN at the first write, leaving earlier reads outside the
-    # transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit our own in "begin".
-    dbapi_connection.isolation_level = None
-    _sqlite_pragmas(dbapi_connection, record)
+def _sqlite_connect(busy_timeout: float) -> Any:
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        # The driver would only BEGIN at the first write, leaving earlier reads outside the
+        # transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit our own in "begin".
+        dbapi_connection.isolation_level = None
+        _sqlite_pragmas(dbapi_connection, record, busy_timeout)
+
+    return connect
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -135,8 +159,9 @@ def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        timeout = sqlite_busy_timeout(parsed)
+        engine = create_async_engine(parsed, connect_args={"timeout": timeout})
+        event.listen(engine.sync_engine, "connect", _sqlite_connect(timeout))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)

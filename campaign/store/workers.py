@@ -130,9 +130,10 @@ class WorkerQueries:
             return await _live(conn, now, lease, campaign_id)
 
     async def reap(self, campaign_id: int, now: datetime, lease: float) -> Reaped:
-        """Settle the campaign's dead workers (see the module), and rows that no live worker
-        holds: left IN_FLIGHT by a version without workers, or by a worker stopped without
-        recording them. Those are IN_DOUBT: nothing says they did not leave."""
+        """Settle the campaign's dead workers (see the module), the rows a stopped worker left
+        IN_FLIGHT (its last records failed; its write-ahead mark decides, as for a dead one),
+        and rows that no worker holds: left IN_FLIGHT by a version without workers. Those are
+        IN_DOUBT: nothing says they did not leave."""
         expired = now - timedelta(seconds=lease)
         async with self.writes.begin(immediate=True) as conn:
             dead = (
@@ -144,8 +145,25 @@ class WorkerQueries:
                     )
                 )
             ).all()
+            # Stopped workers whose rows were left IN_FLIGHT (their last records failed: the
+            # database was locked or full): their write-ahead mark says which may have left.
+            holding = select(C.worker_id).where(
+                C.campaign_id == campaign_id,
+                C.status == Status.IN_FLIGHT.value,
+                C.chunk.is_(None),
+                C.worker_id.is_not(None),
+            )
+            stopped = (
+                await conn.execute(
+                    select(W.id, W.started_through).where(
+                        W.campaign_id == campaign_id,
+                        W.stopped_at.is_not(None),
+                        W.id.in_(holding.distinct()),
+                    )
+                )
+            ).all()
             in_doubt = released = 0
-            for worker_id, through in dead:
+            for worker_id, through in [*dead, *stopped]:
                 mine = and_(
                     C.campaign_id == campaign_id,
                     C.status == Status.IN_FLIGHT.value,
@@ -168,7 +186,7 @@ class WorkerQueries:
                 ).rowcount
                 await conn.execute(
                     update(workers)
-                    .where(W.id == worker_id)
+                    .where(W.id == worker_id, W.stopped_at.is_(None))
                     .values(stopped_at=now, stop_reason="LEASE_EXPIRED")
                 )
             running = running_workers(now, lease)
