@@ -130,6 +130,10 @@ class BatchDispatcher(Dispatcher):
                 )
                 return
             accepted = found[0]
+        except errors.SinchAuthError as exc:  # no recipient's fault: the run stops
+            await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
+            self._refuse(exc)
+            return
         except errors.SinchPermanentError as exc:
             await self._after_refusal(number, tag, claims, exc)
             return

@@ -146,16 +146,18 @@ class Dispatcher:
         self._flushed = asyncio.Event()
         self._paused_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refused: errors.SinchAuthError | None = None
 
     async def run(self) -> bool:
         """Send until nothing is left (True) or a stop was asked (False).
 
         When the database fails while sending (locked, full, gone), the run stops: requests
         under way finish, their outcomes are written if the database comes back within the
-        drain timeout, and :class:`~campaign.errors.RunInterruptedError` (exit 3) says so.
+        drain timeout, and :class:`~campaign.errors.RunInterruptedError` (exit 3) says so. The
+        same when Sinch refuses the credentials mid-run: refused rows go back to PENDING.
         """
         try:
-            return await self._run()
+            finished = await self._run()
         except SQLAlchemyError as exc:
             if not self.stats.requests:
                 raise  # nothing was sent: the caller reports it like any database problem
@@ -164,6 +166,13 @@ class Dispatcher:
                 f"the database failed while sending ({reason}); stopped, run the same "
                 "command again to resume"
             ) from exc
+        if self._refused is not None:
+            raise errors.RunInterruptedError(
+                f"Sinch refused the credentials while sending ({self._refused.message}); "
+                "what was not sent is kept for the next run: fix them and run the same "
+                "command again"
+            )
+        return finished
 
     async def _run(self) -> bool:
         quiet_gc()
@@ -421,6 +430,9 @@ class Dispatcher:
             self.stats.requests += 1
             try:
                 accepted = await self._client.send_message(body)
+            except errors.SinchAuthError as exc:
+                outcome = repo.Release(claim.id)  # refused: it did not go out
+                self._refuse(exc)
             except errors.SinchError as exc:
                 outcome = self._after_error(claim, exc)
             else:
@@ -438,6 +450,13 @@ class Dispatcher:
             if outcome is not None:
                 self._outcomes.append(outcome)
             self._finished_one()
+
+    def _refuse(self, exc: errors.SinchAuthError) -> None:
+        """Sinch refused the credentials (a key revoked mid-run): that is no recipient's
+        fault, so nobody fails for it; sending stops and the rest waits for the next run."""
+        if self._refused is None:
+            self._refused = exc
+            self._stop.set()
 
     def _after_error(self, claim: repo.Claim, exc: errors.SinchError) -> repo.Outcome:
         decision = retry.decide(self._settings.retry, claim.attempts, exc, random.random())

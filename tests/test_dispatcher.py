@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from campaign import config, quiet, rendering, retry, windows
+from campaign import config, errors, quiet, rendering, retry, windows
+from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import SinchConfig
 from campaign.dispatcher import Dispatcher, DispatchSettings, make_limiter
 from campaign.models import Status
@@ -307,3 +308,55 @@ async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: Wo
     (row,) = await report(world, campaign)
     assert row[4] == Status.PENDING.value and row[11] == 0  # the attempt is not counted
     assert await world.sent() == []
+
+
+@pytest.mark.parametrize("mode", ["individual", "batch"])
+async def test_credentials_refused_mid_run_stop_the_run_and_fail_nobody(
+    world: World, mode: str
+) -> None:
+    campaign = await world.campaign(300)
+    settings: dict[str, Any] = {"rate": 100.0} if mode == "individual" else {"rate": 20.0}
+    dispatcher = world.dispatcher(campaign, **settings)
+    if mode == "batch":
+        dispatcher = _as_batch(dispatcher, world, campaign, **settings)
+
+    async def revoke() -> None:
+        while len(await world.sent()) < 20:
+            await asyncio.sleep(0.02)
+        await world.control("PATCH", "settings", {"key_secret": "revoked-key-secret"})
+        await world.control("POST", "expire-tokens")
+
+    revoking = asyncio.create_task(revoke())
+    with pytest.raises(errors.RunInterruptedError, match="refused the credentials"):
+        await dispatcher.run()
+    await revoking
+    counts = await world.store.counts(campaign.id)
+    sent = Counter(m["identity"] for m in await world.sent())
+    assert Status.FAILED not in counts and Status.IN_FLIGHT not in counts
+    assert counts[Status.QUEUED] == len(sent) and counts[Status.PENDING] == 300 - len(sent)
+
+    # The key fixed, the next run sends the rest, nobody twice.
+    await world.control("PATCH", "settings", {"key_secret": config.SANDBOX_KEY_SECRET})
+    again = world.dispatcher(campaign, rate=None)
+    if mode == "batch":
+        again = _as_batch(again, world, campaign, rate=None)
+    assert await again.run() is True
+    sent = Counter(m["identity"] for m in await world.sent())
+    assert len(sent) == 300 and max(sent.values()) == 1
+
+
+def _as_batch(
+    base: Dispatcher, world: World, campaign: repo.CampaignRow, **settings: Any
+) -> BatchDispatcher:
+    dispatcher = BatchDispatcher(
+        store=world.store,
+        client=world.client,
+        campaign=campaign,
+        channel="SMS",
+        template=rendering.MessageTemplate.compile(MESSAGE),
+        send_fields={"channel_properties": {"SMS_SENDER": "+15550000000"}},
+        settings=base._settings,
+        stop=asyncio.Event(),
+    )
+    dispatcher.batch_size = 10
+    return dispatcher
