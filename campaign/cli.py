@@ -37,8 +37,6 @@ from campaign import sandbox as sandbox_mod
 from campaign.config import Config, load_config, masked_url
 from campaign.progress import ProgressDisplay
 from campaign.runtime import open_runtime
-from campaign.sinch import auth as sinch_auth
-from campaign.sinch.client import open_session
 from campaign.store import engine as store_engine
 
 EXIT_OK = 0
@@ -183,14 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    if not args.dry_run and not config.sinch.sandbox:
-        # Wrong credentials stop the run here (exit 2): sent on, they would fail every
-        # recipient, for good.
-        session = open_session(config.sinch)
-        try:
-            await sinch_auth.check_credentials(session, config.sinch)
-        finally:
-            await session.close()
     options = runner.RunOptions(
         campaign_file=args.campaign_file,
         recipients=args.recipients,

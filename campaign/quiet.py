@@ -163,6 +163,12 @@ class Plan:
         """When quiet hours next begin for ``key``, after ``at``."""
         return self.hours.closes(self._deciding(key, at)[0], at)
 
+    def window(self, key: str | None, at: datetime) -> tuple[datetime, datetime]:
+        """The next window of ``key`` from ``at`` on (the current one if open): when it
+        opens (``at`` itself when open now) and when it closes."""
+        deciding, opens = self._deciding(key, at)
+        return opens, self.hours.closes(deciding, opens)
+
 
 class Gate:
     """Quiet hours at the pace of a run: each zone key's state, worked out once and kept until
@@ -188,8 +194,7 @@ class Gate:
             self._until = None
         found = self._state.get(key)
         if found is None:
-            due = self.plan.due(key, now)
-            closes = self.plan.closes(key, due)
+            due, closes = self.plan.window(key, now)
             held = due if due > now else None
             found = self._state[key] = (held, closes)
             change = held or closes

@@ -33,6 +33,7 @@ from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
 from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
 from campaign.runtime import Runtime, open_runtime
+from campaign.sinch.auth import check_credentials
 from campaign.store.repository import CampaignRow, Store
 
 logger = logging.getLogger(__name__)
@@ -258,6 +259,10 @@ async def run(
         if runtime.receiver is not None:
             out(f"receiving delivery callbacks on {runtime.receiver.url}")
         campaign = await store.find_campaign(spec.name)
+        if campaign is None or campaign.state not in ("DONE", "CANCELLED"):
+            # Refused credentials stop the run here (exit 2), before anything is written:
+            # sent on, they would fail every recipient.
+            await check_credentials(runtime.need_client().tokens, runtime.config.sinch)
         if campaign is None:
             campaign = await store.create_campaign(
                 name=spec.name,

@@ -36,6 +36,19 @@ def identities(rows: int) -> list[str]:
     return [f"+1201{2000000 + i:07d}" for i in range(rows)]
 
 
+def sandbox_env(**extra: str) -> dict[str, str]:
+    """This process's environment without SINCH_* and CAMPAIGN_*, plus the sandbox's
+    credentials and ``extra``: what a `campaign` subprocess runs with."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SINCH_", "CAMPAIGN_"))},
+        "SINCH_PROJECT_ID": config.SANDBOX_PROJECT_ID,
+        "SINCH_APP_ID": config.SANDBOX_APP_ID,
+        "SINCH_KEY_ID": config.SANDBOX_KEY_ID,
+        "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
+        **extra,
+    }
+
+
 class Runs:
     """One campaign of ``rows`` recipients, run by `campaign run` processes against ``sandbox``."""
 
@@ -89,15 +102,9 @@ class Runs:
             "[message]\n"
             'text_message = { text = "Hi ${name}" }\n'
         )
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SINCH_", "CAMPAIGN_"))},
-            "SINCH_PROJECT_ID": config.SANDBOX_PROJECT_ID,
-            "SINCH_APP_ID": config.SANDBOX_APP_ID,
-            "SINCH_KEY_ID": config.SANDBOX_KEY_ID,
-            "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
-            "SINCH_WEBHOOK_SECRET": config.SANDBOX_WEBHOOK_SECRET,
-            "CAMPAIGN_CONFIG": str(self.config),
-        }
+        self.env = sandbox_env(
+            SINCH_WEBHOOK_SECRET=config.SANDBOX_WEBHOOK_SECRET, CAMPAIGN_CONFIG=str(self.config)
+        )
         self._engine = create_engine_sync(database_url)
 
     def close(self) -> None:

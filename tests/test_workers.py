@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from campaign import config, membership
+from campaign import membership
 from campaign.models import Status
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store import repository as repo
 from campaign.store.engine import upgrade_sync
 from campaign.store.workers import Beat, CampaignBusyError, Reaped
 from tests.recipients import loaded, us_numbers
+from tests.runs import sandbox_env
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 LEASE = 10.0
@@ -148,13 +148,7 @@ class Workers:
             "[message]\n"
             'text_message = { text = "Hi ${name}" }\n'
         )
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SINCH_", "CAMPAIGN_"))},
-            "SINCH_PROJECT_ID": config.SANDBOX_PROJECT_ID,
-            "SINCH_APP_ID": config.SANDBOX_APP_ID,
-            "SINCH_KEY_ID": config.SANDBOX_KEY_ID,
-            "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
-        }
+        self.env = sandbox_env()
 
     def start(self) -> subprocess.Popen[str]:
         return subprocess.Popen(

@@ -125,7 +125,7 @@ class TokenProvider:
 
 
 async def check_credentials(
-    session: aiohttp.ClientSession,
+    tokens: TokenProvider,
     config: SinchConfig,
     *,
     attempts: int = 3,
@@ -140,13 +140,14 @@ async def check_credentials(
       ``attempts`` times, ``backoff`` seconds apart and doubling, then raises
       :class:`~campaign.errors.SinchUnavailableError`.
 
-    With ``auth = "basic"`` no token is used and nothing is checked.
+    With ``auth = "basic"`` no token is used and nothing is checked. The token fetched is
+    ``tokens``' own: the senders use it.
     """
     if config.auth != "oauth":
         return
     for attempt in range(1, attempts + 1):
         try:
-            await TokenProvider(session, config).token()
+            await tokens.token()
         except errors.SinchAuthError as exc:
             raise errors.ConfigError(str(exc.message)) from None
         except errors.SinchRetryableError as exc:
