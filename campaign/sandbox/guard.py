@@ -131,11 +131,23 @@ def drop_connection(request: web.Request) -> None:
 
 async def read_json(request: web.Request) -> object | web.Response:
     """The JSON body of ``request``, or the 400 to answer when there is none."""
+    raw = await read_body(request)
+    if isinstance(raw, web.Response):
+        return raw
+    return parse_json(raw)
+
+
+async def read_body(request: web.Request) -> bytes | web.Response:
+    """The raw body of a JSON ``request`` (for :func:`parse_json`), or the 400 to answer."""
     if request.content_type != "application/json":
         return responses.api_error(
             400, "Invalid JSON payload received. Content-Type must be application/json."
         )
-    raw = await request.read()
+    return await request.read()
+
+
+def parse_json(raw: bytes) -> object | web.Response:
+    """The JSON value in ``raw``, or the 400 to answer when it is not JSON."""
     try:
         return jsonutil.loads(raw)  # type: ignore[no-any-return]
     except ValueError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -302,3 +303,18 @@ async def test_without_history_or_callbacks_batch_messages_are_counted_alike(api
     status, answer, _ = await api.batch(body)
     assert status == 400
     assert "nope" in str(answer)
+
+
+async def test_the_garbage_collector_is_left_as_it_was(api: Api) -> None:
+    """A batch is handled with the cyclic collector paused; it is back on afterwards, and
+    left off when it was off before (someone else's choice)."""
+    assert gc.isenabled()
+    assert (await api.batch(batch_body(3)))[0] == 200
+    assert (await api.batch({"app_id": APP}))[0] == 400
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert (await api.batch(batch_body(3)))[0] == 200
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
