@@ -15,6 +15,7 @@ in-flight bound, recorder, stop and drain); what differs is what is claimed and 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import re
@@ -39,33 +40,68 @@ class BatchDispatcher(Dispatcher):
 
     batch_size: int = 1000
 
+    # Formed chunks claimed at once (one transaction); the rate admits this many in 20 ms.
+    claim_ahead: int = 16
+
     async def _produce(self) -> bool:
+        claimed: collections.deque[repo.Chunk] = collections.deque()
+        finished = await self._send_claimed(claimed)
+        # Claimed, never sent (a stop, the deadline): given back. (After an error they stay
+        # claimed: the next run looks them up, and sends those that Sinch does not have.)
+        for chunk in claimed:
+            await self._give_back(chunk.number, chunk.claims, chunk.formed)
+        return finished
+
+    async def _send_claimed(self, claimed: collections.deque[repo.Chunk]) -> bool:
         while not self._stop.is_set():
             self._check_recorder()
             if self._closed():
                 return True
-            await self._keep_quiet()
-            chunk = await self._store.claim_chunk(
-                self._campaign.id, self._campaign.key, self.batch_size, self._clock(), self._worker
-            )
-            if chunk is None:
-                if await self._nothing_to_claim():
-                    return True
-                continue
-            claims = await self._sendable(chunk.claims)
+            if not claimed:
+                await self._keep_quiet()
+                claimed.extend(await self._claim())
+                if not claimed:
+                    if await self._nothing_to_claim():
+                        return True
+                    continue
+                # Once per claim: this worker has not been declared dead meanwhile.
+                if not await self._may_send():
+                    return False
+            chunk = claimed.popleft()
+            # Formed chunks never meet quiet hours: a run with them breaks them up first.
+            claims = chunk.claims if chunk.formed else await self._sendable(chunk.claims)
             if not claims:
-                await self._store.set_batch(
-                    self._campaign.id, chunk.number, "RELEASED", self._clock()
-                )
+                if not chunk.formed:
+                    await self._store.set_batch(
+                        self._campaign.id, chunk.number, "RELEASED", self._clock()
+                    )
                 continue
-            if not await self._pace() or not await self._may_send():
-                self._outcomes.extend(repo.Release(c.id) for c in claims)
-                await self._store.set_batch(
-                    self._campaign.id, chunk.number, "RELEASED", self._clock()
-                )
+            if not await self._pace():
+                claimed.appendleft(chunk)
                 return False
-            self._start(self._send_chunk(chunk.number, chunk.tag, claims))
+            self._start(self._send_chunk(chunk.number, chunk.tag, claims, chunk.formed))
         return False
+
+    async def _claim(self) -> list[repo.Chunk]:
+        """The next chunks: those formed at ingest while any is left, else due rows (retries,
+        and the rows of campaigns loaded without chunks) claimed as a new one."""
+        now = self._clock()
+        ahead = max(1, min(self.claim_ahead, self._settings.max_in_flight))
+        formed = await self._store.claim_formed_chunks(self._campaign.id, now, self._worker, ahead)
+        if formed:
+            return formed
+        chunk = await self._store.claim_chunk(
+            self._campaign.id, self._campaign.key, self.batch_size, now, self._worker
+        )
+        return [] if chunk is None else [chunk]
+
+    async def _give_back(self, number: int, claims: list[repo.Claim], formed: bool) -> None:
+        """Claimed, never sent: a formed chunk is PENDING again as it is; other claimed rows
+        go back to PENDING one by one."""
+        if formed:
+            await self._store.unclaim_chunk(self._campaign.id, number, self._clock(), self._worker)
+        else:
+            await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
 
     def _batch_body(self, tag: str, claims: list[repo.Claim]) -> dict[str, object]:
         return planning.batch_body(
@@ -84,9 +120,11 @@ class BatchDispatcher(Dispatcher):
             send=self._send_options(list({claim.time_zone for claim in claims})),
         )
 
-    async def _send_chunk(self, number: int, tag: str, claims: list[repo.Claim]) -> None:
+    async def _send_chunk(
+        self, number: int, tag: str, claims: list[repo.Claim], formed: bool
+    ) -> None:
         try:
-            await self._send_part(number, tag, claims)
+            await self._send_part(number, tag, claims, formed)
         finally:
             self._finished_one()
 
@@ -97,7 +135,7 @@ class BatchDispatcher(Dispatcher):
         left for a later look. Returns (queued, released)."""
         queued = released = 0
         lost = await self._store.in_flight_chunks(self._campaign.id, self._clock(), lease)
-        for number, tag, ids in lost:
+        for number, tag, ids, formed in lost:
             found = await self._look_up(tag)
             if found is None:
                 continue
@@ -105,14 +143,21 @@ class BatchDispatcher(Dispatcher):
             if found:
                 await self._store.record([self._accepted(number, found[0])], self._clock())
                 queued += len(ids)
+            elif formed:
+                await self._store.unclaim_chunk(self._campaign.id, number, self._clock())
+                released += len(ids)
             else:
                 await self._store.record([repo.Release(i) for i in ids], self._clock())
                 await self._store.set_batch(self._campaign.id, number, "RELEASED", self._clock())
                 released += len(ids)
         return queued, released
 
-    async def _send_part(self, number: int, tag: str, claims: list[repo.Claim]) -> None:
-        """Send ``claims`` as one batch tagged ``tag``; split it when some recipients are bad."""
+    async def _send_part(
+        self, number: int, tag: str, claims: list[repo.Claim], formed: bool = False
+    ) -> None:
+        """Send ``claims`` as one batch tagged ``tag``; split it when some recipients are bad.
+        ``formed``: a chunk formed at ingest, whose recipients follow it (given back as it is
+        when not sent)."""
         self.stats.requests += 1
         try:
             accepted = await self._client.send_batch(self._batch_body(tag, claims))
@@ -131,7 +176,7 @@ class BatchDispatcher(Dispatcher):
                 return
             accepted = found[0]
         except errors.SinchAuthError as exc:  # no recipient's fault: the run stops
-            await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
+            await self._give_back(number, claims, formed)
             self._refuse(exc)
             return
         except errors.SinchPermanentError as exc:
@@ -180,6 +225,8 @@ class BatchDispatcher(Dispatcher):
             return
         bad = {int(m.group(1)) for f, _ in field_violations(exc) if (m := _INDEX.match(f))}
         bad &= set(range(len(claims)))
+        # First: a formed chunk's recipients become ordinary rows, which outcomes then find.
+        await self._store.set_batch(self._campaign.id, number, "SPLIT", self._clock())
         if bad:
             self.stats.failed += len(bad)
             self._outcomes.extend(
@@ -189,7 +236,6 @@ class BatchDispatcher(Dispatcher):
         else:  # Sinch did not say who: bisect until the bad ones are alone
             half = len(claims) // 2
             parts = [claims[:half], claims[half:]]
-        await self._store.set_batch(self._campaign.id, number, "SPLIT", self._clock())
         for part in (p for p in parts if p):
             if not await self._pace(start=False):
                 self._outcomes.extend(repo.Release(c.id) for c in part)
@@ -225,10 +271,12 @@ class BatchDispatcher(Dispatcher):
         outcomes: Sequence[repo.Outcome],
         batch_id: str | None = None,
     ) -> None:
-        self._outcomes.extend(outcomes)
+        # The chunk first: a formed chunk's recipients become ordinary IN_FLIGHT rows there,
+        # which the outcomes (written by the recorder, maybe at once) must find.
         await self._store.set_batch(
             self._campaign.id, number, status, self._clock(), batch_id=batch_id
         )
+        self._outcomes.extend(outcomes)
 
 
 def _reason(exc: errors.SinchError, index: int) -> str:

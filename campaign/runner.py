@@ -34,7 +34,7 @@ from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
 from campaign.runtime import Runtime, open_runtime
 from campaign.sinch.auth import check_credentials
-from campaign.store.repository import CampaignRow, Store
+from campaign.store.repository import CampaignRow, Chunking, Store
 
 logger = logging.getLogger(__name__)
 
@@ -199,17 +199,26 @@ async def dry_run(
     return 0
 
 
+def chunking(spec: campaignfile.CampaignSpec, config: Config, key: str) -> Chunking | None:
+    """Batch mode forms its chunks as it stores the rows, unless quiet hours decide who may
+    be sent when (then chunks are formed of the rows due at each claim)."""
+    if spec.mode != "batch" or spec.quiet_plan is not None:
+        return None
+    return Chunking(config.sending.batch_size, key)
+
+
 async def _ingest(
     store: Store,
     campaign: CampaignRow,
     source: loading.RecipientSource,
     display: ProgressDisplay,
+    chunks: Chunking | None,
 ) -> None:
     rows = 0
     started = time.monotonic()
     with display.console.status("loading recipients…"):
         async for frame in _slices(source):
-            await store.ingest(campaign.id, campaign.channel, frame, _now())
+            await store.ingest(campaign.id, campaign.channel, frame, _now(), chunks)
             rows += frame.height
     await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
     logger.info(
@@ -283,7 +292,8 @@ async def run(
             out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
             campaign = dataclasses.replace(campaign, mode=spec.mode)
         if campaign.state == "LOADING":
-            await _ingest(store, campaign, source, display)
+            chunks = chunking(spec, runtime.config, campaign.key)
+            await _ingest(store, campaign, source, display, chunks)
         elif campaign.state in ("DONE", "CANCELLED"):
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{spec.name}: already {done}; nothing to do")
@@ -340,6 +350,12 @@ async def _work(
         quiet_hours=spec.quiet_plan,
     )
     dispatcher.set_rate(share(settings.rate, member.live))
+    # Chunks formed at ingest for another way of sending (a switched mode, quiet hours, a
+    # smaller batch size) are broken up into ordinary rows first.
+    formed_for = chunking(spec, runtime.config, campaign.key)
+    await store.dissolve_chunks(
+        campaign.id, _now(), larger_than=formed_for.size if formed_for else None
+    )
     settle: Callable[[], Awaitable[object]] | None = None
     if isinstance(dispatcher, BatchDispatcher):
         batches = dispatcher

@@ -17,11 +17,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from campaign import config
 from campaign.sandbox import ThreadedSandbox
+from campaign.store import chunks
 from campaign.store.engine import create_engine_sync, upgrade_sync
+from campaign.store.tables import batches, recipients
+
+# Each recipient as the store reads it (a row that follows its chunk takes the chunk's status
+# and batch id: campaign.store.chunks), for the raw queries of the tests: FROM {RECIPIENTS}.
+RECIPIENTS = "({}) AS recipients".format(
+    select(
+        recipients.c.id,
+        recipients.c.identity,
+        recipients.c.chunk,
+        chunks.status_of().label("status"),
+        func.coalesce(recipients.c.batch_id, batches.c.batch_id).label("batch_id"),
+    )
+    .select_from(recipients.outerjoin(batches, chunks.JOIN))
+    .compile(compile_kwargs={"literal_binds": True})
+)
 
 NAME = "crash"
 
@@ -160,13 +176,14 @@ class Runs:
         return {
             identity: status
             for identity, status in self.query(
-                "SELECT identity, status FROM recipients WHERE identity IS NOT NULL"
+                f"SELECT identity, status FROM {RECIPIENTS} WHERE identity IS NOT NULL"
             )
         }
 
     def in_flight(self) -> set[str]:
         return {
-            i for (i,) in self.query("SELECT identity FROM recipients WHERE status = 'IN_FLIGHT'")
+            i
+            for (i,) in self.query(f"SELECT identity FROM {RECIPIENTS} WHERE status = 'IN_FLIGHT'")
         }
 
     def campaign_state(self) -> str | None:

@@ -34,7 +34,7 @@ from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.sinch import signature
 from campaign.store.engine import create_engine_sync, upgrade_sync
-from tests.runs import Runs, check_accounted_for
+from tests.runs import RECIPIENTS, Runs, check_accounted_for
 
 pytestmark = pytest.mark.crash
 
@@ -101,7 +101,7 @@ def _kill_when(runs: Runs, process: subprocess.Popen[str], phase: str, value: fl
             process,
             lambda: (
                 runs.accepted() > started
-                and not runs.query("SELECT 1 FROM recipients WHERE status = 'PENDING' LIMIT 1")
+                and not runs.query(f"SELECT 1 FROM {RECIPIENTS} WHERE status = 'PENDING' LIMIT 1")
             ),
         )
         time.sleep(value)
@@ -153,7 +153,7 @@ def _check(runs: Runs, mode: str, kills: list[Kill]) -> None:
     assert [k.phase for k in kills][:1] == ["loading"]
     assert len(kills) >= KILLS - 1  # the finishing kill may come after the run's exit
     report, sent = check_accounted_for(runs)  # nobody twice, nobody lost, DONE
-    assert runs.query("SELECT count(*) FROM recipients WHERE status = 'IN_FLIGHT'") == [(0,)]
+    assert runs.query(f"SELECT count(*) FROM {RECIPIENTS} WHERE status = 'IN_FLIGHT'") == [(0,)]
     in_doubt = {r["identity"] for r in report if r["status"] == "IN_DOUBT"}
     # IN_DOUBT only for rows a killed run left IN_FLIGHT: a request may have been under way.
     left = set().union(*(k.in_flight for k in kills))
@@ -186,7 +186,7 @@ def _check_batches(runs: Runs) -> None:
     accepted = dict(runs.query("SELECT batch_id, size FROM batches WHERE status = 'ACCEPTED'"))
     queued = dict(
         runs.query(
-            "SELECT batch_id, count(*) FROM recipients WHERE status = 'QUEUED' GROUP BY batch_id"
+            f"SELECT batch_id, count(*) FROM {RECIPIENTS} WHERE status = 'QUEUED' GROUP BY batch_id"
         )
     )
     assert queued == accepted  # every QUEUED recipient in an accepted batch of its size

@@ -18,7 +18,7 @@ import requests
 
 from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
-from tests.runs import Runs, check_accounted_for
+from tests.runs import RECIPIENTS, Runs, check_accounted_for
 
 pytestmark = pytest.mark.crash
 
@@ -68,7 +68,7 @@ def test_no_token_at_start_exits_2_with_one_line_and_sends_nothing(
             assert secret not in result.stderr + result.stdout
         assert runs.accepted() == 0 and sandbox.state.stats.requests == 0  # nothing reached it
         # Nothing is marked sent: the campaign was not even written.
-        assert runs.query("SELECT status FROM recipients WHERE status <> 'PENDING'") == []
+        assert runs.query(f"SELECT status FROM {RECIPIENTS} WHERE status <> 'PENDING'") == []
     finally:
         runs.close()
 
@@ -136,7 +136,7 @@ def test_a_database_locked_past_the_busy_timeout_stops_the_run_cleanly(
         # it gave was recorded once the lock went (the last flush waits for it).
         sent = runs.sent()
         queued = {
-            i for (i,) in runs.query("SELECT identity FROM recipients WHERE status = 'QUEUED'")
+            i for (i,) in runs.query(f"SELECT identity FROM {RECIPIENTS} WHERE status = 'QUEUED'")
         }
         assert queued == set(sent)
         result = runs.run(timeout=90)

@@ -10,11 +10,14 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign.models import Status
+from campaign.store import chunks
 from campaign.store.engine import WriteGate
 from campaign.store.records import Chunk, Claim
 from campaign.store.tables import batches, campaigns, recipients, workers
 
 C = recipients.c
+B = batches.c
+_CLAIMED = (C.id, C.position, C.identity, C.parameters, C.attempts, C.time_zone)
 
 
 def claim_statement(
@@ -51,7 +54,7 @@ def claim_statement(
             worker_id=worker_id,
             updated_at=now,
         )
-        .returning(C.id, C.position, C.identity, C.parameters, C.attempts, C.time_zone)
+        .returning(*_CLAIMED)
     )
 
 
@@ -113,6 +116,99 @@ class BatchQueries:
         )
         return tag
 
+    async def claim_formed_chunks(
+        self, campaign_id: int, now: datetime, worker_id: int | None = None, limit: int = 1
+    ) -> list[Chunk]:
+        """Claim up to ``limit`` of the chunks formed at ingest that are not sent yet, first
+        first: their rows go to SENDING for ``worker_id`` (their recipients follow them to
+        IN_FLIGHT), and each comes with its recipients, each attempt counted as the chunk's.
+        One transaction for them all. []: no formed chunk waits."""
+        first = (
+            select(B.id)
+            .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
+            .order_by(B.chunk)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            first = first.with_for_update(skip_locked=True)
+        async with self.writes.begin(immediate=True) as conn:
+            claimed = (
+                await conn.execute(
+                    update(batches)
+                    .where(B.id.in_(first.scalar_subquery()))
+                    .values(status=chunks.SENDING, worker_id=worker_id, updated_at=now)
+                    .returning(B.chunk, B.tag)
+                )
+            ).all()
+            if not claimed:
+                return []
+            tags = {int(number): str(tag) for number, tag in claimed}
+            rows = (
+                await conn.execute(
+                    select(C.chunk, *_CLAIMED)
+                    .where(
+                        C.campaign_id == campaign_id,
+                        C.chunk.in_(sorted(tags)),
+                        C.status == chunks.FOLLOWS,
+                    )
+                    .order_by(C.chunk, C.id)
+                )
+            ).all()
+            # Plain tuples: a row's attributes by name cost more than the rest of the claim.
+            members: dict[int, list[Claim]] = {number: [] for number in sorted(tags)}
+            for number, rid, position, identity, parameters, attempts, zone in rows:
+                members[number].append(
+                    Claim(rid, position, identity, parameters, attempts + 1, zone)
+                )
+            empty = [number for number, claims in members.items() if not claims]
+            if empty:  # every one of them was cancelled meanwhile
+                await conn.execute(
+                    update(batches)
+                    .where(B.campaign_id == campaign_id, B.chunk.in_(empty))
+                    .values(status=chunks.DISSOLVED, updated_at=now)
+                )
+        return [
+            Chunk(number, tags[number], claims, formed=True)
+            for number, claims in members.items()
+            if claims
+        ]
+
+    async def unclaim_chunk(
+        self, campaign_id: int, number: int, now: datetime, worker_id: int | None = None
+    ) -> None:
+        """A formed chunk claimed and not sent (the run stopped first, or Sinch never got it):
+        PENDING again, for any worker. With ``worker_id``, only while that worker holds it (a
+        worker declared dead meanwhile must not hand back a chunk that another one sends)."""
+        held = [B.worker_id == worker_id] if worker_id is not None else []
+        async with self.writes.begin() as conn:
+            await conn.execute(
+                update(batches)
+                .where(
+                    B.campaign_id == campaign_id,
+                    B.chunk == number,
+                    B.status == chunks.SENDING,
+                    *held,
+                )
+                .values(status=chunks.UNSENT, worker_id=None, updated_at=now)
+            )
+
+    async def dissolve_chunks(
+        self, campaign_id: int, now: datetime, larger_than: int | None = None
+    ) -> int:
+        """Break up the formed chunks not sent yet (all, or those of more than
+        ``larger_than`` rows): their rows become ordinary PENDING rows, claimed one by one.
+        For a run that sends otherwise than they were formed for (individual mode, quiet
+        hours, a smaller batch size). Returns how many rows."""
+        unsent = and_(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
+        if larger_than is not None:
+            unsent = and_(unsent, B.size > larger_than)
+        async with self.writes.begin(immediate=True) as conn:
+            moved = await chunks.materialise(conn, campaign_id, unsent)
+            await conn.execute(
+                update(batches).where(unsent).values(status=chunks.DISSOLVED, updated_at=now)
+            )
+        return moved
+
     async def claim_chunk(
         self,
         campaign_id: int,
@@ -156,9 +252,16 @@ class BatchQueries:
                     C.status == Status.QUEUED.value,
                     C.batch_id.is_not(None),
                 )
-                .distinct()
+                .union(
+                    select(B.batch_id).where(
+                        B.campaign_id == campaign_id,
+                        B.status.in_(chunks.ACCEPTED),
+                        B.batch_id.is_not(None),
+                        B.followers > 0,
+                    )
+                )
             )
-            return [str(b) for b in rows.scalars()]
+            return sorted({str(b) for b in rows.scalars()})
 
     async def set_batch(
         self,
@@ -170,12 +273,16 @@ class BatchQueries:
         batch_id: str | None = None,
         send_after: datetime | None = None,
     ) -> None:
+        """Set chunk ``chunk``'s status. A formed chunk that leaves sending for anything but
+        acceptance (a retry, a split, a failure...) first makes its recipients ordinary rows,
+        IN_FLIGHT for its worker, so that outcomes written for them find them."""
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if batch_id is not None:
             values["batch_id"] = batch_id
         if send_after is not None:
             values["send_after"] = send_after
         async with self.writes.begin() as conn:
+            await chunks.materialise(conn, campaign_id, B.chunk == chunk)
             await conn.execute(
                 update(batches)
                 .where(batches.c.campaign_id == campaign_id, batches.c.chunk == chunk)
@@ -212,14 +319,17 @@ class BatchQueries:
         await conn.execute(
             update(batches)
             .where(
-                batches.c.campaign_id == bindparam("cid"),
-                batches.c.chunk == bindparam("num"),
-                batches.c.status == "SENDING",
+                B.campaign_id == bindparam("cid"),
+                B.chunk == bindparam("num"),
+                B.status == chunks.SENDING,
+                # A formed chunk's recipients follow its row: only its worker may accept it.
+                *([or_(B.worker_id.is_(None), B.worker_id == worker_id)] if worker_id else []),
             )
             .values(
                 status=bindparam("bstatus"),
                 batch_id=bindparam("bid"),
                 send_after=bindparam("after"),
+                sent_at=now,
                 updated_at=now,
             ),
             params,
@@ -227,32 +337,53 @@ class BatchQueries:
 
     async def in_flight_chunks(
         self, campaign_id: int, now: datetime, lease: float
-    ) -> list[tuple[int, str, list[int]]]:
-        """Chunks whose recipients are still IN_FLIGHT and whose worker no longer runs (a run
-        stopped while sending them): the chunks of live workers are theirs."""
+    ) -> list[tuple[int, str, list[int], bool]]:
+        """Chunks still being sent whose worker no longer runs (a run stopped while sending
+        them): ``(number, tag, recipient ids, formed)``. The chunks of live workers are
+        theirs."""
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(batches.c.chunk, batches.c.tag, C.id)
-                    .join(
-                        recipients,
-                        and_(C.campaign_id == batches.c.campaign_id, C.chunk == batches.c.chunk),
+            # Chunks with rows still IN_FLIGHT, and formed chunks still being sent: few.
+            # (Found by the status index: IN_FLIGHT rows are few, rows with a chunk are not.)
+            held = select(C.chunk).where(
+                C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value
+            )
+            candidates = {n for n in (await conn.execute(held)).scalars() if n is not None}
+            sending = select(B.chunk).where(
+                B.campaign_id == campaign_id, B.status == chunks.SENDING, B.followers > 0
+            )
+            candidates.update((await conn.execute(sending)).scalars())
+            lost = select(B.chunk).where(
+                B.campaign_id == campaign_id,
+                B.chunk.in_(sorted(candidates)),
+                or_(B.worker_id.is_(None), B.worker_id.not_in(running_workers(now, lease))),
+            )
+            numbers = (
+                sorted(int(n) for n in (await conn.execute(lost)).scalars()) if candidates else []
+            )
+            rows: list[Any] = []
+            for number in numbers:
+                rows += (
+                    await conn.execute(
+                        select(B.chunk, B.tag, C.id, C.status)
+                        .join(
+                            recipients,
+                            and_(C.campaign_id == B.campaign_id, C.chunk == B.chunk),
+                        )
+                        .where(
+                            B.campaign_id == campaign_id,
+                            B.chunk == number,
+                            or_(
+                                C.status == Status.IN_FLIGHT.value,
+                                and_(C.status == chunks.FOLLOWS, B.status == chunks.SENDING),
+                            ),
+                        )
+                        .order_by(C.id)
                     )
-                    .where(
-                        batches.c.campaign_id == campaign_id,
-                        C.status == Status.IN_FLIGHT.value,
-                        or_(
-                            batches.c.worker_id.is_(None),
-                            batches.c.worker_id.not_in(running_workers(now, lease)),
-                        ),
-                    )
-                    .order_by(batches.c.chunk, C.id)
-                )
-            ).all()
-        found: dict[int, tuple[str, list[int]]] = {}
-        for chunk, tag, rid in rows:
-            found.setdefault(chunk, (tag, []))[1].append(rid)
-        return [(chunk, tag, ids) for chunk, (tag, ids) in found.items()]
+                ).all()
+        found: dict[int, tuple[str, list[int], bool]] = {}
+        for chunk, tag, rid, status in rows:
+            found.setdefault(chunk, (tag, [], status == chunks.FOLLOWS))[1].append(rid)
+        return [(chunk, tag, ids, formed) for chunk, (tag, ids, formed) in found.items()]
 
     async def batches_by_status(self, campaign_id: int, status: str | None = None) -> Any:
         """``{status: count}``, or with ``status`` the (chunk, batch_id) pairs in it."""
@@ -278,6 +409,15 @@ class BatchQueries:
         cancelled at Sinch) batches. Returns how many of each."""
         note = {"error_code": "CANCELLED", "error_description": "cancelled by `campaign cancel`"}
         async with self.writes.begin() as conn:
+            # Chunks not sent yet, and those of the scheduled batches: their rows first.
+            await chunks.materialise(conn, campaign_id, B.status == chunks.UNSENT)
+            await conn.execute(
+                update(batches)
+                .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
+                .values(status="CANCELLED", updated_at=now)
+            )
+            if batch_ids:
+                await chunks.materialise(conn, campaign_id, B.batch_id.in_(list(batch_ids)))
             pending = await conn.execute(
                 update(recipients)
                 .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)

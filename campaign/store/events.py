@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign import planning, tracking
 from campaign.models import Status
+from campaign.store import chunks
 from campaign.store.engine import WriteGate
 from campaign.store.tables import campaigns, events, recipients
 
@@ -231,11 +232,15 @@ class EventStore:
         def remember(record: Any, how: str, value: str) -> None:
             recipient = by_id.get(record.id)
             if recipient is None:
+                # Still following a chunk not sent yet: no send of it is recorded, so wait.
+                status = (
+                    Status.IN_FLIGHT if record.status == chunks.FOLLOWS else Status(record.status)
+                )
                 recipient = by_id[record.id] = _Recipient(
                     record.id,
                     record.campaign_id,
                     record.message_id,
-                    tracking.Tracked(Status(record.status), record.status_at, record.channel_used),
+                    tracking.Tracked(status, record.status_at, record.channel_used),
                 )
             found[(how, value)] = recipient
 
@@ -264,6 +269,24 @@ class EventStore:
             wanted = {(ids[ck], position): key for key, (ck, position) in keys.items() if ck in ids}
             pairs = sorted(wanted)
             for chunk in _chunks(pairs):
+                # A recipient that follows its sent chunk becomes an ordinary row (QUEUED with
+                # the chunk's batch id, or IN_FLIGHT for its worker) before its event applies.
+                for campaign_id in sorted({cid for cid, _ in chunk}):
+                    positions = [p for cid, p in chunk if cid == campaign_id]
+                    followed = select(R.chunk).where(
+                        R.campaign_id == campaign_id,
+                        R.position.in_(positions),
+                        R.status == chunks.FOLLOWS,
+                    )
+                    numbers = sorted(set((await conn.execute(followed)).scalars()))
+                    if numbers:
+                        await chunks.materialise(
+                            conn,
+                            campaign_id,
+                            chunks.B.chunk.in_(numbers),
+                            chunks.B.status != chunks.UNSENT,
+                            rows=R.position.in_(positions),
+                        )
                 by_key = select(*columns, R.position).where(
                     tuple_(R.campaign_id, R.position).in_(chunk)
                 )

@@ -11,6 +11,10 @@ Two ``INSERT … SELECT`` statements then store it:
    the rows that have an identity).
 
 The database decides duplicates, across slices and across runs; no Python loop touches a row.
+
+In batch mode (:class:`Chunking`), valid rows are put in chunks as they are stored: each row
+follows its chunk (:mod:`campaign.store.chunks`), and each chunk gets its ``batches`` row, so
+sending never rewrites a recipient's row.
 """
 
 from __future__ import annotations
@@ -21,13 +25,26 @@ from typing import Any
 
 import polars as pl
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
+from campaign.store import chunks
 from campaign.store.records import IngestCounts, reject_code
-from campaign.store.tables import recipients
+from campaign.store.tables import batches, campaigns, recipients
 
 C = recipients.c
+B = batches.c
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """Batch mode: put valid rows in chunks of ``size`` as they are stored; each chunk's tag
+    (its ``batch_metadata``) is ``<key>:<number>``."""
+
+    size: int
+    key: str
+
 
 # The staged columns, in order: what each slice row carries into ``recipients``.
 STAGED = (
@@ -39,27 +56,36 @@ STAGED = (
     "error_code",
     "error_description",
     "time_zone",
+    "chunk",
 )
 
 _DUPLICATE_NOTE = "'same identity as row ' || orig.position"
 
 
-def staged_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Loaded rows (``row, identity_raw, identity, reason, parameters``) -> :data:`STAGED`."""
+def staged_frame(
+    frame: pl.DataFrame, chunking: Chunking | None = None, first_chunk: int = 1
+) -> pl.DataFrame:
+    """Loaded rows (``row, identity_raw, identity, reason, parameters``) -> :data:`STAGED`;
+    with ``chunking``, valid rows follow chunks numbered from ``first_chunk``."""
     reasons = frame.get_column("reason").drop_nulls().unique().to_list()
     codes = {reason: reject_code(reason) for reason in reasons}
     rejected = pl.col("reason").is_not_null()
+    valid = pl.lit(Status.PENDING.value if chunking is None else chunks.FOLLOWS)
+    if chunking is None:
+        chunk = pl.lit(None, pl.Int64)
+    else:
+        order = (~rejected).cast(pl.Int64).cum_sum() - 1
+        chunk = pl.when(rejected).then(None).otherwise(order // chunking.size + first_chunk)
     return frame.select(
         position=pl.col("row").cast(pl.Int64),
         identity_raw=pl.col("identity_raw"),
         identity=pl.when(rejected).then(None).otherwise(pl.col("identity")),
         parameters=pl.col("parameters").fill_null("{}"),
-        status=pl.when(rejected)
-        .then(pl.lit(Status.REJECTED.value))
-        .otherwise(pl.lit(Status.PENDING.value)),
+        status=pl.when(rejected).then(pl.lit(Status.REJECTED.value)).otherwise(valid),
         error_code=pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String),
         error_description=pl.col("reason"),
         time_zone=pl.col("time_zone") if "time_zone" in frame.columns else pl.lit(None, pl.String),
+        chunk=chunk.cast(pl.Int64),
     )
 
 
@@ -69,10 +95,23 @@ def _sqlite_timestamp(now: datetime) -> str:
 
 
 async def ingest(
-    conn: AsyncConnection, campaign_id: int, channel: str, frame: pl.DataFrame, now: datetime
+    conn: AsyncConnection,
+    campaign_id: int,
+    channel: str,
+    frame: pl.DataFrame,
+    now: datetime,
+    chunking: Chunking | None = None,
 ) -> IngestCounts:
     """Store ``frame`` (loaded rows) for the campaign, inside the caller's transaction."""
-    staged = staged_frame(frame)
+    first_chunk = 1
+    if chunking is not None:
+        if conn.dialect.name == "postgresql":  # concurrent loads number chunks one at a time
+            await conn.execute(
+                select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
+            )
+        last = await conn.scalar(select(func.max(B.chunk)).where(B.campaign_id == campaign_id))
+        first_chunk = int(last or 0) + 1
+    staged = staged_frame(frame, chunking, first_chunk)
     params: dict[str, Any] = {"cid": campaign_id, "channel": channel}
     if conn.dialect.name == "postgresql":
         source = await _copy_to_temp(conn, staged)
@@ -81,12 +120,59 @@ async def ingest(
         source = _json_source(staged)
         params.update(now=_sqlite_timestamp(now), rows=source.payload)
     inserted = (await conn.execute(text(_insert_sql(source.select)), params)).rowcount
-    valid = int(staged.get_column("status").eq(Status.PENDING.value).sum())
+    valid = int(staged.get_column("error_code").is_null().sum())
     rejected = staged.height - valid
     if inserted == staged.height:
-        return IngestCounts(pending=valid, rejected=rejected, duplicate=0)
-    await conn.execute(text(_duplicates_sql(source.select)), params)
-    return await _counts(conn, campaign_id, staged)
+        counts = IngestCounts(pending=valid, rejected=rejected, duplicate=0)
+        sizes = staged.get_column("chunk").drop_nulls().value_counts().rows()
+    else:
+        await conn.execute(text(_duplicates_sql(source.select)), params)
+        counts = await _counts(conn, campaign_id, staged)
+        sizes = await _stored_sizes(conn, campaign_id, first_chunk) if chunking else []
+    if chunking is not None and sizes:
+        await _add_chunks(conn, campaign_id, chunking, sorted(sizes), now)
+    return counts
+
+
+async def _stored_sizes(
+    conn: AsyncConnection, campaign_id: int, first_chunk: int
+) -> list[tuple[int, int]]:
+    """(chunk, rows) of the chunks this slice formed, as stored: duplicates (and rows a resumed
+    load had stored already, in earlier chunks) are not in them."""
+    rows = await conn.execute(
+        select(C.chunk, func.count())
+        .where(C.campaign_id == campaign_id, C.chunk >= first_chunk, C.status == chunks.FOLLOWS)
+        .group_by(C.chunk)
+    )
+    return [(int(chunk), int(n)) for chunk, n in rows.all()]
+
+
+async def _add_chunks(
+    conn: AsyncConnection,
+    campaign_id: int,
+    chunking: Chunking,
+    sizes: list[tuple[int, int]],
+    now: datetime,
+) -> None:
+    """A ``batches`` row, PENDING, for each chunk formed: (number, rows). A chunk that another
+    run's load formed meanwhile is left as it is."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(
+        dialect.insert(batches).on_conflict_do_nothing(index_elements=["campaign_id", "chunk"]),
+        [
+            {
+                "campaign_id": campaign_id,
+                "chunk": number,
+                "tag": f"{chunking.key}:{number}",
+                "status": chunks.UNSENT,
+                "size": size,
+                "followers": size,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for number, size in sizes
+        ],
+    )
 
 
 async def _counts(conn: AsyncConnection, campaign_id: int, staged: pl.DataFrame) -> IngestCounts:
@@ -124,7 +210,7 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
         text(
             "CREATE TEMP TABLE IF NOT EXISTS campaign_ingest (position bigint, identity_raw text,"
             " identity text, parameters text, status text, error_code text,"
-            " error_description text, time_zone text) ON COMMIT DELETE ROWS"
+            " error_description text, time_zone text, chunk bigint) ON COMMIT DELETE ROWS"
         )
     )
     # Strings quoted, nulls bare: COPY's CSV format tells an empty string from NULL that way.
@@ -147,10 +233,10 @@ _INSERTED = (
 
 def _insert_sql(source: str) -> str:
     return (
-        f"INSERT INTO recipients ({_INSERTED}) "
+        f"INSERT INTO recipients ({_INSERTED}, chunk) "
         "SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
-        " src.parameters, src.status, src.error_code, src.error_description, src.time_zone"
-        f" FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
+        " src.parameters, src.status, src.error_code, src.error_description, src.time_zone,"
+        f" src.chunk FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
     )
 
 

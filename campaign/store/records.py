@@ -119,6 +119,7 @@ class Chunk:
     number: int
     tag: str  # batch_metadata "chunk": how the batch is found again after a lost answer
     claims: list[Claim]
+    formed: bool = False  # formed at ingest: its recipients follow it (campaign.store.chunks)
 
 
 Outcome = Sent | Retry | Failed | InDoubt | Release | Deferred

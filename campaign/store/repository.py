@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import String, and_, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import String, and_, bindparam, case, func, insert, or_, select, type_coerce, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaign.models import Status
+from campaign.store import chunks
 from campaign.store import engine as engine_mod
 from campaign.store.batches import BatchQueries, claim_statement
 from campaign.store.events import EventStore
+from campaign.store.ingest import Chunking
 from campaign.store.ingest import ingest as bulk_ingest
 from campaign.store.records import (
     OUTCOME_VALUES,
@@ -43,10 +46,11 @@ from campaign.store.records import (
     outcome_params,
     reject_code,
 )
-from campaign.store.tables import UTCDateTime, campaigns, recipients
+from campaign.store.tables import UTCDateTime, batches, campaigns, recipients
 from campaign.store.workers import WorkerQueries
 
 C = recipients.c
+B = batches.c
 
 # The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "CampaignRow",
     "Chunk",
     "ChunkSent",
+    "Chunking",
     "Claim",
     "Deferred",
     "Failed",
@@ -146,19 +151,25 @@ class Store(BatchQueries, WorkerQueries):
     # --- ingest -------------------------------------------------------------------------------
 
     async def ingest(
-        self, campaign_id: int, channel: str, frame: pl.DataFrame, now: datetime
+        self,
+        campaign_id: int,
+        channel: str,
+        frame: pl.DataFrame,
+        now: datetime,
+        chunking: Chunking | None = None,
     ) -> IngestCounts:
         """Store one slice of loaded rows (columns ``row, identity_raw, identity, reason,
         parameters``), in one transaction, with set-based SQL (:mod:`campaign.store.ingest`).
         Idempotent: rows already stored are left alone.
 
         The first row of an identity is PENDING; later ones are DUPLICATE, whether the earlier
-        row is in this slice or an earlier one (the unique index decides).
+        row is in this slice or an earlier one (the unique index decides). With ``chunking``
+        (batch mode), valid rows are put in chunks (:mod:`campaign.store.chunks`).
         """
         if frame.is_empty():
             return IngestCounts(0, 0, 0)
-        async with self.writes.begin() as conn:
-            return await bulk_ingest(conn, campaign_id, channel, frame, now)
+        async with self.writes.begin(immediate=chunking is not None) as conn:
+            return await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -204,6 +215,9 @@ class Store(BatchQueries, WorkerQueries):
     ) -> int:
         """Every PENDING recipient of the campaign to CANCELLED, with ``code``; how many."""
         async with self.writes.begin() as conn:
+            unsent = and_(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
+            await chunks.materialise(conn, campaign_id, unsent)
+            await conn.execute(update(batches).where(unsent).values(status="CANCELLED"))
             result = await conn.execute(
                 update(recipients)
                 .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
@@ -223,9 +237,13 @@ class Store(BatchQueries, WorkerQueries):
             query = select(func.count()).where(
                 C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value
             )
+            formed = select(func.coalesce(func.sum(B.followers), 0)).where(
+                B.campaign_id == campaign_id, B.status == chunks.SENDING
+            )
             if worker_id is not None:
                 query = query.where(or_(C.worker_id.is_(None), C.worker_id != worker_id))
-            return int(await conn.scalar(query) or 0)
+                formed = formed.where(or_(B.worker_id.is_(None), B.worker_id != worker_id))
+            return int(await conn.scalar(query) or 0) + int(await conn.scalar(formed) or 0)
 
     async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
         """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.
@@ -274,7 +292,14 @@ class Store(BatchQueries, WorkerQueries):
                     C.sent_at < older_than,
                 )
             )
-        return int(value or 0)
+            formed = await conn.scalar(
+                select(func.sum(B.followers)).where(
+                    B.campaign_id == campaign_id,
+                    B.status.in_(chunks.ACCEPTED),
+                    B.sent_at < older_than,
+                )
+            )
+        return int(value or 0) + int(formed or 0)
 
     async def next_retry_at(self, campaign_id: int) -> datetime | None:
         """When the earliest PENDING row waiting for a retry becomes due (None: none waits)."""
@@ -323,15 +348,28 @@ class Store(BatchQueries, WorkerQueries):
     # --- reading ------------------------------------------------------------------------------
 
     async def counts(self, campaign_id: int) -> dict[Status, int]:
+        """How many recipients each status holds (those that follow a chunk by its status)."""
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(C.status, func.count())
-                    .where(C.campaign_id == campaign_id)
+                    .where(C.campaign_id == campaign_id, C.status != chunks.FOLLOWS)
                     .group_by(C.status)
                 )
             ).all()
-        return {Status(status): int(count) for status, count in rows}
+            formed = (
+                await conn.execute(
+                    select(B.status, func.sum(B.followers))
+                    .where(B.campaign_id == campaign_id, B.followers > 0)
+                    .group_by(B.status)
+                )
+            ).all()
+        counts: Counter[Status] = Counter()
+        for status, count in rows:
+            counts[Status(status)] += int(count)
+        for chunk_status, count in formed:
+            counts[chunks.recipient_status(chunk_status)] += int(count)
+        return dict(counts)
 
     async def error_summary(self, campaign_id: int) -> list[tuple[str, str, int]]:
         """``(status, error_code, count)`` for rows that carry an error, most frequent first."""
@@ -346,7 +384,7 @@ class Store(BatchQueries, WorkerQueries):
             ).all()
         return [(str(s), str(code), int(n)) for s, code, n in rows]
 
-    def _iso_text(self, column: Any) -> Any:
+    def _iso_text(self, column: Any, name: str) -> Any:
         """``column`` (a UTC timestamp) as ISO-8601 text with microseconds and a ``Z``."""
         text_: Any
         if self.dialect == "postgresql":
@@ -354,7 +392,7 @@ class Store(BatchQueries, WorkerQueries):
             text_ = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         else:  # stored as "YYYY-MM-DD HH:MM:SS.ffffff", naive UTC
             text_ = func.replace(column, " ", "T").op("||")("Z")
-        return type_coerce(text_, String).label(column.name)
+        return type_coerce(text_, String).label(name)
 
     async def report_pages(
         self, campaign_id: int, page_size: int = 100_000
@@ -382,11 +420,24 @@ class Store(BatchQueries, WorkerQueries):
                 await ahead
 
     async def _report_page(self, campaign_id: int, after: int, size: int) -> list[tuple[Any, ...]]:
-        columns = [
-            self._iso_text(C[name]) if name in _TIMESTAMPS else C[name] for name in REPORT_COLUMNS
-        ]
+        following = C.status == chunks.FOLLOWS
+        # What a recipient that follows its chunk takes from it (campaign.store.chunks).
+        derived: dict[str, Any] = {
+            "status": chunks.status_of(),
+            "attempts": chunks.attempts_of(),
+            "batch_id": func.coalesce(C.batch_id, B.batch_id),
+            "sent_at": func.coalesce(C.sent_at, B.sent_at),
+            "updated_at": case((following, B.updated_at), else_=C.updated_at),
+        }
+        columns = []
+        for name in REPORT_COLUMNS:
+            column = derived.get(name, C[name])
+            if name in _TIMESTAMPS:
+                column = self._iso_text(column, name)
+            columns.append(column.label(name))
         statement = (
             select(*columns)
+            .select_from(recipients.outerjoin(batches, chunks.JOIN))
             .where(C.campaign_id == campaign_id, C.position > after)
             .order_by(C.position)
             .limit(size)

@@ -183,14 +183,26 @@ batches = Table(
     Column("chunk", BigInteger, nullable=False),
     Column("tag", String(128), nullable=False),  # batch_metadata "chunk": found by lookup
     Column("batch_id", String(64), nullable=True),
-    Column("status", String(20), nullable=False),  # SENDING ACCEPTED SCHEDULED RETRY SPLIT ...
+    # PENDING (formed at ingest, not sent yet) SENDING ACCEPTED SCHEDULED RETRY SPLIT ...
+    Column("status", String(20), nullable=False),
     Column("size", Integer, nullable=False),
     Column("send_after", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),  # when Sinch accepted it
+    # How many recipients still follow the chunk (campaign.store.chunks): counts without a join.
+    Column("followers", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("worker_id", BigInteger, nullable=True),  # the worker that claimed the chunk
     UniqueConstraint("campaign_id", "chunk"),
     Index("ix_batches_batch_id", "batch_id"),
+    # The chunks formed at ingest and not claimed yet: each claim takes the first.
+    Index(
+        "ix_batches_pending",
+        "campaign_id",
+        "chunk",
+        sqlite_where=text("status = 'PENDING'"),
+        postgresql_where=text("status = 'PENDING'"),
+    ),
 )
 
 # Every `campaign run` process registers here and beats a heartbeat. Live workers share the rate;

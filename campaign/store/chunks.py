@@ -1,0 +1,123 @@
+"""Recipients that follow their chunk: batch-mode state kept once per 1,000 recipients.
+
+A batch-mode campaign's valid recipients are put in chunks when they are stored (one ``batches``
+row each, status PENDING), and each is stored with the status ``CHUNKED``: its status is its
+chunk's, read through :func:`status_of`:
+
+=====================  ====================
+chunk (``batches``)    recipient
+=====================  ====================
+PENDING                PENDING
+SENDING                IN_FLIGHT
+ACCEPTED, SCHEDULED    QUEUED (its ``batch_id``, ``sent_at`` are the chunk's)
+=====================  ====================
+
+So a chunk is claimed, sent and accepted by changing one row, not a thousand: each recipient's
+row is written once, when it is stored. A recipient stops following its chunk (its row is
+*materialised*: given the status, batch id, send time and attempt its chunk gives it) as soon as
+something happens to it alone (a delivery callback) or the chunk leaves that happy path (a retry,
+a split, a failure, a cancel): from then on it is an ordinary row, and every other query of the
+store works on it as before. A chunk therefore holds ``CHUNKED`` rows only while its status is
+one of the four above, and its ``followers`` column says how many, so that counting needs no
+join of a million rows: only :func:`materialise` (and ingest, which sets it) changes it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from campaign.models import Status
+from campaign.store.tables import batches, recipients
+
+C = recipients.c
+B = batches.c
+
+FOLLOWS = "CHUNKED"  # recipients.status of a row that follows its chunk
+UNSENT = "PENDING"  # batches.status of a chunk formed at ingest, not claimed yet
+SENDING = "SENDING"
+ACCEPTED = ("ACCEPTED", "SCHEDULED")
+DISSOLVED = "DISSOLVED"  # a formed chunk broken up: its rows are ordinary PENDING rows
+
+# How a recipient joins its chunk's row (only rows that follow one do).
+JOIN = and_(B.campaign_id == C.campaign_id, B.chunk == C.chunk, C.status == FOLLOWS)
+
+
+def recipient_status(chunk: str) -> Status:
+    """:func:`chunk_status`, in Python."""
+    if chunk == UNSENT:
+        return Status.PENDING
+    return Status.IN_FLIGHT if chunk == SENDING else Status.QUEUED
+
+
+def chunk_status(chunk: Any) -> ColumnElement[Any]:
+    """The status a chunk's status gives its following recipients."""
+    return case(
+        (chunk == UNSENT, literal(Status.PENDING.value)),
+        (chunk == SENDING, literal(Status.IN_FLIGHT.value)),
+        else_=literal(Status.QUEUED.value),
+    )
+
+
+def status_of() -> ColumnElement[Any]:
+    """A recipient's status, over ``recipients`` outer-joined to ``batches`` on :data:`JOIN`."""
+    return case((C.status == FOLLOWS, chunk_status(B.status)), else_=C.status)
+
+
+def attempts_of() -> ColumnElement[Any]:
+    """A recipient's attempts: a following row counts its chunk's send."""
+    sent = and_(C.status == FOLLOWS, B.status != UNSENT)
+    return C.attempts + case((sent, 1), else_=0)
+
+
+async def materialise(
+    conn: AsyncConnection, campaign_id: int, *chunk_where: Any, rows: Any = None
+) -> int:
+    """Make the following rows of the campaign's chunks matched by ``chunk_where`` (conditions
+    on ``batches``; and of them, with ``rows``, those it matches) ordinary rows, with what their
+    chunk gives them, and count them out of their chunks' ``followers``. Returns how many.
+
+    The chunks are picked first (from ``batches``, small), so that the rows are found by
+    their chunk's index, never by a scan of every row that follows a chunk."""
+    numbers = list(
+        (
+            await conn.execute(
+                select(B.chunk).where(B.campaign_id == campaign_id, B.followers > 0, *chunk_where)
+            )
+        ).scalars()
+    )
+    left: Counter[int] = Counter()
+    for start in range(0, len(numbers), 500):
+        part = numbers[start : start + 500]
+        moved = await conn.execute(
+            update(recipients)
+            .where(
+                JOIN,
+                C.campaign_id == campaign_id,
+                C.chunk.in_(part),
+                B.campaign_id == campaign_id,
+                *([] if rows is None else [rows]),
+            )
+            .values(
+                status=chunk_status(B.status),
+                attempts=C.attempts + case((B.status != UNSENT, 1), else_=0),
+                batch_id=B.batch_id,
+                sent_at=B.sent_at,
+                worker_id=B.worker_id,
+                updated_at=B.updated_at,
+            )
+            .returning(C.chunk)
+        )
+        left.update(chunk for (chunk,) in moved.all())
+    if left:
+        await conn.execute(
+            update(batches)
+            .where(B.campaign_id == campaign_id, B.chunk == bindparam("number"))
+            .values(followers=B.followers - bindparam("gone")),
+            [{"number": number, "gone": gone} for number, gone in left.items()],
+        )
+    return left.total()

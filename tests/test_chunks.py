@@ -1,0 +1,191 @@
+"""Chunks formed at ingest (campaign.store.chunks), on SQLite and Postgres.
+
+Every step checks the store's counts against the same count made the slow way, row by row
+through a join (what each recipient's status is, read from its chunk when it follows one), and
+each chunk's ``followers`` against the rows that really follow it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+
+from campaign.models import Status
+from campaign.store import chunks
+from campaign.store import repository as repo
+from campaign.store.tables import batches, recipients
+from tests.recipients import loaded, us_numbers
+from tests.test_events_store import callback, new
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+C = recipients.c
+B = batches.c
+
+
+async def formed(store: repo.Store, n: int, size: int = 4) -> repo.CampaignRow:
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    await store.ingest(
+        campaign.id, "SMS", loaded(us_numbers(n)), NOW, repo.Chunking(size, campaign.key)
+    )
+    return campaign
+
+
+async def slow_counts(store: repo.Store, campaign_id: int) -> dict[Status, int]:
+    """Each recipient's status, one row at a time, and each chunk's followers checked."""
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            select(chunks.status_of())
+            .select_from(recipients.outerjoin(batches, chunks.JOIN))
+            .where(C.campaign_id == campaign_id)
+        )
+        counted = dict(Counter(Status(status) for (status,) in rows.all()))
+        following = Counter(
+            dict(
+                (
+                    await conn.execute(
+                        select(C.chunk, func.count())
+                        .where(C.campaign_id == campaign_id, C.status == chunks.FOLLOWS)
+                        .group_by(C.chunk)
+                    )
+                ).all()
+            )
+        )
+        said = dict(
+            (
+                await conn.execute(select(B.chunk, B.followers).where(B.campaign_id == campaign_id))
+            ).all()
+        )
+    assert {k: v for k, v in said.items() if v} == dict(following)
+    return counted
+
+
+async def check(store: repo.Store, campaign_id: int, expected: dict[Status, int]) -> None:
+    assert await store.counts(campaign_id) == expected
+    assert await slow_counts(store, campaign_id) == expected
+
+
+async def report(store: repo.Store, campaign_id: int) -> dict[int, dict[str, Any]]:
+    return {
+        row[0]: dict(zip(repo.REPORT_COLUMNS, row, strict=True))
+        async for page in store.report_pages(campaign_id)
+        for row in page
+    }
+
+
+async def test_ingest_forms_chunks_that_claims_send_and_acceptance_records(
+    store: repo.Store,
+) -> None:
+    campaign = await formed(store, 10)
+    assert await store.batches_by_status(campaign.id) == {"PENDING": 3}
+    await check(store, campaign.id, {Status.PENDING: 10})
+    first, second = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
+    assert [len(c.claims) for c in (first, second)] == [4, 4] and first.formed
+    assert {c.attempts for c in first.claims} == {1}
+    await check(store, campaign.id, {Status.IN_FLIGHT: 8, Status.PENDING: 2})
+    await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED")], NOW)
+    await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4, Status.PENDING: 2})
+    assert await store.queued_batch_ids(campaign.id) == ["B1"]
+    row = (await report(store, campaign.id))[1]
+    assert (row["status"], row["batch_id"], row["attempts"]) == ("QUEUED", "B1", 1)
+    assert row["sent_at"] == "2026-11-21T12:00:00.000000Z"
+    assert await store.stale_queued(campaign.id, NOW + timedelta(hours=1)) == 4
+    # The chunk's rows were never rewritten: they still follow it.
+    async with store.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).where(C.status == chunks.FOLLOWS)) == 10
+
+
+async def test_a_resumed_load_forms_no_chunk_twice_and_duplicates_follow_none(
+    store: repo.Store,
+) -> None:
+    campaign = await formed(store, 6)
+    numbers = us_numbers(6)
+    again = loaded([*numbers, numbers[0]])  # the same rows, and a duplicate of the first
+    counts = await store.ingest(campaign.id, "SMS", again, NOW, repo.Chunking(4, campaign.key))
+    assert counts.duplicate == 1
+    assert await store.batches_by_status(campaign.id) == {"PENDING": 2}
+    await check(store, campaign.id, {Status.PENDING: 6, Status.DUPLICATE: 1})
+
+
+async def test_a_callback_makes_its_recipient_an_ordinary_row(store: repo.Store) -> None:
+    campaign = await formed(store, 4)
+    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, None)
+    body = orjson.loads(callback("DELIVERED", key=None))
+    body["message_delivery_report"]["metadata"] = orjson.dumps(
+        {"_batch_id": "B1", "recipient": "CK-2"}
+    ).decode()
+    await store.events.insert([new(orjson.dumps(body), "n1")])
+    assert (await store.events.apply(NOW)).waiting == 1  # the chunk is not recorded yet
+    await check(store, campaign.id, {Status.IN_FLIGHT: 4})
+    await store.record([repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED")], NOW)
+    assert (await store.events.apply_for(batch_ids=["B1"], now=NOW)).applied == 1
+    await check(store, campaign.id, {Status.QUEUED: 3, Status.DELIVERED: 1})
+    row = (await report(store, campaign.id))[2]
+    assert (row["status"], row["batch_id"], row["attempts"]) == ("DELIVERED", "B1", 1)
+
+
+async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: repo.Store) -> None:
+    campaign = await formed(store, 8)
+    retried, failed = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
+    await store.set_batch(campaign.id, retried.number, "RETRY", NOW)
+    later = NOW + timedelta(seconds=5)
+    await store.record([repo.Retry(c.id, later, "HTTP_503", "busy") for c in retried.claims], NOW)
+    await store.set_batch(campaign.id, failed.number, "FAILED", NOW)
+    await store.record([repo.Failed(c.id, "BAD", "no") for c in failed.claims], NOW)
+    await check(store, campaign.id, {Status.PENDING: 4, Status.FAILED: 4})
+    # The retries are claimed as an ordinary (new) chunk when due, counting a second attempt.
+    assert await store.claim_formed_chunks(campaign.id, later, None) == []
+    again = await store.claim_chunk(campaign.id, campaign.key, 10, later)
+    assert again is not None and {c.attempts for c in again.claims} == {2}
+    await check(store, campaign.id, {Status.IN_FLIGHT: 4, Status.FAILED: 4})
+
+
+async def test_an_unclaimed_chunk_is_sent_whole_again(store: repo.Store) -> None:
+    campaign = await formed(store, 4)
+    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, 7)
+    await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=8)  # not its holder
+    await check(store, campaign.id, {Status.IN_FLIGHT: 4})
+    await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=7)
+    await check(store, campaign.id, {Status.PENDING: 4})
+    (again,) = await store.claim_formed_chunks(campaign.id, NOW, None)
+    assert again.number == chunk.number and again.claims == chunk.claims
+
+
+async def test_cancel_and_the_deadline_reach_the_chunks_not_sent(store: repo.Store) -> None:
+    campaign = await formed(store, 12)
+    first, second = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
+    await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "SCHEDULED")], NOW)
+    await store.record([repo.ChunkSent(campaign.id, second.number, "B2", "ACCEPTED")], NOW)
+    assert await store.cancel(campaign.id, ["B1"], NOW) == {"pending": 4, "scheduled": 4}
+    await check(store, campaign.id, {Status.CANCELLED: 8, Status.QUEUED: 4})
+    other = await store.create_campaign(
+        name="d", key="DK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    await store.ingest(other.id, "SMS", loaded(us_numbers(5)), NOW, repo.Chunking(2, other.key))
+    assert await store.cancel_pending(other.id, NOW, "DEADLINE", "too late") == 5
+    await check(store, other.id, {Status.CANCELLED: 5})
+
+
+async def test_dissolved_chunks_are_claimed_row_by_row(store: repo.Store) -> None:
+    campaign = await formed(store, 10)
+    assert await store.dissolve_chunks(campaign.id, NOW, larger_than=3) == 8  # the two of 4
+    assert await store.batches_by_status(campaign.id) == {"DISSOLVED": 2, "PENDING": 1}
+    assert await store.dissolve_chunks(campaign.id, NOW) == 2
+    await check(store, campaign.id, {Status.PENDING: 10})
+    claimed = await store.claim(campaign.id, 100, NOW)
+    assert len(claimed) == 10 and {c.attempts for c in claimed} == {1}
+
+
+async def test_a_dead_workers_formed_chunk_is_found_for_settling(store: repo.Store) -> None:
+    campaign = await formed(store, 4)
+    worker = await store.register(campaign.id, "w", NOW, 1.0, exclusive=False)
+    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, worker)
+    assert await store.held_elsewhere(campaign.id, None) == 4
+    assert await store.in_flight_chunks(campaign.id, NOW, 60.0) == []  # its worker still runs
+    lost = await store.in_flight_chunks(campaign.id, NOW + timedelta(seconds=5), 1.0)
+    assert lost == [(chunk.number, chunk.tag, [c.id for c in chunk.claims], True)]
