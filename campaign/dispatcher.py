@@ -71,9 +71,13 @@ def make_limiter(rate: float, headroom: float = 0.0) -> AsyncLimiter:
     going: up to twice the rate in the first second. A bucket of ``b`` leaking at ``budget - b``
     per second admits at most ``budget`` in any second. ``headroom`` (a share of the rate) is
     kept unused: requests that leave evenly spaced do not arrive evenly spaced (scheduling
-    at both ends), and a window counted by arrival at Sinch must still fit.
+    at both ends), and a window counted by arrival at Sinch must still fit. That jitter can
+    carry a whole request into the next window at any rate, so the headroom is at least one
+    request (at 100/s, 0.5% would be half of one).
     """
     budget = rate * (1.0 - headroom)
+    if headroom and rate >= 10:
+        budget = min(budget, rate - 1.0)
     bucket = max(1, min(4, math.floor(budget / 25)))
     leak = budget - bucket if budget > 2 * bucket else budget / 2
     return AsyncLimiter(bucket, bucket / leak)
