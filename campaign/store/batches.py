@@ -357,29 +357,22 @@ class BatchQueries:
                 B.chunk.in_(sorted(candidates)),
                 or_(B.worker_id.is_(None), B.worker_id.not_in(running_workers(now, lease))),
             )
-            numbers = (
-                sorted(int(n) for n in (await conn.execute(lost)).scalars()) if candidates else []
+            numbers = list((await conn.execute(lost)).scalars()) if candidates else []
+            if not numbers:
+                return []
+            rows = await conn.execute(
+                select(B.chunk, B.tag, C.id, C.status)
+                .join(recipients, and_(C.campaign_id == B.campaign_id, C.chunk == B.chunk))
+                .where(
+                    B.campaign_id == campaign_id,
+                    B.chunk.in_(numbers),
+                    or_(
+                        C.status == Status.IN_FLIGHT.value,
+                        and_(C.status == chunks.FOLLOWS, B.status == chunks.SENDING),
+                    ),
+                )
+                .order_by(B.chunk, C.id)
             )
-            rows: list[Any] = []
-            for number in numbers:
-                rows += (
-                    await conn.execute(
-                        select(B.chunk, B.tag, C.id, C.status)
-                        .join(
-                            recipients,
-                            and_(C.campaign_id == B.campaign_id, C.chunk == B.chunk),
-                        )
-                        .where(
-                            B.campaign_id == campaign_id,
-                            B.chunk == number,
-                            or_(
-                                C.status == Status.IN_FLIGHT.value,
-                                and_(C.status == chunks.FOLLOWS, B.status == chunks.SENDING),
-                            ),
-                        )
-                        .order_by(C.id)
-                    )
-                ).all()
         found: dict[int, tuple[str, list[int], bool]] = {}
         for chunk, tag, rid, status in rows:
             found.setdefault(chunk, (tag, [], status == chunks.FOLLOWS))[1].append(rid)

@@ -47,18 +47,20 @@ DISSOLVED = "DISSOLVED"  # a formed chunk broken up: its rows are ordinary PENDI
 JOIN = and_(B.campaign_id == C.campaign_id, B.chunk == C.chunk, C.status == FOLLOWS)
 
 
+# What a chunk's status gives the recipients that follow it; any other: QUEUED (accepted or
+# scheduled: the only other statuses a chunk with followers can have).
+_GIVES = {UNSENT: Status.PENDING, SENDING: Status.IN_FLIGHT}
+
+
 def recipient_status(chunk: str) -> Status:
     """:func:`chunk_status`, in Python."""
-    if chunk == UNSENT:
-        return Status.PENDING
-    return Status.IN_FLIGHT if chunk == SENDING else Status.QUEUED
+    return _GIVES.get(chunk, Status.QUEUED)
 
 
 def chunk_status(chunk: Any) -> ColumnElement[Any]:
     """The status a chunk's status gives its following recipients."""
     return case(
-        (chunk == UNSENT, literal(Status.PENDING.value)),
-        (chunk == SENDING, literal(Status.IN_FLIGHT.value)),
+        *((chunk == given, literal(status.value)) for given, status in _GIVES.items()),
         else_=literal(Status.QUEUED.value),
     )
 
@@ -104,7 +106,7 @@ async def materialise(
             )
             .values(
                 status=chunk_status(B.status),
-                attempts=C.attempts + case((B.status != UNSENT, 1), else_=0),
+                attempts=attempts_of(),
                 batch_id=B.batch_id,
                 sent_at=B.sent_at,
                 worker_id=B.worker_id,
