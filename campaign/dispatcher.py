@@ -308,7 +308,11 @@ class Dispatcher:
         if self._stop.is_set():
             return False
         if self._announcing is not None and self._announcing.done():
-            self._announcing.result()  # a failed write stops the run, as a failed record does
+            # A background mark that failed stops the run, as a failed record does, once a
+            # request needs a new mark (its write raises in the loop above), not before: what
+            # the last mark written covers leaves first. The next run must take those as
+            # IN_DOUBT (they may have left), so they had better have left.
+            self._announcing.exception()
             self._announcing = None
         covered = bisect.bisect_right([c.id for c in claims], self._announced) - index
         if covered <= ahead // 2 and self._announcing is None and index + covered < len(claims):
