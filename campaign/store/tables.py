@@ -126,6 +126,15 @@ recipients = Table(
         sqlite_where=text("message_id IS NOT NULL"),
         postgresql_where=text("message_id IS NOT NULL"),
     ),
+    # Partial: the error summary reads only the rows that carry an error.
+    Index(
+        "ix_recipients_errors",
+        "campaign_id",
+        "error_code",
+        "status",
+        sqlite_where=text("error_code IS NOT NULL"),
+        postgresql_where=text("error_code IS NOT NULL"),
+    ),
     Index(
         "ix_recipients_campaign_id_chunk",
         "campaign_id",
