@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="show campaigns and their counts")
     status.add_argument("name", nargs="?", metavar="NAME")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=_status, needs_config=True)
+    status.set_defaults(handler=_status, needs_config=True, needs_sinch=False)
 
     report = sub.add_parser(
         "report", parents=[common], help="export the delivery report (CSV or Parquet)"
@@ -121,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", "-o", type=Path, required=True, help="PATH ending in .csv or .parquet"
     )
-    report.set_defaults(handler=_report, needs_config=True)
+    report.set_defaults(handler=_report, needs_config=True, needs_sinch=False)
 
     db = sub.add_parser("db", parents=[common], help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser(
         "upgrade", parents=[common], help="migrate the database schema to the latest version"
     )
-    upgrade.set_defaults(handler=_db_upgrade, needs_config=True)
+    upgrade.set_defaults(handler=_db_upgrade, needs_config=True, needs_sinch=False)
 
     receiver = sub.add_parser(
         "receiver",
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept unsigned callbacks (local tests only; never in production)",
     )
-    receiver.set_defaults(handler=_receiver, needs_config=True)
+    receiver.set_defaults(handler=_receiver, needs_config=True, needs_sinch=False)
 
     demo = sub.add_parser(
         "demo",
@@ -376,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     config: Config | None = None
     try:
-        config = load_config(args.config, database_url=args.database) if args.needs_config else None
+        if args.needs_config:  # commands that never call Sinch need no credentials
+            credentials = getattr(args, "needs_sinch", True)
+            config = load_config(args.config, database_url=args.database, credentials=credentials)
         return asyncio.run(handler(args, config))
     except errors.CampaignError as exc:
         _error(_describe(exc, args.verbose > 0))

@@ -184,7 +184,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def _validate(config: Config) -> None:
+def _validate(config: Config, *, credentials: bool) -> None:
     s = config.sinch
     if s.region not in REGIONS:
         raise ConfigError(f"[sinch] region: {s.region!r} is not one of {', '.join(REGIONS)}")
@@ -211,7 +211,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "[sending] heartbeat_interval must be positive and worker_lease at least three times it"
         )
-    if not s.sandbox:
+    if credentials and not s.sandbox:
         missing = [
             name
             for name, value in (
@@ -233,11 +233,14 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     database_url: str | None = None,
+    credentials: bool = True,
 ) -> Config:
     """Read ``path`` (or ``$CAMPAIGN_CONFIG``, or ``./config.toml`` when it exists).
 
     A path given explicitly must exist; the implicit ``./config.toml`` may be absent, and then
-    defaults apply. ``database_url`` (the ``--database`` flag) beats the environment.
+    defaults apply. ``database_url`` (the ``--database`` flag) beats the environment. Without
+    ``credentials`` (a command that never calls Sinch: status, report, the receiver), the
+    Sinch credentials may be absent.
     """
     env = os.environ if env is None else env
     explicit = path is not None or "CAMPAIGN_CONFIG" in env
@@ -307,5 +310,5 @@ def load_config(
         sandbox=_from_table(SandboxConfig, data.get("sandbox", {}), "[sandbox]"),
         path=path if path.exists() else None,
     )
-    _validate(config)
+    _validate(config, credentials=credentials)
     return config

@@ -263,6 +263,13 @@ def test_status_and_parquet_report(cli: Cli) -> None:
     missing = cli.run("report", "nope", "-o", str(out))
     assert missing.returncode == 2
     assert "no campaign named 'nope'" in missing.stderr
+    # Reading the database needs no Sinch credential: an analyst's shell has none.
+    cli.env = {k: v for k, v in cli.env.items() if not k.startswith("SINCH_")}
+    assert cli.run("status").returncode == 0
+    assert cli.run("report", "e2e", "-o", str(cli.tmp / "again.csv")).returncode == 0
+    assert len(read_report(cli.tmp / "again.csv")) == 2
+    refused = cli.run("run", str(cli.campaign_file(recipients=cli.tmp / "few.csv")))
+    assert refused.returncode == 2 and "not set in the environment" in refused.stderr
 
 
 def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:

@@ -33,6 +33,16 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert loaded.sending.requests_per_second == 800
 
 
+def test_commands_that_never_call_sinch_need_no_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    loaded = config.load_config(env={}, credentials=False)  # status, report, the receiver
+    assert not loaded.sinch.sandbox and not loaded.sinch.key_secret
+    with pytest.raises(ConfigError, match="SINCH_KEY_SECRET not set"):
+        config.load_config(env={"SINCH_PROJECT_ID": "p", "SINCH_APP_ID": "a", "SINCH_KEY_ID": "k"})
+
+
 def test_region_from_environment_fills_urls(tmp_path: Path) -> None:
     path = write(tmp_path, '[sinch]\nregion = "us"\nsandbox = true\n')
     loaded = config.load_config(path, env={"SINCH_REGION": "eu"})
