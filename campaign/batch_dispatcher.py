@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 
+import orjson
+
 from campaign import errors, planning, retry
 from campaign.dispatcher import Dispatcher
 from campaign.sinch.client import BatchAccepted
@@ -69,17 +71,18 @@ class BatchDispatcher(Dispatcher):
                     return False
             chunk = claimed.popleft()
             # Formed chunks never meet quiet hours: a run with them breaks them up first.
-            claims = chunk.claims if chunk.formed else await self._sendable(chunk.claims)
-            if not claims:
-                if not chunk.formed:
+            if not chunk.formed:
+                claims = await self._sendable(chunk.claims)
+                if not claims:
                     await self._store.set_batch(
                         self._campaign.id, chunk.number, "RELEASED", self._clock()
                     )
-                continue
+                    continue
+                chunk = repo.Chunk(chunk.number, chunk.tag, claims)
             if not await self._pace():
                 claimed.appendleft(chunk)
                 return False
-            self._start(self._send_chunk(chunk.number, chunk.tag, claims, chunk.formed))
+            self._start(self._send_chunk(chunk))
         return False
 
     async def _claim(self) -> list[repo.Chunk]:
@@ -87,7 +90,14 @@ class BatchDispatcher(Dispatcher):
         and the rows of campaigns loaded without chunks) claimed as a new one."""
         now = self._clock()
         ahead = max(1, min(self.claim_ahead, self._settings.max_in_flight))
-        formed = await self._store.claim_formed_chunks(self._campaign.id, now, self._worker, ahead)
+        formed = await self._store.claim_formed_chunks(
+            self._campaign.id,
+            now,
+            self._worker,
+            ahead,
+            channel=self._channel,
+            campaign_key=self._campaign.key,
+        )
         if formed:
             return formed
         chunk = await self._store.claim_chunk(
@@ -103,28 +113,35 @@ class BatchDispatcher(Dispatcher):
         else:
             await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
 
-    def _batch_body(self, tag: str, claims: list[repo.Claim]) -> dict[str, object]:
-        return planning.batch_body(
-            channel=self._channel,
-            message=self._template.message,
-            recipients=(
+    def _batch_body(
+        self, tag: str, claims: list[repo.Claim], members: repo.Members | None = None
+    ) -> dict[str, object]:
+        """The request for ``claims``, or for a formed chunk's ``members`` (their entries
+        written by the database)."""
+        if members is not None:
+            entries = orjson.Fragment(members.entries)
+            zones: list[str | None] = []  # formed chunks never meet quiet hours
+        else:
+            key = self._campaign.key
+            entries = planning.batch_entries(
+                self._channel,
                 (
-                    claim.identity,
-                    claim.parameters,
-                    planning.recipient_key(self._campaign.key, claim.position),
-                )
-                for claim in claims
-            ),
+                    (claim.identity, claim.parameters, planning.recipient_key(key, claim.position))
+                    for claim in claims
+                ),
+            )
+            zones = list({claim.time_zone for claim in claims})
+        return planning.batch_body(
+            message=self._template.message,
+            entries=entries,
             campaign_key=self._campaign.key,
             tag=tag,
-            send=self._send_options(list({claim.time_zone for claim in claims})),
+            send=self._send_options(zones),
         )
 
-    async def _send_chunk(
-        self, number: int, tag: str, claims: list[repo.Claim], formed: bool
-    ) -> None:
+    async def _send_chunk(self, chunk: repo.Chunk) -> None:
         try:
-            await self._send_part(number, tag, claims, formed)
+            await self._send_part(chunk.number, chunk.tag, chunk.claims, chunk.members)
         finally:
             self._finished_one()
 
@@ -153,54 +170,81 @@ class BatchDispatcher(Dispatcher):
         return queued, released
 
     async def _send_part(
-        self, number: int, tag: str, claims: list[repo.Claim], formed: bool = False
+        self,
+        number: int,
+        tag: str,
+        claims: list[repo.Claim],
+        members: repo.Members | None = None,
     ) -> None:
-        """Send ``claims`` as one batch tagged ``tag``; split it when some recipients are bad.
-        ``formed``: a chunk formed at ingest, whose recipients follow it (given back as it is
-        when not sent)."""
+        """Send ``claims`` (or a formed chunk's ``members``) as one batch tagged ``tag``; split
+        it when some recipients are bad."""
         self.stats.requests += 1
         try:
-            accepted = await self._client.send_batch(self._batch_body(tag, claims))
-        except errors.SinchAmbiguousError as exc:
+            accepted = await self._client.send_batch(self._batch_body(tag, claims, members))
+        except errors.SinchError as exc:
+            if members is not None:  # the recipients one by one, now that they are needed
+                claims = await self._store.claims_of(members)
+            found = await self._after_batch_error(number, tag, claims, members is not None, exc)
+            if found is None:
+                return
+            accepted = found
+        self.stats.sent += len(members.ids) if members is not None else len(claims)
+        self._outcomes.append(self._accepted(number, accepted))
+
+    async def _after_batch_error(
+        self,
+        number: int,
+        tag: str,
+        claims: list[repo.Claim],
+        formed: bool,
+        exc: errors.SinchError,
+    ) -> BatchAccepted | None:
+        """What a failed send of ``claims`` leads to; the batch that Sinch holds after all
+        (a lost answer), if any. ``formed``: a chunk formed at ingest, whose recipients follow
+        it (given back as it is when not sent)."""
+        if isinstance(exc, errors.SinchAmbiguousError):
             found = await self._look_up(tag)
             if found is None:
                 await self._record(
                     number, "IN_DOUBT", [repo.InDoubt(c.id, str(exc)) for c in claims]
                 )
-                return
+                return None
             if not found:  # Sinch never got it: send it again
                 at = self._clock()
                 await self._record(
                     number, "RETRY", [repo.Retry(c.id, at, "LOST", exc.message) for c in claims]
                 )
-                return
-            accepted = found[0]
-        except errors.SinchAuthError as exc:  # no recipient's fault: the run stops
+                return None
+            return found[0]
+        if isinstance(exc, errors.SinchAuthError):  # no recipient's fault: the run stops
             await self._give_back(number, claims, formed)
             self._refuse(exc)
-            return
-        except errors.SinchPermanentError as exc:
+        elif isinstance(exc, errors.SinchPermanentError):
             await self._after_refusal(number, tag, claims, exc)
-            return
-        except errors.SinchRetryableError as exc:
-            attempts = max(c.attempts for c in claims)
-            decision = retry.decide(self._settings.retry, attempts, exc, random.random())
-            if isinstance(exc, errors.SinchRateLimitedError):
-                self.stats.rate_limited += 1
-                self._pause(decision.delay)
-            if decision.outcome is retry.Outcome.RETRY:
-                self.stats.retried += len(claims)
-                at = self._clock() + timedelta(seconds=decision.delay)
-                code = exc.code or f"HTTP_{exc.status}"
-                retries = [repo.Retry(c.id, at, code, exc.message) for c in claims]
-                await self._record(number, "RETRY", retries)
-            else:
-                self.stats.failed += len(claims)
-                failures = [repo.Failed(c.id, exc.code, exc.message) for c in claims]
-                await self._record(number, "FAILED", failures)
-            return
-        self.stats.sent += len(claims)
-        self._outcomes.append(self._accepted(number, accepted))
+        elif isinstance(exc, errors.SinchRetryableError):
+            await self._after_retryable(number, claims, exc)
+        else:
+            raise exc
+        return None
+
+    async def _after_retryable(
+        self, number: int, claims: list[repo.Claim], exc: errors.SinchRetryableError
+    ) -> None:
+        attempts = max(c.attempts for c in claims)
+        decision = retry.decide(self._settings.retry, attempts, exc, random.random())
+        if isinstance(exc, errors.SinchRateLimitedError):
+            self.stats.rate_limited += 1
+            self._pause(decision.delay)
+        if decision.outcome is retry.Outcome.RETRY:
+            self.stats.retried += len(claims)
+            at = self._clock() + timedelta(seconds=decision.delay)
+            code = exc.code or f"HTTP_{exc.status}"
+            retries = [repo.Retry(c.id, at, code, exc.message) for c in claims]
+            await self._record(number, "RETRY", retries)
+        else:
+            self.stats.failed += len(claims)
+            failures = [repo.Failed(c.id, exc.code, exc.message) for c in claims]
+            await self._record(number, "FAILED", failures)
 
     def _accepted(self, number: int, accepted: BatchAccepted) -> repo.ChunkSent:
         """The chunk's recipients QUEUED with the batch id (one statement when recorded)."""

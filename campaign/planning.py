@@ -17,7 +17,12 @@ _KEY_SEPARATOR = "-"
 
 
 def recipient_key(campaign_key: str, position: int) -> str:
-    return f"{campaign_key}{_KEY_SEPARATOR}{position}"
+    return f"{recipient_key_prefix(campaign_key)}{position}"
+
+
+def recipient_key_prefix(campaign_key: str) -> str:
+    """What every recipient key of the campaign starts with; the row's position follows."""
+    return campaign_key + _KEY_SEPARATOR
 
 
 def parse_recipient_key(key: str) -> tuple[str, int] | None:
@@ -86,37 +91,55 @@ def preflight(
 
 def batch_body(
     *,
-    channel: str,
     message: Mapping[str, Any],
-    recipients: Iterable[tuple[str, str, str]],
+    entries: orjson.Fragment,
     campaign_key: str,
     tag: str,
     send: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A Batch API request: the message as written (Sinch substitutes ``${...}``), one entry per
-    ``(identity, parameters, key)``, ``parameters`` being the JSON object the store keeps. Each
-    recipient's key goes in its ``message_metadata``, so its callbacks (``metadata`` JSON beside
-    ``_batch_id``) find it; ``batch_metadata`` names the campaign and the chunk's ``tag``, which
-    finds the batch again after a lost answer.
-
-    The entries are ``orjson.Fragment``: JSON written once, here, and copied as is when the body
-    is serialised (a thousand recipients per request; parameters are never parsed again).
-    """
-    channel_json = orjson.dumps(channel).decode()
-    head = '{"recipient":{"identified_by":{"channel_identities":[{"channel":' + channel_json
+    """A Batch API request: the message as written (Sinch substitutes ``${...}``), the
+    recipients' ``entries`` (:func:`batch_entries`, or the same JSON written by the database),
+    ``batch_metadata`` naming the campaign and the chunk's ``tag``, which finds the batch again
+    after a lost answer, and the campaign's send fields."""
     return {
         "message": message,
-        "recipient_and_params": [
-            orjson.Fragment(
-                f'{head},"identity":{orjson.dumps(identity).decode()}}}]}}}},'
-                f'"parameters":{parameters},'
-                f'"message_metadata":{{"recipient":{orjson.dumps(key).decode()}}}}}'
-            )
-            for identity, parameters, key in recipients
-        ],
+        "recipient_and_params": entries,
         "batch_metadata": {"campaign": campaign_key, "chunk": tag},
         **send,
     }
+
+
+def batch_entries(channel: str, recipients: Iterable[tuple[str, str, str]]) -> orjson.Fragment:
+    """``recipient_and_params``: one entry per ``(identity, parameters, key)``, ``parameters``
+    being the JSON object the store keeps. Each recipient's key goes in its
+    ``message_metadata``, so its callbacks (``metadata`` JSON beside ``_batch_id``) find it.
+
+    JSON written once, here, and copied as is when the body is serialised (parameters are never
+    parsed again). The store writes the same text in SQL for chunks formed at ingest
+    (:meth:`campaign.store.batches.BatchQueries.claim_formed_chunks`), from
+    :func:`entry_pieces`.
+    """
+    head, middle, tail, end = entry_pieces(channel)
+    dumps = orjson.dumps
+    return orjson.Fragment(
+        "["
+        + ",".join(
+            f"{head}{dumps(identity).decode()}{middle}{parameters}{tail}{dumps(key).decode()}{end}"
+            for identity, parameters, key in recipients
+        )
+        + "]"
+    )
+
+
+def entry_pieces(channel: str) -> tuple[str, str, str, str]:
+    """The constant text of an entry: ``head + identity + middle + parameters + tail + key +
+    end``, the identity and the key being JSON strings and the parameters a JSON object."""
+    head = (
+        '{"recipient":{"identified_by":{"channel_identities":[{"channel":'
+        + orjson.dumps(channel).decode()
+        + ',"identity":'
+    )
+    return head, '}]}},"parameters":', ',"message_metadata":{"recipient":', "}}"
 
 
 # Longest text a channel takes in one message (characters). SMS allows concatenated messages

@@ -59,29 +59,33 @@ def defuse(value: str | None) -> str | None:
     return value
 
 
-_STORE_SCHEMA: dict[str, Any] = {
-    "row": pl.UInt64,
-    "identity": pl.String,
-    "identity_raw": pl.String,
-    "channel": pl.String,
-    "status": pl.String,
-    "message_id": pl.String,
-    "batch_id": pl.String,
-    "error_code": pl.String,
-    "error_description": pl.String,
-    "sent_at": pl.String,
-    "updated_at": pl.String,
-    "attempts": pl.UInt32,
-    "status_at": pl.String,
-    "delivery_channel": pl.String,
+# Report column names and types of the store's columns (campaign.store.records.REPORT_COLUMNS).
+_FROM_STORE: dict[str, tuple[str, Any]] = {
+    "position": ("row", pl.UInt64),
+    "identity": ("identity", pl.String),
+    "identity_raw": ("identity_raw", pl.String),
+    "channel": ("channel", pl.String),
+    "status": ("status", pl.String),
+    "message_id": ("message_id", pl.String),
+    "batch_id": ("batch_id", pl.String),
+    "error_code": ("error_code", pl.String),
+    "error_description": ("error_description", pl.String),
+    "sent_at": ("sent_at", pl.String),
+    "updated_at": ("updated_at", pl.String),
+    "attempts": ("attempts", pl.UInt32),
+    "status_at": ("status_at", pl.String),
+    "channel_used": ("delivery_channel", pl.String),
 }
+_EMPTY_PAGE = pl.DataFrame(schema={name: dtype for name, (_, dtype) in _FROM_STORE.items()})
 
 
-def report_frame(page: Sequence[tuple[Any, ...]]) -> pl.DataFrame:
+def report_frame(page: pl.DataFrame) -> pl.DataFrame:
     """One page of store rows (:data:`campaign.store.repository.REPORT_COLUMNS`, timestamps
     already ISO-8601 UTC text) as a report frame: identity falls back to the raw cell for
     rejected and duplicate rows; text that a spreadsheet would run as a formula is defused."""
-    frame = pl.DataFrame(list(page), schema=_STORE_SCHEMA, orient="row")
+    frame = page.select(
+        pl.col(name).cast(dtype).alias(report) for name, (report, dtype) in _FROM_STORE.items()
+    )
     frame = frame.with_columns(identity=pl.coalesce("identity", "identity_raw"))
     return frame.select(REPORT_COLUMNS).with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)
 
@@ -93,7 +97,7 @@ def defuse_expr(name: str) -> pl.Expr:
     return pl.when(risky).then(pl.lit("'") + column).otherwise(column).alias(name)
 
 
-async def export(pages: AsyncIterator[Sequence[tuple[Any, ...]]], path: Path) -> int:
+async def export(pages: AsyncIterator[pl.DataFrame], path: Path) -> int:
     """Write store pages to ``path`` (``.csv`` or ``.parquet``); returns the row count.
 
     CSV is written page by page; Parquet is assembled from the pages and written once.
@@ -107,7 +111,7 @@ async def export(pages: AsyncIterator[Sequence[tuple[Any, ...]]], path: Path) ->
     try:
         if suffix == ".parquet":
             frames = [report_frame(page) async for page in pages]
-            frame = pl.concat(frames) if frames else report_frame([])
+            frame = pl.concat(frames) if frames else report_frame(_EMPTY_PAGE)
             frame.write_parquet(path)
             return frame.height
         with path.open("wb") as out:
@@ -118,7 +122,7 @@ async def export(pages: AsyncIterator[Sequence[tuple[Any, ...]]], path: Path) ->
                 first = False
                 total += frame.height
             if first:
-                report_frame([]).write_csv(out)
+                report_frame(_EMPTY_PAGE).write_csv(out)
     except OSError as exc:
         raise ReportError(f"{path}: cannot write the report: {exc.strerror}") from None
     return total

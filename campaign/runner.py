@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import polars as pl
@@ -37,6 +39,8 @@ from campaign.sinch.auth import check_credentials
 from campaign.store.repository import CampaignRow, Chunking, Store
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EXIT_INTERRUPTED = 3
 
@@ -86,14 +90,28 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
 INGEST_SLICE_ROWS = 50_000
 
 
-async def _slices(source: loading.RecipientSource) -> AsyncIterator[pl.DataFrame]:
-    """The slices, each read in a worker thread so the loop stays responsive."""
+async def _slices(
+    source: loading.RecipientSource, prepare: Callable[[pl.DataFrame], T]
+) -> AsyncGenerator[T, None]:
+    """The slices, each read and ``prepare``-d in a worker thread, one ahead: the next slice is
+    made ready while the caller stores this one, and the loop stays responsive."""
     iterator = source.slices(INGEST_SLICE_ROWS)
-    while True:
-        frame = await asyncio.to_thread(next, iterator, None)
-        if frame is None:
-            return
-        yield frame
+
+    def step() -> T | None:
+        frame = next(iterator, None)
+        return None if frame is None else prepare(frame)
+
+    ahead = asyncio.ensure_future(asyncio.to_thread(step))
+    try:
+        while (item := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(step))
+            yield item
+    finally:
+        # A thread cannot be stopped: the step under way ends before the caller goes on, and
+        # its own error (the caller's, if any, is the one raised) is not left unretrieved.
+        await asyncio.wait([ahead])
+        if not ahead.cancelled():
+            ahead.exception()
 
 
 def _window_text(spec: campaignfile.CampaignSpec, seconds: float) -> str:
@@ -153,7 +171,7 @@ async def dry_run(
     rejected: dict[str, int] = {}
     seen: set[str] = set()
     zones: Counter[str | None] = Counter()
-    async for frame in _slices(source):
+    async for frame in _slices(source, lambda frame: frame):
         rows += frame.height
         for reason, count in (
             frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
@@ -217,9 +235,11 @@ async def _ingest(
     rows = 0
     started = time.monotonic()
     with display.console.status("loading recipients…"):
-        async for frame in _slices(source):
-            await store.ingest(campaign.id, campaign.channel, frame, _now(), chunks)
-            rows += frame.height
+        stage = functools.partial(store.stage, chunking=chunks)
+        async with contextlib.aclosing(_slices(source, stage)) as slices:
+            async for staged in slices:
+                await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
+                rows += staged.height
     await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
     logger.info(
         "loaded recipients",

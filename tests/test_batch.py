@@ -53,7 +53,9 @@ def batch_dispatcher(
 
 
 async def rows(world: World, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
-    return {r[0]: r async for page in world.store.report_pages(campaign.id) for r in page}
+    return {
+        r[0]: r async for page in world.store.report_pages(campaign.id) for r in page.iter_rows()
+    }
 
 
 async def test_chunks_of_batch_size_each_rendered_by_sinch_as_we_render(world: World) -> None:

@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import polars as pl
 from sqlalchemy import func, select
 
+from campaign import planning
 from campaign.models import Status
 from campaign.store import chunks
 from campaign.store import repository as repo
@@ -34,6 +36,19 @@ async def formed(store: repo.Store, n: int, size: int = 4) -> repo.CampaignRow:
         campaign.id, "SMS", loaded(us_numbers(n)), NOW, repo.Chunking(size, campaign.key)
     )
     return campaign
+
+
+async def claim(
+    store: repo.Store, campaign: repo.CampaignRow, now: datetime, worker: int | None, limit: int = 1
+) -> list[repo.Chunk]:
+    return await store.claim_formed_chunks(
+        campaign.id, now, worker, limit, channel="SMS", campaign_key=campaign.key
+    )
+
+
+async def members(store: repo.Store, chunk: repo.Chunk) -> list[repo.Claim]:
+    assert chunk.members is not None and chunk.claims == []
+    return await store.claims_of(chunk.members)
 
 
 async def slow_counts(store: repo.Store, campaign_id: int) -> dict[Status, int]:
@@ -74,7 +89,7 @@ async def report(store: repo.Store, campaign_id: int) -> dict[int, dict[str, Any
     return {
         row[0]: dict(zip(repo.REPORT_COLUMNS, row, strict=True))
         async for page in store.report_pages(campaign_id)
-        for row in page
+        for row in page.iter_rows()
     }
 
 
@@ -84,9 +99,9 @@ async def test_ingest_forms_chunks_that_claims_send_and_acceptance_records(
     campaign = await formed(store, 10)
     assert await store.batches_by_status(campaign.id) == {"PENDING": 3}
     await check(store, campaign.id, {Status.PENDING: 10})
-    first, second = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
-    assert [len(c.claims) for c in (first, second)] == [4, 4] and first.formed
-    assert {c.attempts for c in first.claims} == {1}
+    first, second = await claim(store, campaign, NOW, None, limit=2)
+    assert [c.size for c in (first, second)] == [4, 4] and first.formed
+    assert {c.attempts for c in await members(store, first)} == {1}
     await check(store, campaign.id, {Status.IN_FLIGHT: 8, Status.PENDING: 2})
     await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED")], NOW)
     await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4, Status.PENDING: 2})
@@ -114,7 +129,7 @@ async def test_a_resumed_load_forms_no_chunk_twice_and_duplicates_follow_none(
 
 async def test_a_callback_makes_its_recipient_an_ordinary_row(store: repo.Store) -> None:
     campaign = await formed(store, 4)
-    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, None)
+    (chunk,) = await claim(store, campaign, NOW, None)
     body = orjson.loads(callback("DELIVERED", key=None))
     body["message_delivery_report"]["metadata"] = orjson.dumps(
         {"_batch_id": "B1", "recipient": "CK-2"}
@@ -129,17 +144,93 @@ async def test_a_callback_makes_its_recipient_an_ordinary_row(store: repo.Store)
     assert (row["status"], row["batch_id"], row["attempts"]) == ("DELIVERED", "B1", 1)
 
 
+async def test_the_report_gives_followers_what_the_sql_join_gives_them(
+    store: repo.Store,
+) -> None:
+    """The report joins chunks in Polars (campaign.store.export); the store's SQL says the
+    same through chunks.status_of / attempts_of, for every status a chunk with followers has."""
+    campaign = await formed(store, 18)  # 5 chunks of 4 (the last of 2)
+    _sending, accepted, scheduled, mixed = await claim(store, campaign, NOW, None, limit=4)
+    later = NOW + timedelta(minutes=5)
+    await store.record([repo.ChunkSent(campaign.id, accepted.number, "B1", "ACCEPTED")], later)
+    await store.record(
+        [repo.ChunkSent(campaign.id, scheduled.number, "B2", "SCHEDULED", send_after=later)], NOW
+    )
+    await store.record([repo.ChunkSent(campaign.id, mixed.number, "B3", "ACCEPTED")], NOW)
+    body = orjson.loads(callback("DELIVERED", key=None))  # one row of B3 leaves its chunk
+    body["message_delivery_report"]["metadata"] = orjson.dumps(
+        {"_batch_id": "B3", "recipient": f"CK-{mixed.number * 4}"}
+    ).decode()
+    await store.events.insert([new(orjson.dumps(body), "n1")])
+    assert (await store.events.apply(later)).applied == 1
+    async with store.engine.connect() as conn:
+        joined = await conn.execute(
+            select(
+                C.position,
+                chunks.status_of(),
+                chunks.attempts_of(),
+                func.coalesce(C.batch_id, B.batch_id),
+                func.coalesce(C.sent_at, B.sent_at),
+            )
+            .select_from(recipients.outerjoin(batches, chunks.JOIN))
+            .where(C.campaign_id == campaign.id)
+        )
+        expected = {row[0]: (row[1], row[2], row[3], iso(row[4])) for row in joined.all() if row[0]}
+    reported = {
+        position: (row["status"], row["attempts"], row["batch_id"], row["sent_at"])
+        for position, row in (await report(store, campaign.id)).items()
+    }
+    assert reported == expected
+    statuses = Counter(status for status, *_ in reported.values())
+    assert statuses == {"IN_FLIGHT": 4, "QUEUED": 11, "DELIVERED": 1, "PENDING": 2}
+    assert reported[accepted.number * 4][3] == "2026-11-21T12:05:00.000000Z"
+
+
+def iso(at: Any) -> str | None:
+    """A timestamp as the report writes it."""
+    if at is None:
+        return None
+    at = repo.tables_datetime(at) if isinstance(at, str) else at.astimezone(UTC)
+    return f"{at:%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
+def test_a_follower_of_a_chunk_formed_after_the_chunks_were_read_is_pending() -> None:
+    own = pl.DataFrame(
+        {
+            "position": [1, 2, 3],
+            "status": [chunks.FOLLOWS, chunks.FOLLOWS, "FAILED"],
+            "chunk": [0, 1, 0],  # row 3 was in chunk 0 but left it: it takes nothing from it
+            "attempts": [0, 0, 1],
+            "batch_id": [None, None, None],
+            "sent_at": [None, None, "s3"],
+            "updated_at": ["u1", "u2", "u3"],
+        }
+    )
+    chunk_rows = pl.DataFrame(
+        {"chunk": [0], "status": ["ACCEPTED"], "batch_id": ["B0"], "sent_at": ["s0"]}
+        | {"updated_at": ["u0"]}
+    )
+    view = chunks.follower_view(own, chunk_rows)
+    assert view.columns == own.columns
+    assert view.rows() == [
+        (1, "QUEUED", 0, 1, "B0", "s0", "u0"),
+        (2, "PENDING", 1, 0, None, None, "u2"),
+        (3, "FAILED", 0, 1, None, "s3", "u3"),
+    ]
+
+
 async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: repo.Store) -> None:
     campaign = await formed(store, 8)
-    retried, failed = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
+    retried, failed = await claim(store, campaign, NOW, None, limit=2)
     await store.set_batch(campaign.id, retried.number, "RETRY", NOW)
     later = NOW + timedelta(seconds=5)
-    await store.record([repo.Retry(c.id, later, "HTTP_503", "busy") for c in retried.claims], NOW)
+    retries = [repo.Retry(c.id, later, "HTTP_503", "busy") for c in await members(store, retried)]
+    await store.record(retries, NOW)
     await store.set_batch(campaign.id, failed.number, "FAILED", NOW)
-    await store.record([repo.Failed(c.id, "BAD", "no") for c in failed.claims], NOW)
+    await store.record([repo.Failed(c.id, "BAD", "no") for c in await members(store, failed)], NOW)
     await check(store, campaign.id, {Status.PENDING: 4, Status.FAILED: 4})
     # The retries are claimed as an ordinary (new) chunk when due, counting a second attempt.
-    assert await store.claim_formed_chunks(campaign.id, later, None) == []
+    assert await claim(store, campaign, later, None) == []
     again = await store.claim_chunk(campaign.id, campaign.key, 10, later)
     assert again is not None and {c.attempts for c in again.claims} == {2}
     await check(store, campaign.id, {Status.IN_FLIGHT: 4, Status.FAILED: 4})
@@ -147,18 +238,18 @@ async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: rep
 
 async def test_an_unclaimed_chunk_is_sent_whole_again(store: repo.Store) -> None:
     campaign = await formed(store, 4)
-    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, 7)
+    (chunk,) = await claim(store, campaign, NOW, 7)
     await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=8)  # not its holder
     await check(store, campaign.id, {Status.IN_FLIGHT: 4})
     await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=7)
     await check(store, campaign.id, {Status.PENDING: 4})
-    (again,) = await store.claim_formed_chunks(campaign.id, NOW, None)
-    assert again.number == chunk.number and again.claims == chunk.claims
+    (again,) = await claim(store, campaign, NOW, None)
+    assert again.number == chunk.number and again.members == chunk.members
 
 
 async def test_cancel_and_the_deadline_reach_the_chunks_not_sent(store: repo.Store) -> None:
     campaign = await formed(store, 12)
-    first, second = await store.claim_formed_chunks(campaign.id, NOW, None, limit=2)
+    first, second = await claim(store, campaign, NOW, None, limit=2)
     await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "SCHEDULED")], NOW)
     await store.record([repo.ChunkSent(campaign.id, second.number, "B2", "ACCEPTED")], NOW)
     assert await store.cancel(campaign.id, ["B1"], NOW) == {"pending": 4, "scheduled": 4}
@@ -184,8 +275,43 @@ async def test_dissolved_chunks_are_claimed_row_by_row(store: repo.Store) -> Non
 async def test_a_dead_workers_formed_chunk_is_found_for_settling(store: repo.Store) -> None:
     campaign = await formed(store, 4)
     worker = await store.register(campaign.id, "w", NOW, 1.0, exclusive=False)
-    (chunk,) = await store.claim_formed_chunks(campaign.id, NOW, worker)
+    (chunk,) = await claim(store, campaign, NOW, worker)
     assert await store.held_elsewhere(campaign.id, None) == 4
     assert await store.in_flight_chunks(campaign.id, NOW, 60.0) == []  # its worker still runs
     lost = await store.in_flight_chunks(campaign.id, NOW + timedelta(seconds=5), 1.0)
-    assert lost == [(chunk.number, chunk.tag, [c.id for c in chunk.claims], True)]
+    assert chunk.members is not None
+    assert lost == [(chunk.number, chunk.tag, chunk.members.ids, True)]
+
+
+async def test_the_database_writes_the_entries_that_planning_writes(store: repo.Store) -> None:
+    """A formed chunk's request entries come from SQL: the same JSON as the Python that writes
+    them for every other chunk, whatever the identity and the parameters."""
+    identities = ["+12015550001", 'psid "quoted" \\ back', "名前 ✓ 😀", "tab\tand\nnewline"]
+    parameters = [
+        "{}",
+        orjson.dumps({"first_name": 'O"Brien \\ é'}).decode(),
+        orjson.dumps({"a": "😀", "b": "x\u0001y"}).decode(),
+        orjson.dumps({"n": "1"}).decode(),
+    ]
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="batch", channel="MESSENGER", definition="{}", source="x", now=NOW
+    )
+    rows = loaded(identities, parameters)
+    await store.ingest(campaign.id, "MESSENGER", rows, NOW, repo.Chunking(4, campaign.key))
+    (chunk,) = await store.claim_formed_chunks(
+        campaign.id, NOW, None, channel="MESSENGER", campaign_key=campaign.key
+    )
+    assert chunk.members is not None
+    claims = await store.claims_of(chunk.members)
+    assert [c.position for c in claims] == [1, 2, 3, 4]
+    expected = planning.batch_entries(
+        "MESSENGER",
+        ((c.identity, c.parameters, planning.recipient_key("CK", c.position)) for c in claims),
+    )
+    entries = orjson.loads(chunk.members.entries)
+    assert entries == orjson.loads(orjson.dumps(expected))
+    assert [
+        e["recipient"]["identified_by"]["channel_identities"][0]["identity"] for e in entries
+    ] == identities
+    assert [e["parameters"] for e in entries] == [orjson.loads(p) for p in parameters]
+    assert [e["message_metadata"]["recipient"] for e in entries] == [f"CK-{i}" for i in range(1, 5)]

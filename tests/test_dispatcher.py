@@ -110,7 +110,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
 
 
 async def report(world: World, campaign: repo.CampaignRow) -> list[tuple[Any, ...]]:
-    return [row async for page in world.store.report_pages(campaign.id) for row in page]
+    return [row async for page in world.store.report_pages(campaign.id) for row in page.iter_rows()]
 
 
 async def test_every_recipient_is_sent_once_with_its_own_text(world: World) -> None:

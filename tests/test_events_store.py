@@ -57,7 +57,7 @@ def new(body: bytes, nonce: str | None) -> NewEvent:
 
 
 async def rows(store: repo.Store, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
-    return {r[0]: r async for page in store.report_pages(campaign.id) for r in page}
+    return {r[0]: r async for page in store.report_pages(campaign.id) for r in page.iter_rows()}
 
 
 async def send(store: repo.Store, campaign: repo.CampaignRow, n: int) -> list[repo.Claim]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+import polars as pl
 import pytest
 
 from campaign import planning, reporting
@@ -12,6 +13,7 @@ from campaign.dispatcher import DispatchStats
 from campaign.models import Status
 from campaign.progress import RateMeter, snapshot
 from campaign.status_view import campaign_view, render_text
+from campaign.store import records
 from campaign.store.repository import CampaignRow
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -99,11 +101,13 @@ def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
     missing = (3, None, None, "SMS", "REJECTED", None, None)
     at = "2026-11-21T12:00:00.000000Z"  # as the store gives timestamps
     frame = reporting.report_frame(
-        [
-            (*delivered, None, None, at, at, 1, at, "SMS"),
-            (*rejected, "INVALID_IDENTITY", "bad", None, at, 0, None, None),
-            (*missing, "MISSING_IDENTITY", "x", None, at, 0, None, None),
-        ]
+        store_page(
+            [
+                (*delivered, None, None, at, at, 1, at, "SMS"),
+                (*rejected, "INVALID_IDENTITY", "bad", None, at, 0, None, None),
+                (*missing, "MISSING_IDENTITY", "x", None, at, 0, None, None),
+            ]
+        )
     )
     assert frame.columns == list(reporting.REPORT_COLUMNS)
     assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
@@ -111,7 +115,14 @@ def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
     assert frame["row"].to_list() == [1, 2, 3]
     assert frame["status_at"].to_list() == [at, None, None]
     assert frame["delivery_channel"].to_list() == ["SMS", None, None]
-    assert reporting.report_frame([]).height == 0
+    assert reporting.report_frame(store_page([])).height == 0
+
+
+def store_page(rows: list[tuple[object, ...]]) -> pl.DataFrame:
+    """Rows as :meth:`campaign.store.repository.Store.report_pages` gives them."""
+    numbers = {"position": pl.Int64, "attempts": pl.Int64}
+    schema = {name: numbers.get(name, pl.String) for name in records.REPORT_COLUMNS}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def test_exit_code_and_summary() -> None:
@@ -152,10 +163,12 @@ def test_status_view() -> None:
 
 
 def test_batch_body_entries_are_json_written_once_and_escaped() -> None:
+    entries = planning.batch_entries(
+        "SMS", [("+12015550001", '{"name":"Zoë \\"Z\\""}', "K-1"), ('a"b\\c', "{}", "K-2")]
+    )
     body = planning.batch_body(
-        channel="SMS",
         message={"text_message": {"text": "Hi ${name}"}},
-        recipients=[("+12015550001", '{"name":"Zoë \\"Z\\""}', "K-1"), ('a"b\\c', "{}", "K-2")],
+        entries=entries,
         campaign_key="K",
         tag="K:7",
         send={"ttl": 60},

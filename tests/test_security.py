@@ -47,6 +47,7 @@ from campaign.store import repository as repo
 from tests.conftest import FIXTURES, POSTGRES_URL, REQUIRE_POSTGRES
 from tests.recipients import loaded, us_numbers
 from tests.test_cli_e2e import Cli, read_report
+from tests.test_planning_reporting import store_page
 
 KEY_SECRET = "ks-SECRET-7f3e9a1c5d"
 WRONG_KEY_SECRET = "ks-WRONG-2b6d8e0f4a"
@@ -425,7 +426,7 @@ def test_csv_report_neutralises_formulas_and_keeps_identities_intact(plain_cli: 
 def test_columns_fed_by_callbacks_and_sinch_are_neutralised_too() -> None:
     at = "2026-11-21T12:00:00.000000Z"
     row = (1, "+15551234567", None, "=1+1", "DELIVERED", "@M", "-B", "+E", "=D")
-    frame = reporting.report_frame([(*row, at, at, 1, at, "=HYPERLINK(1)")])
+    frame = reporting.report_frame(store_page([(*row, at, at, 1, at, "=HYPERLINK(1)")]))
     expected = {
         "identity": "+15551234567",
         "channel": "'=1+1",

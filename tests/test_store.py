@@ -98,7 +98,7 @@ async def test_ingest_decides_rejects_and_duplicates_across_slices(store: repo.S
     await store.ingest(campaign.id, "SMS", first, NOW)
     counts = await store.counts(campaign.id)
     assert counts == {Status.PENDING: 2, Status.REJECTED: 2, Status.DUPLICATE: 2}
-    rows = [r async for page in store.report_pages(campaign.id) for r in page]
+    rows = [r async for page in store.report_pages(campaign.id) for r in page.iter_rows()]
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
     by_position = {r[0]: r for r in rows}
     assert by_position[2][4:][0] == "REJECTED"
@@ -127,7 +127,7 @@ async def test_ingest_keeps_every_value_byte_for_byte(store: repo.Store) -> None
         schema=frame([]).schema,
     )
     assert await store.ingest(campaign.id, "SMS", rows, NOW) == repo.IngestCounts(0, 8, 0)
-    stored = [r async for page in store.report_pages(campaign.id) for r in page]
+    stored = [r async for page in store.report_pages(campaign.id) for r in page.iter_rows()]
     assert [r[2] for r in stored] == awkward  # identity_raw
     assert [r[8] for r in stored] == [f"invalid: {value}" for value in awkward]
     assert all(r[1] is None for r in stored)  # identity
@@ -178,7 +178,11 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
     assert [x.position for x in await store.claim(campaign.id, 10, later)] == [2]
     # A late duplicate outcome for an already-settled row changes nothing.
     await store.record([repo.Failed(c[0].id, "X", "late")], NOW)
-    rows = {r[0]: r for page in [p async for p in store.report_pages(campaign.id)] for r in page}
+    rows = {
+        r[0]: r
+        for page in [p async for p in store.report_pages(campaign.id)]
+        for r in page.iter_rows()
+    }
     assert rows[1][4] == "QUEUED"
     assert rows[1][5] == "MSG1"
     # sent_at, as ISO-8601 UTC text formatted by either database

@@ -6,13 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+import orjson
+from sqlalchemy import Text, and_, bindparam, cast, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from campaign import planning
 from campaign.models import Status
 from campaign.store import chunks
 from campaign.store.engine import WriteGate
-from campaign.store.records import Chunk, Claim
+from campaign.store.records import Chunk, Claim, Members
 from campaign.store.tables import batches, campaigns, recipients, workers
 
 C = recipients.c
@@ -117,12 +120,22 @@ class BatchQueries:
         return tag
 
     async def claim_formed_chunks(
-        self, campaign_id: int, now: datetime, worker_id: int | None = None, limit: int = 1
+        self,
+        campaign_id: int,
+        now: datetime,
+        worker_id: int | None = None,
+        limit: int = 1,
+        *,
+        channel: str,
+        campaign_key: str,
     ) -> list[Chunk]:
         """Claim up to ``limit`` of the chunks formed at ingest that are not sent yet, first
         first: their rows go to SENDING for ``worker_id`` (their recipients follow them to
-        IN_FLIGHT), and each comes with its recipients, each attempt counted as the chunk's.
-        One transaction for them all. []: no formed chunk waits."""
+        IN_FLIGHT), and each comes with its :class:`Members`, each attempt counted as the
+        chunk's. One transaction for them all. []: no formed chunk waits.
+
+        The database writes each chunk's request entries (for ``channel``, keys from
+        ``campaign_key``) as one text: a thousand recipients never become Python objects."""
         first = (
             select(B.id)
             .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
@@ -143,34 +156,73 @@ class BatchQueries:
             if not claimed:
                 return []
             tags = {int(number): str(tag) for number, tag in claimed}
+            ids, entries = self._entries(channel, campaign_key)
             rows = (
                 await conn.execute(
-                    select(C.chunk, *_CLAIMED)
+                    select(C.chunk, ids, entries, func.max(C.attempts))
                     .where(
                         C.campaign_id == campaign_id,
                         C.chunk.in_(sorted(tags)),
                         C.status == chunks.FOLLOWS,
                     )
-                    .order_by(C.chunk, C.id)
+                    .group_by(C.chunk)
                 )
             ).all()
-            # Plain tuples: a row's attributes by name cost more than the rest of the claim.
-            members: dict[int, list[Claim]] = {number: [] for number in sorted(tags)}
-            for number, rid, position, identity, parameters, attempts, zone in rows:
-                members[number].append(
-                    Claim(rid, position, identity, parameters, attempts + 1, zone)
-                )
-            empty = [number for number, claims in members.items() if not claims]
+            members = {
+                int(number): Members(orjson.loads(f"[{ids}]"), f"[{text}]", int(attempts) + 1)
+                for number, ids, text, attempts in rows
+            }
+            empty = [number for number in tags if number not in members]
             if empty:  # every one of them was cancelled meanwhile
                 await conn.execute(
                     update(batches)
                     .where(B.campaign_id == campaign_id, B.chunk.in_(empty))
                     .values(status=chunks.DISSOLVED, updated_at=now)
                 )
+        return [Chunk(n, tags[n], [], members[n]) for n in sorted(members)]
+
+    def _entries(self, channel: str, campaign_key: str) -> tuple[Any, Any]:
+        """Aggregates of a chunk's rows: their ids, and their request entries (the text of
+        :func:`campaign.planning.batch_entries`), both comma-separated, in the same order."""
+        head, middle, tail, end = planning.entry_pieces(channel)
+        prefix = planning.recipient_key_prefix(campaign_key)
+        if self.dialect == "postgresql":
+
+            def quote(value: Any) -> Any:
+                return cast(func.to_json(cast(value, Text)), Text)
+
+            def joined(value: Any) -> Any:
+                return func.string_agg(value, aggregate_order_by(literal(","), C.id))
+
+        else:  # SQLite: both aggregates of a group see its rows in the same order
+            quote = func.json_quote
+
+            def joined(value: Any) -> Any:
+                return func.group_concat(value, ",")
+
+        key = literal(prefix, Text) + cast(C.position, Text)
+        entry = (
+            literal(head, Text)
+            + quote(C.identity)
+            + literal(middle, Text)
+            + C.parameters
+            + literal(tail, Text)
+            + quote(key)
+            + literal(end, Text)
+        )
+        return joined(cast(C.id, Text)), joined(entry)
+
+    async def claims_of(self, members: Members) -> list[Claim]:
+        """A formed chunk's recipients one by one, in the order of its entries, each attempt
+        counted as the chunk's: for the rare sends that need them (a refused or failed one)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(*_CLAIMED).where(C.id.in_(members.ids)))).all()
+        by_id = {row[0]: row for row in rows}
         return [
-            Chunk(number, tags[number], claims, formed=True)
-            for number, claims in members.items()
-            if claims
+            Claim(rid, position, identity, parameters, members.attempts, zone)
+            for rid, position, identity, parameters, _, zone in (
+                by_id[i] for i in members.ids if i in by_id
+            )
         ]
 
     async def unclaim_chunk(
@@ -199,15 +251,10 @@ class BatchQueries:
         ``larger_than`` rows): their rows become ordinary PENDING rows, claimed one by one.
         For a run that sends otherwise than they were formed for (individual mode, quiet
         hours, a smaller batch size). Returns how many rows."""
-        unsent = and_(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
-        if larger_than is not None:
-            unsent = and_(unsent, B.size > larger_than)
         async with self.writes.begin(immediate=True) as conn:
-            moved = await chunks.materialise(conn, campaign_id, unsent)
-            await conn.execute(
-                update(batches).where(unsent).values(status=chunks.DISSOLVED, updated_at=now)
+            return await chunks.close_unsent(
+                conn, campaign_id, chunks.DISSOLVED, now, larger_than=larger_than
             )
-        return moved
 
     async def claim_chunk(
         self,
@@ -403,12 +450,7 @@ class BatchQueries:
         note = {"error_code": "CANCELLED", "error_description": "cancelled by `campaign cancel`"}
         async with self.writes.begin() as conn:
             # Chunks not sent yet, and those of the scheduled batches: their rows first.
-            await chunks.materialise(conn, campaign_id, B.status == chunks.UNSENT)
-            await conn.execute(
-                update(batches)
-                .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
-                .values(status="CANCELLED", updated_at=now)
-            )
+            await chunks.close_unsent(conn, campaign_id, "CANCELLED", now)
             if batch_ids:
                 await chunks.materialise(conn, campaign_id, B.batch_id.in_(list(batch_ids)))
             pending = await conn.execute(

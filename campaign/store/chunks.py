@@ -25,8 +25,10 @@ join of a million rows: only :func:`materialise` (and ingest, which sets it) cha
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
+import polars as pl
 from sqlalchemy import and_, bindparam, case, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -68,6 +70,41 @@ def chunk_status(chunk: Any) -> ColumnElement[Any]:
 def status_of() -> ColumnElement[Any]:
     """A recipient's status, over ``recipients`` outer-joined to ``batches`` on :data:`JOIN`."""
     return case((C.status == FOLLOWS, chunk_status(B.status)), else_=C.status)
+
+
+def follower_view(own: pl.DataFrame, chunk_rows: pl.DataFrame) -> pl.DataFrame:
+    """:func:`status_of` and :func:`attempts_of`, and the batch id and times a following
+    recipient takes from its chunk, in Polars: ``own`` (recipients' own columns, with ``status``
+    and ``chunk``) joined to ``chunk_rows`` (``batches``: chunk, status, batch_id, sent_at,
+    updated_at). A follower whose chunk is not in ``chunk_rows`` (formed after they were read)
+    is PENDING, as a chunk is when it is formed."""
+    follows = pl.col("status") == FOLLOWS
+    theirs = chunk_rows.select(
+        pl.col("chunk").alias("_chunk"),
+        *(pl.col(name).alias(f"_chunk_{name}") for name in chunk_rows.columns if name != "chunk"),
+    )
+    joined = own.with_columns(_chunk=pl.when(follows).then(pl.col("chunk"))).join(
+        theirs, on="_chunk", how="left", maintain_order="left"
+    )
+    given = pl.col("_chunk_status").replace_strict(
+        {chunk: status.value for chunk, status in _GIVES.items()},
+        default=pl.lit(Status.QUEUED.value),
+        return_dtype=pl.String,
+    )
+    sent = follows & pl.col("_chunk_status").is_not_null() & (pl.col("_chunk_status") != UNSENT)
+    return joined.with_columns(
+        status=pl.when(~follows)
+        .then(pl.col("status"))
+        .when(pl.col("_chunk_status").is_null())
+        .then(pl.lit(_GIVES[UNSENT].value))
+        .otherwise(given),
+        attempts=pl.col("attempts") + sent.cast(pl.Int64),
+        batch_id=pl.coalesce("batch_id", "_chunk_batch_id"),
+        sent_at=pl.coalesce("sent_at", "_chunk_sent_at"),
+        updated_at=pl.when(follows)
+        .then(pl.coalesce("_chunk_updated_at", "updated_at"))
+        .otherwise(pl.col("updated_at")),
+    ).drop("_chunk", *theirs.columns[1:])
 
 
 def attempts_of() -> ColumnElement[Any]:
@@ -123,3 +160,21 @@ async def materialise(
             [{"number": number, "gone": gone} for number, gone in left.items()],
         )
     return left.total()
+
+
+async def close_unsent(
+    conn: AsyncConnection,
+    campaign_id: int,
+    status: str,
+    now: datetime,
+    larger_than: int | None = None,
+) -> int:
+    """Break up the campaign's chunks not sent yet (or those of more than ``larger_than``
+    rows): their rows become ordinary PENDING rows, and the chunks take ``status``
+    (CANCELLED, DISSOLVED). Returns how many rows."""
+    unsent = and_(B.campaign_id == campaign_id, B.status == UNSENT)
+    if larger_than is not None:
+        unsent = and_(unsent, B.size > larger_than)
+    moved = await materialise(conn, campaign_id, unsent)
+    await conn.execute(update(batches).where(unsent).values(status=status, updated_at=now))
+    return moved

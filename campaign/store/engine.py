@@ -138,23 +138,6 @@ class WriteGate:
                 yield conn
 
 
-async def fetch_raw(conn: AsyncConnection, statement: Any) -> list[tuple[Any, ...]]:
-    """``statement``'s rows as the driver gives them: plain tuples, no result processing (for
-    reads of many rows whose columns need none: text and integers)."""
-    compiled = statement.compile(dialect=conn.dialect)
-    params = compiled.params
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    sql = str(compiled)
-    if conn.dialect.name == "postgresql":
-        async with driver.cursor() as cursor:
-            await cursor.execute(sql, params)
-            return list(await cursor.fetchall())
-    positional = tuple(params[name] for name in compiled.positiontup or ())
-    async with driver.execute(sql, positional) as cursor:
-        return list(await cursor.fetchall())
-
-
 def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)

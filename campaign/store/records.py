@@ -118,8 +118,29 @@ class Chunk:
 
     number: int
     tag: str  # batch_metadata "chunk": how the batch is found again after a lost answer
-    claims: list[Claim]
-    formed: bool = False  # formed at ingest: its recipients follow it (campaign.store.chunks)
+    claims: list[Claim]  # empty for a formed chunk: its members say who
+    # Formed at ingest: its recipients follow it (campaign.store.chunks), as the claim read them
+    members: Members | None = None
+
+    @property
+    def formed(self) -> bool:
+        return self.members is not None
+
+    @property
+    def size(self) -> int:
+        return len(self.members.ids) if self.members is not None else len(self.claims)
+
+
+@dataclass(frozen=True)
+class Members:
+    """The recipients of a chunk formed at ingest, as its claim reads them: no Python object
+    per recipient. ``entries`` is their ``recipient_and_params`` JSON array, written by the
+    database (the same text as :func:`campaign.planning.batch_entries`); ``ids`` their rows, in
+    the same order; ``attempts`` what this send makes of each one's count."""
+
+    ids: list[int]
+    entries: str
+    attempts: int
 
 
 Outcome = Sent | Retry | Failed | InDoubt | Release | Deferred

@@ -15,17 +15,17 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import String, and_, bindparam, case, func, insert, or_, select, type_coerce, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaign.models import Status
-from campaign.store import chunks
+from campaign.store import chunks, export
 from campaign.store import engine as engine_mod
 from campaign.store.batches import BatchQueries, claim_statement
 from campaign.store.events import EventStore
-from campaign.store.ingest import Chunking
+from campaign.store.ingest import Chunking, Staged, stage
 from campaign.store.ingest import ingest as bulk_ingest
 from campaign.store.records import (
     OUTCOME_VALUES,
@@ -38,6 +38,7 @@ from campaign.store.records import (
     Failed,
     InDoubt,
     IngestCounts,
+    Members,
     Outcome,
     Release,
     Retry,
@@ -64,6 +65,7 @@ __all__ = [
     "Failed",
     "InDoubt",
     "IngestCounts",
+    "Members",
     "Outcome",
     "Release",
     "Retry",
@@ -150,24 +152,32 @@ class Store(BatchQueries, WorkerQueries):
 
     # --- ingest -------------------------------------------------------------------------------
 
+    def stage(self, frame: pl.DataFrame, chunking: Chunking | None = None) -> Staged:
+        """``frame`` (loaded rows) made ready for :meth:`ingest`: CPU only, no I/O, safe to
+        run in a worker thread while another slice is being stored."""
+        return stage(frame, chunking.size if chunking else None, self.dialect)
+
     async def ingest(
         self,
         campaign_id: int,
         channel: str,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | Staged,
         now: datetime,
         chunking: Chunking | None = None,
     ) -> IngestCounts:
         """Store one slice of loaded rows (columns ``row, identity_raw, identity, reason,
-        parameters``), in one transaction, with set-based SQL (:mod:`campaign.store.ingest`).
-        Idempotent: rows already stored are left alone.
+        parameters``; or that slice already :meth:`stage`-d), in one transaction, with
+        set-based SQL (:mod:`campaign.store.ingest`). Idempotent: rows already stored are left
+        alone.
 
         The first row of an identity is PENDING; later ones are DUPLICATE, whether the earlier
         row is in this slice or an earlier one (the unique index decides). With ``chunking``
         (batch mode), valid rows are put in chunks (:mod:`campaign.store.chunks`).
         """
-        if frame.is_empty():
+        if frame.height == 0:
             return IngestCounts(0, 0, 0)
+        if isinstance(frame, pl.DataFrame):
+            frame = await asyncio.to_thread(self.stage, frame, chunking)
         async with self.writes.begin(immediate=chunking is not None) as conn:
             return await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
 
@@ -215,9 +225,7 @@ class Store(BatchQueries, WorkerQueries):
     ) -> int:
         """Every PENDING recipient of the campaign to CANCELLED, with ``code``; how many."""
         async with self.writes.begin() as conn:
-            unsent = and_(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
-            await chunks.materialise(conn, campaign_id, unsent)
-            await conn.execute(update(batches).where(unsent).values(status="CANCELLED"))
+            await chunks.close_unsent(conn, campaign_id, "CANCELLED", now)
             result = await conn.execute(
                 update(recipients)
                 .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
@@ -384,69 +392,45 @@ class Store(BatchQueries, WorkerQueries):
             ).all()
         return [(str(s), str(code), int(n)) for s, code, n in rows]
 
-    def _iso_text(self, column: Any, name: str) -> Any:
-        """``column`` (a UTC timestamp) as ISO-8601 text with microseconds and a ``Z``."""
-        text_: Any
-        if self.dialect == "postgresql":
-            utc = func.timezone("UTC", column)
-            text_ = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-        else:  # stored as "YYYY-MM-DD HH:MM:SS.ffffff", naive UTC
-            text_ = func.replace(column, " ", "T").op("||")("Z")
-        return type_coerce(text_, String).label(name)
-
     async def report_pages(
-        self, campaign_id: int, page_size: int = 100_000
-    ) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """Every recipient in input order, as tuples of :data:`REPORT_COLUMNS`, page by page.
+        self, campaign_id: int, page_size: int = 200_000
+    ) -> AsyncIterator[pl.DataFrame]:
+        """Every recipient in input order, as frames of :data:`REPORT_COLUMNS`, page by page
+        (at most ``page_size`` positions each).
 
-        Timestamps come as ISO-8601 UTC text (``2026-11-21T12:00:00.000000Z``), formatted by
-        the database, and rows come straight from the driver: a report of millions of rows
-        converts nothing row by row in Python. The next page is read while the caller works
-        on this one.
+        Timestamps come as ISO-8601 UTC text (``2026-11-21T12:00:00.000000Z``). The rows are
+        read by connectorx in a worker thread (:mod:`campaign.store.export`), the next page
+        while the caller works on this one.
         """
-        after = 0
-        ahead = asyncio.ensure_future(self._report_page(campaign_id, after, page_size))
+        async with self.engine.connect() as conn:
+            first, last = (
+                await conn.execute(
+                    select(func.min(C.position), func.max(C.position)).where(
+                        C.campaign_id == campaign_id
+                    )
+                )
+            ).one()
+        if first is None:
+            return
+        source = export.report_source(engine_mod.sync_url(self.url))
+        pages = list(export.page_bounds(int(first), int(last), page_size))
+
+        def read(bounds: tuple[int, int]) -> asyncio.Future[pl.DataFrame]:
+            return asyncio.ensure_future(
+                asyncio.to_thread(export.read_page, source, campaign_id, *bounds)
+            )
+
+        ahead = read(pages[0])
         try:
-            while True:
-                rows = await ahead
-                if not rows:
-                    return
-                after = rows[-1][0]
-                ahead = asyncio.ensure_future(self._report_page(campaign_id, after, page_size))
-                yield rows
+            for following in pages[1:]:
+                page = await ahead
+                ahead = read(following)
+                yield page
+            yield await ahead
         finally:
             ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ahead
-
-    async def _report_page(self, campaign_id: int, after: int, size: int) -> list[tuple[Any, ...]]:
-        following = C.status == chunks.FOLLOWS
-        # What a recipient that follows its chunk takes from it (campaign.store.chunks).
-        derived: dict[str, Any] = {
-            "status": chunks.status_of(),
-            "attempts": chunks.attempts_of(),
-            "batch_id": func.coalesce(C.batch_id, B.batch_id),
-            "sent_at": func.coalesce(C.sent_at, B.sent_at),
-            "updated_at": case((following, B.updated_at), else_=C.updated_at),
-        }
-        columns = []
-        for name in REPORT_COLUMNS:
-            column = derived.get(name, C[name])
-            if name in _TIMESTAMPS:
-                column = self._iso_text(column, name)
-            columns.append(column.label(name))
-        statement = (
-            select(*columns)
-            .select_from(recipients.outerjoin(batches, chunks.JOIN))
-            .where(C.campaign_id == campaign_id, C.position > after)
-            .order_by(C.position)
-            .limit(size)
-        )
-        async with self.engine.connect() as conn:
-            return await engine_mod.fetch_raw(conn, statement)
-
-
-_TIMESTAMPS = frozenset({"sent_at", "updated_at", "status_at"})
 
 
 def tables_datetime(value: Any) -> datetime | None:

@@ -1,0 +1,92 @@
+"""Staging a loaded slice for the database (pure: no database here).
+
+SQLite reads a slice as JSON arrays that Polars writes (``campaign.store.ingest.json_arrays``):
+whatever a cell holds must come back from the JSON exactly.
+"""
+
+from __future__ import annotations
+
+import orjson
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from campaign.models import Status
+from campaign.store import chunks
+from campaign.store.ingest import STAGED, json_arrays, stage
+
+texts = st.one_of(st.none(), st.text())
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(-(2**62), 2**62)), texts, texts)))
+def test_json_arrays_give_back_every_value(
+    rows: list[tuple[int | None, str | None, str | None]],
+) -> None:
+    frame = pl.DataFrame(rows, schema={"n": pl.Int64, "a": pl.String, "b": pl.String}, orient="row")
+    assert orjson.loads(json_arrays(frame, ("n", "a", "b"))) == [list(row) for row in rows]
+
+
+def test_json_arrays_escape_what_json_must() -> None:
+    cells = ['say "hi"', "back\\slash", "tab\tnew\nline\r", "\x00\x1f", "é ✓ 😀", "", "}"]
+    frame = pl.DataFrame({"cell": cells})
+    assert orjson.loads(json_arrays(frame, ("cell",))) == [[cell] for cell in cells]
+
+
+def loaded(rows: list[tuple[int, str, str | None, str | None]]) -> pl.DataFrame:
+    """Loader output: (row, identity_raw, identity, reason)."""
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "row": pl.UInt64,
+            "identity_raw": pl.String,
+            "identity": pl.String,
+            "reason": pl.String,
+        },
+        orient="row",
+    )
+    return frame.with_columns(parameters=pl.format('{{"n":"{}"}}', pl.col("row")))
+
+
+SLICE = loaded(
+    [
+        (1, "+12015550001", "+12015550001", None),
+        (2, "(201) 555-0002", "+12015550002", None),
+        (3, "nope", None, "not a phone number"),
+        (4, "+12015550004", "+12015550004", None),
+        (5, "", None, "empty identity"),
+    ]
+)
+
+
+def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
+    staged = stage(SLICE, 2, "sqlite")
+    assert staged.valid == 3 and staged.height == 5
+    assert staged.valid_json is not None and staged.rejected_json is not None
+    valid = orjson.loads(staged.valid_json)
+    # (position, raw cell where it differs from the identity, identity, parameters, zone)
+    assert valid == [
+        [1, None, "+12015550001", '{"n":"1"}', None],
+        [2, "(201) 555-0002", "+12015550002", '{"n":"2"}', None],
+        [4, None, "+12015550004", '{"n":"4"}', None],
+    ]
+    rejected = [dict(zip(STAGED, row, strict=True)) for row in orjson.loads(staged.rejected_json)]
+    assert [(r["position"], r["identity_raw"], r["status"]) for r in rejected] == [
+        (3, "nope", Status.REJECTED.value),
+        (5, "", Status.REJECTED.value),
+    ]
+    assert all(r["identity"] is None and r["chunk"] is None for r in rejected)
+
+
+def test_staged_frame_numbers_chunks_from_zero_among_valid_rows() -> None:
+    frame = stage(SLICE, 2, "postgresql").frame
+    assert frame.get_column("chunk").to_list() == [0, 0, None, 1, None]
+    assert frame.get_column("status").to_list() == [
+        chunks.FOLLOWS,
+        chunks.FOLLOWS,
+        Status.REJECTED.value,
+        chunks.FOLLOWS,
+        Status.REJECTED.value,
+    ]
+    unchunked = stage(SLICE, None, "postgresql").frame
+    assert unchunked.get_column("chunk").null_count() == 5
+    assert unchunked.get_column("status").to_list()[0] == Status.PENDING.value
