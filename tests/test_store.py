@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import inspect, text
 
+from campaign.errors import ConfigError
 from campaign.models import Status
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
@@ -207,3 +210,19 @@ async def test_campaigns_are_isolated(store: repo.Store) -> None:
     await store.ingest(b.id, "SMS", same, NOW)  # same identity, other campaign: not a duplicate
     assert await store.counts(b.id) == {Status.PENDING: 1}
     assert [c.name for c in await store.list_campaigns()] == ["a", "b"]
+
+
+async def test_the_sqlite_page_cache_is_set_by_the_url(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    for query, expected in (("", store_engine.SQLITE_CACHE_MB), ("?cache_mb=256", 256)):
+        store = await repo.Store.open(f"sqlite:///{path}{query}")  # the driver never sees it
+        try:
+            async with store.engine.connect() as conn:
+                kib = await conn.scalar(text("PRAGMA cache_size"))
+            assert kib == -expected * 1024
+            await new_campaign(store, f"c{expected}")  # a write, on a pooled connection
+        finally:
+            await store.close()
+    for bad in ("?cache_mb=lots", "?cache_mb=0"):
+        with pytest.raises(ConfigError, match="cache_mb"):
+            await repo.Store.open(f"sqlite:///{path}{bad}")

@@ -62,6 +62,15 @@ def sync_url(url: str) -> URL:
 SQLITE_BUSY_TIMEOUT = 30.0
 
 
+# SQLite's page cache per connection, in MiB (SQLite's own default); ``?cache_mb=64`` sets
+# another. A load inserts into the unique identity index at random places (a real list is not
+# sorted by number): once that index outgrows the cache, its pages are read, evicted and written
+# again many times per transaction. A larger cache helps while the index fits in it (about 1M
+# rows at 64 MiB); every connection of the pool holds its own, so it costs more memory than its
+# size (docs/benchmarks.md), and the 10M-row run's memory target leaves no room for it.
+SQLITE_CACHE_MB = 2
+
+
 def sqlite_busy_timeout(parsed: URL) -> float:
     """The URL's ``timeout`` query (seconds), else :data:`SQLITE_BUSY_TIMEOUT`."""
     value = parsed.query.get("timeout")
@@ -76,8 +85,26 @@ def sqlite_busy_timeout(parsed: URL) -> float:
     return seconds
 
 
+def sqlite_cache_mb(parsed: URL) -> int:
+    """The URL's ``cache_mb`` query (MiB of page cache per connection), else
+    :data:`SQLITE_CACHE_MB`."""
+    value = parsed.query.get("cache_mb")
+    if value is None:
+        return SQLITE_CACHE_MB
+    try:
+        megabytes = int(value if isinstance(value, str) else value[0])
+    except ValueError:
+        raise ConfigError("the SQLite URL's cache_mb must be a whole number of MiB") from None
+    if megabytes < 1:
+        raise ConfigError("the SQLite URL's cache_mb must be at least 1")
+    return megabytes
+
+
 def _sqlite_pragmas(
-    dbapi_connection: Any, _record: Any, busy_timeout: float = SQLITE_BUSY_TIMEOUT
+    dbapi_connection: Any,
+    _record: Any,
+    busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+    cache_mb: int = SQLITE_CACHE_MB,
 ) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (status, report, the receiver) work while a run writes.
@@ -85,6 +112,7 @@ def _sqlite_pragmas(
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")  # negative: KiB, not pages
     cursor.close()
 
 
@@ -95,12 +123,12 @@ def _sqlite_file(parsed: URL) -> Path | None:
     return Path(database)
 
 
-def _sqlite_connect(busy_timeout: float) -> Any:
+def _sqlite_connect(busy_timeout: float, cache_mb: int) -> Any:
     def connect(dbapi_connection: Any, record: Any) -> None:
         # The driver would only BEGIN at the first write, leaving earlier reads outside the
         # transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit our own in "begin".
         dbapi_connection.isolation_level = None
-        _sqlite_pragmas(dbapi_connection, record, busy_timeout)
+        _sqlite_pragmas(dbapi_connection, record, busy_timeout, cache_mb)
 
     return connect
 
@@ -142,9 +170,10 @@ def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        timeout = sqlite_busy_timeout(parsed)
+        timeout, cache_mb = sqlite_busy_timeout(parsed), sqlite_cache_mb(parsed)
+        parsed = parsed.difference_update_query(["cache_mb"])  # ours, not the driver's
         engine = create_async_engine(parsed, connect_args={"timeout": timeout})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect(timeout))
+        event.listen(engine.sync_engine, "connect", _sqlite_connect(timeout, cache_mb))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
@@ -152,9 +181,10 @@ def create_engine_async(url: str) -> AsyncEngine:
 
 def create_engine_sync(url: str) -> Engine:
     parsed = sync_url(url)
-    engine = create_engine(parsed)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed)
+    engine = create_engine(parsed.difference_update_query(["cache_mb"]))
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
