@@ -2,6 +2,8 @@
 
 Reproduce:  .venv/bin/python bench/bench_batch.py                     (1M and 10M rows, ~6 min)
             .venv/bin/python bench/bench_batch.py --big-rows 0        (1M only)
+            add --ordered for a file sorted by number (the load's best case), --cache-mb N for
+            another SQLite page cache (the URL's ?cache_mb=N)
 
 For each size, the real command (`campaign run campaign.toml`, SQLite) runs as a child
 process; the sandbox (`campaign sandbox --latency-ms 0`, 800 requests/s) runs in its own. It
@@ -37,9 +39,14 @@ from campaign.store.repository import Store
 AREAS = ["201", "202", "203", "205", "206", "207", "208", "209", "210", "212"]
 
 
-def write_csv(path: Path, rows: int) -> None:
-    """``rows`` distinct valid US numbers (up to 10M) with two parameters, written by Polars."""
-    index = pl.int_range(0, rows, eager=True).alias("i").to_frame()
+def write_csv(path: Path, rows: int, ordered: bool = False) -> None:
+    """``rows`` distinct valid US numbers (up to 10M) with two parameters, written by Polars,
+    in random order (as a real list is), or ``ordered`` by number (every index insert is then
+    an append, which flatters the load)."""
+    index = pl.int_range(0, rows, eager=True)
+    if not ordered:
+        index = index.shuffle(seed=5)
+    index = index.alias("i").to_frame()
     area = pl.col("i").floordiv(1_000_000).replace_strict(list(range(10)), AREAS)
     index.select(
         phone=pl.concat_str(
@@ -50,7 +57,10 @@ def write_csv(path: Path, rows: int) -> None:
     ).write_csv(path)
 
 
-def campaign_files(workdir: Path, url: str, rows: int) -> tuple[Path, Path]:
+def campaign_files(
+    workdir: Path, url: str, rows: int, cache_mb: int | None = None
+) -> tuple[Path, Path]:
+    query = f"?cache_mb={cache_mb}" if cache_mb else ""
     settings = workdir / "config.toml"
     settings.write_text(
         "[sinch]\n"
@@ -59,7 +69,7 @@ def campaign_files(workdir: Path, url: str, rows: int) -> tuple[Path, Path]:
         f'batch_url = "{url}"\n'
         "sandbox = false\n"
         "[database]\n"
-        f'url = "sqlite:///{workdir / "campaign.db"}"\n'
+        f'url = "sqlite:///{workdir / "campaign.db"}{query}"\n'
         "[sending]\n"
         "requests_per_second = 800\n"
         "batch_size = 1000\n"
@@ -120,18 +130,25 @@ async def export_in_process(database: Path, name: str, out: Path) -> tuple[float
         await store.close()
 
 
-def one_size(rows: int, report: bool) -> dict[str, float]:
+def one_size(rows: int, report: bool, ordered: bool, cache_mb: int | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # In a child process: a child's peak RSS starts from its parent's at fork (Linux keeps
         # ru_maxrss across exec), so this process must not hold the generated frame.
         subprocess.run(
-            [sys.executable, __file__, "--write-csv", str(workdir / "recipients.csv"), str(rows)],
+            [
+                sys.executable,
+                __file__,
+                "--write-csv",
+                str(workdir / "recipients.csv"),
+                str(rows),
+                *(["ordered"] if ordered else []),
+            ],
             check=True,
         )
         figures: dict[str, float] = {}
         with sandbox_process("--latency-ms", "0", "--jitter-ms", "0") as url:
-            settings, campaign = campaign_files(workdir, url, rows)
+            settings, campaign = campaign_files(workdir, url, rows, cache_mb)
             seconds, peak, _ = timed_command("run", "--config", str(settings), str(campaign))
             stats = sandbox_stats(url)
         figures.update(seconds=seconds, peak_mb=peak, requests=stats["batches"])
@@ -152,17 +169,24 @@ def one_size(rows: int, report: bool) -> dict[str, float]:
 
 def main() -> None:
     if sys.argv[1:2] == ["--write-csv"]:
-        write_csv(Path(sys.argv[2]), int(sys.argv[3]))
+        write_csv(Path(sys.argv[2]), int(sys.argv[3]), ordered=sys.argv[4:5] == ["ordered"])
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=10_000_000, help="0: skip")
+    parser.add_argument(
+        "--ordered", action="store_true", help="numbers sorted in the file (default: shuffled)"
+    )
+    parser.add_argument("--cache-mb", type=int, help="SQLite page cache (default: the store's)")
     args = parser.parse_args()
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     sizes = [args.rows] + ([args.big_rows] if args.big_rows else [])
-    results = {rows: one_size(rows, report=rows == args.rows) for rows in sizes}
+    results = {
+        rows: one_size(rows, rows == args.rows, args.ordered, args.cache_mb) for rows in sizes
+    }
+    order = "sorted by number" if args.ordered else "in random order"
     for rows, f in results.items():
-        print(f"{rows:,} recipients, batch mode, SQLite, sandbox at 0 ms and 800 requests/s")
+        print(f"{rows:,} recipients ({order}), batch mode, SQLite, sandbox at 0 ms, 800 req/s")
         print(f"    campaign run        {f['seconds']:.1f} s wall ({rows / f['seconds']:,.0f}/s)")
         print(f"    peak RSS            {f['peak_mb']:.0f} MB")
         print(f"    batch requests      {f['requests']:,.0f}")
