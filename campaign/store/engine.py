@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -71,33 +71,32 @@ SQLITE_BUSY_TIMEOUT = 30.0
 SQLITE_CACHE_MB = 2
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _url_number(parsed: URL, name: str, kind: type[_N], default: _N, least: _N, meaning: str) -> _N:
+    """The SQLite URL's ``name`` query as a ``kind`` of at least ``least``, else ``default``."""
+    value = parsed.query.get(name)
+    if value is None:
+        return default
+    try:
+        number = kind(value if isinstance(value, str) else value[0])
+    except ValueError:
+        raise ConfigError(f"the SQLite URL's {name} must be {meaning}") from None
+    if number < least:
+        raise ConfigError(f"the SQLite URL's {name} must be at least {least:g}")
+    return number
+
+
 def sqlite_busy_timeout(parsed: URL) -> float:
     """The URL's ``timeout`` query (seconds), else :data:`SQLITE_BUSY_TIMEOUT`."""
-    value = parsed.query.get("timeout")
-    if value is None:
-        return SQLITE_BUSY_TIMEOUT
-    try:
-        seconds = float(value if isinstance(value, str) else value[0])
-    except ValueError:
-        raise ConfigError("the SQLite URL's timeout must be a number of seconds") from None
-    if seconds < 0:
-        raise ConfigError("the SQLite URL's timeout must be >= 0")
-    return seconds
+    return _url_number(parsed, "timeout", float, SQLITE_BUSY_TIMEOUT, 0.0, "a number of seconds")
 
 
 def sqlite_cache_mb(parsed: URL) -> int:
     """The URL's ``cache_mb`` query (MiB of page cache per connection), else
     :data:`SQLITE_CACHE_MB`."""
-    value = parsed.query.get("cache_mb")
-    if value is None:
-        return SQLITE_CACHE_MB
-    try:
-        megabytes = int(value if isinstance(value, str) else value[0])
-    except ValueError:
-        raise ConfigError("the SQLite URL's cache_mb must be a whole number of MiB") from None
-    if megabytes < 1:
-        raise ConfigError("the SQLite URL's cache_mb must be at least 1")
-    return megabytes
+    return _url_number(parsed, "cache_mb", int, SQLITE_CACHE_MB, 1, "a whole number of MiB")
 
 
 def _sqlite_pragmas(
