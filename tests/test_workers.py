@@ -231,7 +231,10 @@ def test_a_killed_worker_leaves_nothing_lost_and_nothing_twice(workers: Workers)
     assert counts.get("QUEUED", 0) + counts.get("IN_DOUBT", 0) == ROWS  # nobody lost
     assert counts.get("QUEUED", 0) <= len(sent)  # QUEUED only what Sinch got
     # IN_DOUBT: what the victim had announced (written ahead) when it died. Most reached the
-    # sandbox; those that did not are its last ~25 ms of announced requests plus the next
-    # mark written in the background: at its share (1,492/s) about 60, never more than 100.
+    # sandbox; those that did not are the rest of its current mark and the next one, written
+    # in the background (a mark is 25 ms at the rate: 75, so at most 37 + 75), plus its
+    # requests in flight that the sandbox had not stored when the connection dropped (about
+    # 8 at 5 ms, more when this busy process holds the sandbox back: CI once saw 139 in all).
+    # A tenth of a second of requests at the shared rate bounds both.
     assert counts.get("IN_DOUBT", 0) <= RATE
-    assert len(sent) >= ROWS - 100
+    assert len(sent) >= ROWS - RATE // 10
