@@ -216,11 +216,21 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
         if path is not None and not path.parent.exists():
             raise ConfigError(f"database directory {path.parent} does not exist")
     engine = create_engine_sync(url)
+    if parsed.get_backend_name() == "sqlite":
+        # One transaction that holds the write lock from its start: two runs that start at once
+        # on a new database migrate it one after the other (the second finds it at head), not
+        # both at once ("table campaigns already exists").
+        event.listen(engine, "connect", _no_driver_begin)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     try:
         with engine.begin() as connection:
             command.upgrade(alembic_config(connection), revision)
     finally:
         engine.dispose()
+
+
+def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
 
 
 def downgrade_sync(url: str, revision: str) -> None:
