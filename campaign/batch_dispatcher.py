@@ -43,7 +43,7 @@ class BatchDispatcher(Dispatcher):
     batch_size: int = 1000
 
     # Formed chunks claimed at once (one transaction); the rate admits this many in 20 ms.
-    claim_ahead: int = 16
+    claim_ahead: int = 64
 
     async def _produce(self) -> bool:
         claimed: collections.deque[repo.Chunk] = collections.deque()

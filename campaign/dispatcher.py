@@ -96,6 +96,33 @@ def quiet_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+class Loading:
+    """A load that runs beside the dispatcher (batch mode: each stored slice's chunks may be
+    sent at once): while it runs, having nothing to claim means waiting for the next slice,
+    not being done."""
+
+    def __init__(self) -> None:
+        self.over = False
+        self._stored = asyncio.Event()
+
+    def stored(self) -> None:
+        """A slice was committed: its rows may be claimed."""
+        self._stored.set()
+
+    def end(self) -> None:
+        """The load is over (done, failed or stopped): nothing more will come."""
+        self.over = True
+        self._stored.set()
+
+    async def next_slice(self) -> None:
+        """Wait until a slice is stored or the load ends (or half a second: retries that fall
+        due meanwhile are not kept waiting for long)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await self._stored.wait()
+        self._stored.clear()
+
+
 class Dispatcher:
     """Sends one campaign's PENDING recipients with ``messages:send`` until none is left."""
 
@@ -115,8 +142,10 @@ class Dispatcher:
         worker_id: int | None = None,
         window: windows.Window | None = None,
         quiet_hours: quiet.Plan | None = None,
+        loading: Loading | None = None,
     ) -> None:
         self._store = store
+        self._loading = loading
         self._client = client
         self._campaign = campaign
         self._channel = channel
@@ -348,6 +377,9 @@ class Dispatcher:
         self._check_recorder()
         if self._tasks:
             await self._wait_for_room()
+            return False
+        if self._loading is not None and not self._loading.over:
+            await self._loading.next_slice()
             return False
         await self._flush()
         self._check_recorder()

@@ -13,11 +13,11 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import polars as pl
@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from campaign import campaignfile, loading, planning, rendering, windows
 from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
-from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats
+from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats, Loading
 from campaign.errors import CampaignError, ConfigError
 from campaign.membership import Membership, MembershipSettings, share, worker_name
 from campaign.models import Status
@@ -36,6 +36,7 @@ from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
 from campaign.runtime import Runtime, open_runtime
 from campaign.sinch.auth import check_credentials
+from campaign.store.ingest import Staged
 from campaign.store.repository import CampaignRow, Chunking, Store
 
 logger = logging.getLogger(__name__)
@@ -169,22 +170,19 @@ async def dry_run(
     source = open_source(spec)
     rows = valid = duplicates = 0
     rejected: dict[str, int] = {}
-    seen: set[str] = set()
     zones: Counter[str | None] = Counter()
-    async for frame in _slices(source, lambda frame: frame):
+    found = await asyncio.to_thread(source.duplicates)
+    async for frame in _slices(source, found.mark):
         rows += frame.height
         for reason, count in (
             frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
         ):
             rejected[reason] = rejected.get(reason, 0) + count
-        valid_rows = frame.filter(pl.col("reason").is_null()).select("identity", "time_zone")
-        for identity, zone in valid_rows.iter_rows():
-            if identity in seen:
-                duplicates += 1
-            else:
-                seen.add(identity)
-                valid += 1
-                zones[zone] += 1
+        sendable = pl.col("reason").is_null()
+        duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
+        sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
+        valid += sent.height
+        zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
     plan = planning.preflight(
         rows=rows,
         valid=valid,
@@ -225,26 +223,69 @@ def chunking(spec: campaignfile.CampaignSpec, config: Config, key: str) -> Chunk
     return Chunking(config.sending.batch_size, key)
 
 
+@dataclass
+class Loaded:
+    """What this run's load stored so far (the progress total grows with it)."""
+
+    sendable: int = 0
+
+
 async def _ingest(
     store: Store,
     campaign: CampaignRow,
     source: loading.RecipientSource,
-    display: ProgressDisplay,
     chunks: Chunking | None,
-) -> None:
+    stop: asyncio.Event,
+    loaded: Loaded | None = None,
+    feed: Loading | None = None,
+) -> bool:
+    """Load the file into the campaign: a first pass decides duplicates, the second stores the
+    rows, a slice per transaction, and tells ``feed`` of each. False when a stop came first:
+    the campaign stays LOADING, and the next run resumes the load."""
     rows = 0
     started = time.monotonic()
-    with display.console.status("loading recipients…"):
-        stage = functools.partial(store.stage, chunking=chunks)
+    try:
+        found = await asyncio.to_thread(source.duplicates)
+
+        def stage(frame: pl.DataFrame) -> Staged:
+            return store.stage(found.mark(frame), chunks)
+
         async with contextlib.aclosing(_slices(source, stage)) as slices:
             async for staged in slices:
-                await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
+                counts = await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
                 rows += staged.height
-    await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
+                if loaded is not None:
+                    loaded.sendable += counts.stored
+                if feed is not None:
+                    feed.stored()
+                if stop.is_set():
+                    return False
+        await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
+    finally:
+        if feed is not None:
+            feed.end()
     logger.info(
         "loaded recipients",
         extra={"action": "ingested", "rows": rows, "seconds": time.monotonic() - started},
     )
+    return True
+
+
+def _stop_on_failure(stop: asyncio.Event, loader: asyncio.Task[bool]) -> None:
+    """A load that fails stops the sending; its error is the run's."""
+    if not loader.cancelled() and loader.exception() is not None:
+        stop.set()
+
+
+def _check_same_file(campaign: CampaignRow, source: loading.RecipientSource) -> None:
+    """A load resumes only over the file it began with: duplicates are decided over the whole
+    file, and rows are known by their position in it."""
+    if campaign.source_digest is not None and campaign.source_digest != source.digest:
+        raise ConfigError(
+            f"{campaign.name}: {source.path} is not the file this campaign began loading"
+            f" ({campaign.source}): it changed since. Put the original back to finish loading,"
+            " or load the new file as a campaign of another name"
+        )
 
 
 def dispatch_settings(config: Config) -> DispatchSettings:
@@ -300,6 +341,7 @@ async def run(
                 channel=spec.channel.value,
                 definition=orjson.dumps(spec.definition()).decode(),
                 source=str(spec.recipients),
+                source_digest=source.digest,
                 now=_now(),
             )
         elif campaign.mode != spec.mode:
@@ -311,9 +353,18 @@ async def run(
             await store.set_campaign(campaign.id, now=_now(), mode=spec.mode)
             out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
             campaign = dataclasses.replace(campaign, mode=spec.mode)
+        load: Callable[[Loaded, Loading], Coroutine[Any, Any, bool]] | None = None
         if campaign.state == "LOADING":
+            _check_same_file(campaign, source)
             chunks = chunking(spec, runtime.config, campaign.key)
-            await _ingest(store, campaign, source, display, chunks)
+            if chunks is not None:
+                # Batch mode: each stored slice's chunks are sent while the next one loads.
+                load = functools.partial(_ingest, store, campaign, source, chunks, stop)
+            else:
+                with display.console.status("loading recipients…"):
+                    if not await _ingest(store, campaign, source, chunks, stop):
+                        out(f"{spec.name}: interrupted; run the same command again to resume")
+                        return EXIT_INTERRUPTED
         elif campaign.state in ("DONE", "CANCELLED"):
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{spec.name}: already {done}; nothing to do")
@@ -330,7 +381,7 @@ async def run(
         )
         try:
             return await _work(
-                spec, runtime, store, campaign, member, template, options, stop, display, out
+                spec, runtime, store, campaign, member, template, options, stop, display, out, load
             )
         finally:
             await member.leave(
@@ -349,12 +400,15 @@ async def _work(
     stop: asyncio.Event,
     display: ProgressDisplay,
     out: Callable[[str], None],
+    load: Callable[[Loaded, Loading], Coroutine[Any, Any, bool]] | None = None,
 ) -> int:
-    """Send the campaign as the worker ``member``, then wait for delivery and summarise."""
+    """Send the campaign as the worker ``member``, then wait for delivery and summarise. With
+    ``load``, the campaign is loaded meanwhile, and its chunks sent as they are stored."""
     lease = member.settings.lease
     dispatcher_class = BatchDispatcher if spec.mode == "batch" else Dispatcher
     settings = dispatch_settings(runtime.config)
     stats = DispatchStats()
+    feed = Loading() if load is not None else None
     dispatcher = dispatcher_class(
         store=store,
         client=runtime.need_client(),
@@ -368,6 +422,7 @@ async def _work(
         worker_id=member.worker_id,
         window=windows.Window(spec.send_after, spec.deadline),
         quiet_hours=spec.quiet_plan,
+        loading=feed,
     )
     dispatcher.set_rate(share(settings.rate, member.live))
     # Chunks formed at ingest for another way of sending (a switched mode, quiet hours, a
@@ -405,10 +460,15 @@ async def _work(
     total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
     already = total - counts.get(Status.PENDING, 0)
     meter = RateMeter(start=time.monotonic())
+    loaded = Loaded()  # counted from here on: the counts above hold what was stored before
+    loader: asyncio.Task[bool] | None = None
+    if load is not None and feed is not None:
+        loader = asyncio.create_task(load(loaded, feed), name="load")
+        loader.add_done_callback(functools.partial(_stop_on_failure, stop))
 
     def read() -> Snapshot:
         rate = meter.rate(time.monotonic(), stats.requests)
-        return snapshot(stats, total, already, settings.rate, rate)
+        return snapshot(stats, total + loaded.sendable, already, settings.rate, rate)
 
     beats = asyncio.create_task(
         member.run(
@@ -421,9 +481,16 @@ async def _work(
     try:
         async with display.track(spec.name, read):
             finished = await dispatcher.run()
+    except BaseException:
+        if loader is not None:  # the sending failed: so does the run, loaded or not
+            loader.cancel()
+        raise
     finally:
         beats.cancel()
-        await asyncio.gather(beats, return_exceptions=True)
+        # After a stop, the load ends at the end of its slice.
+        await asyncio.gather(beats, *([loader] if loader else []), return_exceptions=True)
+    if loader is not None and not await loader:  # its error, if it failed, is the run's
+        finished = False  # stopped while loading: the next run resumes the load
     deferred = dispatcher.deferred_until
     if spec.deadline is not None and (deferred or _now()) >= spec.deadline:
         # Past the deadline, or what is left is held by quiet hours until after it.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from campaign.loading.duplicates import Duplicates, bucket_bits
+
 
 def loaded(
     identities: list[str],
@@ -28,3 +30,11 @@ def loaded(
 def us_numbers(n: int) -> list[str]:
     """``n`` distinct valid US numbers, +12015550001 onwards."""
     return [f"+1201555{i:04d}" for i in range(1, n + 1)]
+
+
+def deduplicated(*slices: pl.DataFrame) -> list[pl.DataFrame]:
+    """``slices`` of one file with ``duplicate_of``, as the load decides it over the file."""
+    found = Duplicates(bucket_bits(sum(frame.height for frame in slices)))
+    for frame in slices:
+        found.observe(frame.get_column("identity"))
+    return [found.mark(frame) for frame in slices]

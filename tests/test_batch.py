@@ -12,10 +12,11 @@ import pytest
 
 from campaign import cancelling, rendering, retry
 from campaign.batch_dispatcher import BatchDispatcher
-from campaign.dispatcher import DispatchSettings
+from campaign.dispatcher import DispatchSettings, Loading
 from campaign.models import Status
 from campaign.store import repository as repo
-from tests.test_dispatcher import MESSAGE, World
+from tests.recipients import loaded
+from tests.test_dispatcher import MESSAGE, NOW, World
 from tests.test_dispatcher import world as world
 
 CARD = {
@@ -151,3 +152,54 @@ async def test_any_batch_size(world: World, size: int) -> None:
     campaign = await world.campaign(15)
     assert await batch_dispatcher(world, campaign, size=size).run() is True
     assert (await world.control("GET", "stats"))["batches"] == -(-15 // size)
+
+
+async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_the_load(
+    world: World,
+) -> None:
+    campaign = await world.store.create_campaign(
+        name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    numbers = [f"+1201555{i:04d}" for i in range(1, 601)]
+    parameters = [f'{{"name":"N{i}","code":"{i:06d}"}}' for i in range(1, 601)]
+    whole = loaded(numbers, parameters)
+    chunking = repo.Chunking(100, campaign.key)
+    feed = Loading()
+    dispatcher = batch_dispatcher(world, campaign, size=100)
+    dispatcher._loading = feed
+    sending = asyncio.create_task(dispatcher.run())
+    await world.store.ingest(campaign.id, "SMS", whole.slice(0, 300), NOW, chunking)
+    feed.stored()
+    async with asyncio.timeout(10):  # the first slice goes out before the second is stored
+        while len(await world.sent()) < 300:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.6)  # longer than the dispatcher's wait for a slice
+    assert not sending.done()  # nothing to claim, but the load is not over
+    await world.store.ingest(campaign.id, "SMS", whole.slice(300), NOW, chunking)
+    feed.stored()
+    await asyncio.sleep(0.1)
+    feed.end()
+    assert await sending is True
+    sent = await world.sent()
+    assert sorted(m["identity"] for m in sent) == numbers  # each once
+    assert await world.store.counts(campaign.id) == {Status.QUEUED: 600}
+    assert (await world.control("GET", "stats"))["batches"] == 6
+
+
+async def test_a_load_that_ends_early_ends_the_sending_of_what_was_stored(world: World) -> None:
+    campaign = await world.store.create_campaign(
+        name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    numbers = [f"+1201555{i:04d}" for i in range(1, 151)]
+    feed = Loading()
+    dispatcher = batch_dispatcher(world, campaign, size=100)
+    dispatcher._loading = feed
+    sending = asyncio.create_task(dispatcher.run())
+    await world.store.ingest(
+        campaign.id, "SMS", loaded(numbers), NOW, repo.Chunking(100, campaign.key)
+    )
+    feed.stored()
+    feed.end()  # stopped or failed: the run says so; this one sends what was stored
+    async with asyncio.timeout(10):
+        assert await sending is True
+    assert len(await world.sent()) == 150

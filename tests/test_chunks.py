@@ -20,7 +20,7 @@ from campaign.models import Status
 from campaign.store import chunks
 from campaign.store import repository as repo
 from campaign.store.tables import batches, recipients
-from tests.recipients import loaded, us_numbers
+from tests.recipients import deduplicated, loaded, us_numbers
 from tests.test_events_store import callback, new
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -120,7 +120,8 @@ async def test_a_resumed_load_forms_no_chunk_twice_and_duplicates_follow_none(
 ) -> None:
     campaign = await formed(store, 6)
     numbers = us_numbers(6)
-    again = loaded([*numbers, numbers[0]])  # the same rows, and a duplicate of the first
+    # the same rows, and a duplicate of the first
+    (again,) = deduplicated(loaded([*numbers, numbers[0]]))
     counts = await store.ingest(campaign.id, "SMS", again, NOW, repo.Chunking(4, campaign.key))
     assert counts.duplicate == 1
     assert await store.batches_by_status(campaign.id) == {"PENDING": 2}

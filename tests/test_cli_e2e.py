@@ -7,10 +7,14 @@ URLs in config.toml, credentials in the environment.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import json
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +30,7 @@ import requests
 
 from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
+from campaign.store.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -205,6 +210,42 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(cli: Cli) -> None:
     assert status["counts"]["IN_DOUBT"] == 0  # the stop drained what was in flight
 
 
+@pytest.mark.parametrize("mode", ["batch", "individual"])
+def test_sigterm_while_loading_stops_and_the_next_run_resumes_the_load(cli: Cli, mode: str) -> None:
+    rows = 300_000
+    path = cli.tmp / "big.csv"
+    path.write_text(
+        "phone,first_name,code\n" + "".join(f"+1201{2000000 + i:07d},A,1\n" for i in range(rows))
+    )
+    campaign = str(cli.campaign_file(recipients=path, mode=f'"{mode}"'))
+    process = cli.popen("run", campaign)
+    deadline = time.monotonic() + 60
+    while not cli.db.exists() or not _campaign_state(cli):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)  # the first pass over the file is not even over
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, err
+    assert "interrupted; run the same command again to resume" in out
+    assert _campaign_state(cli) == "LOADING"
+    assert cli.sent() == []
+    if mode == "individual":
+        return  # 300,000 requests: batch mode shows the resumed load well enough
+    resumed = cli.run("run", campaign, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    sent = Counter(m["identity"] for m in cli.sent())
+    assert len(sent) == rows and set(sent.values()) == {1}
+
+
+def _campaign_state(cli: Cli) -> str | None:
+    with sqlite3.connect(cli.db) as conn:
+        try:
+            row = conn.execute("SELECT state FROM campaigns WHERE name = 'e2e'").fetchone()
+        except sqlite3.OperationalError:  # not migrated yet
+            return None
+    return None if row is None else str(row[0])
+
+
 def test_dry_run_plans_and_sends_nothing(cli: Cli) -> None:
     result = cli.run("run", str(cli.campaign_file()), "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -379,6 +420,74 @@ def test_batch_mode_25000_rows_in_25_requests(cli: Cli) -> None:
     switched = cli.run("run", str(cli.campaign_file(recipients=path)), "--mode", "individual")
     assert switched.returncode == 2
     assert "--force-mode" in switched.stderr
+
+
+def test_two_runs_at_once_send_each_number_once_when_the_file_repeats_them(cli: Cli) -> None:
+    """Duplicates are decided over the whole file, across its slices (50,000 rows), and two
+    runs that load it at the same time decide the same."""
+    distinct = 60_000
+    numbers = [2000000 + i for i in range(distinct)]
+    order = [*numbers, *numbers]
+    random.Random(11).shuffle(order)
+    seen: set[int] = set()
+    lines = []
+    for n in order:  # a number's second row is written another way
+        lines.append(f"(201) {str(n)[:3]}-{str(n)[3:]}" if n in seen else f"+1201{n}")
+        seen.add(n)
+    path = cli.tmp / "repeats.csv"
+    path.write_text("phone,first_name,code\n" + "".join(f"{p},A,1\n" for p in lines))
+    campaign = str(cli.campaign_file(recipients=path, mode='"batch"'))
+    runs = [cli.popen("run", campaign) for _ in range(2)]
+    for process in runs:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err
+    sent = Counter(message["identity"] for message in cli.sent())
+    assert len(sent) == distinct and set(sent.values()) == {1}
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    rows = read_report(report)
+    assert Counter(r["status"] for r in rows) == {"QUEUED": distinct, "DUPLICATE": distinct}
+    first_of = {r["identity"]: int(r["row"]) for r in rows if r["status"] == "QUEUED"}
+    for row in rows:
+        if row["status"] == "DUPLICATE":
+            first = int(row["error_description"].removeprefix("same identity as row "))
+            number = "+1201" + "".join(c for c in row["identity"] if c.isdigit())[-7:]
+            assert first_of[number] == first < int(row["row"])
+
+
+def test_a_load_resumes_only_over_the_file_it_began_with(cli: Cli) -> None:
+    path = cli.tmp / "r.csv"
+    original = "phone,first_name,code\n+12015550101,Ann,1\n+12015550102,Bob,2\n"
+    path.write_text(original)
+    digest = hashlib.sha256(original.encode()).hexdigest()
+
+    async def began_loading() -> None:  # what a run killed while loading leaves
+        store = await Store.open(f"sqlite:///{cli.db}")
+        try:
+            await store.create_campaign(
+                name="e2e",
+                key="KE2E",
+                mode="individual",
+                channel="SMS",
+                definition="{}",
+                source=str(path),
+                source_digest=digest,
+                now=datetime.now(UTC),
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(began_loading())
+    path.write_text(original + "+12015550103,Cy,3\n")
+    changed = cli.run("run", str(cli.campaign_file(recipients=path)))
+    assert changed.returncode == 2
+    assert changed.stderr.strip().splitlines()[-1].startswith("campaign: error: e2e: ")
+    assert "is not the file this campaign began loading" in changed.stderr
+    assert cli.sent() == []
+    path.write_text(original)
+    resumed = cli.run("run", str(cli.campaign_file(recipients=path)))
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(m["identity"] for m in cli.sent()) == ["+12015550101", "+12015550102"]
 
 
 def test_cancel_scheduled_batches(cli: Cli) -> None:

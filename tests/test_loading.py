@@ -311,24 +311,6 @@ def test_prepare_slice_is_pure(tmp_path: Path) -> None:
     ]
 
 
-def test_mark_duplicates() -> None:
-    frame = pl.DataFrame(
-        {
-            "row": [1, 2, 3, 4, 5, 6],
-            "identity": [None, "+1", "+2", "+1", None, "+2"],
-            "reason": ["missing value for parameter 'x'", None, None, None, "invalid", None],
-        }
-    )
-    marked = loading.mark_duplicates(frame)
-    assert marked["duplicate"].to_list() == [False, False, False, True, False, True]
-    assert marked.columns == [*frame.columns, "duplicate"]
-
-
-def test_mark_duplicates_ignores_identities_of_rejected_rows() -> None:
-    frame = pl.DataFrame({"identity": ["+1", "+1"], "reason": ["rejected", None]})
-    assert loading.mark_duplicates(frame)["duplicate"].to_list() == [False, False]
-
-
 # --- file-level problems ----------------------------------------------------------------------
 
 

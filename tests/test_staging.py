@@ -60,8 +60,8 @@ SLICE = loaded(
 
 def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
     staged = stage(SLICE, 2, "sqlite")
-    assert staged.valid == 3 and staged.height == 5
-    assert staged.valid_json is not None and staged.rejected_json is not None
+    assert staged.valid == 3 and staged.height == 5 and staged.duplicates == 0
+    assert staged.valid_json is not None and staged.unsendable_json is not None
     valid = orjson.loads(staged.valid_json)
     # (position, raw cell where it differs from the identity, identity, parameters, zone)
     assert valid == [
@@ -69,7 +69,7 @@ def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
         [2, "(201) 555-0002", "+12015550002", '{"n":"2"}', None],
         [4, None, "+12015550004", '{"n":"4"}', None],
     ]
-    rejected = [dict(zip(STAGED, row, strict=True)) for row in orjson.loads(staged.rejected_json)]
+    rejected = [dict(zip(STAGED, row, strict=True)) for row in orjson.loads(staged.unsendable_json)]
     assert [(r["position"], r["identity_raw"], r["status"]) for r in rejected] == [
         (3, "nope", Status.REJECTED.value),
         (5, "", Status.REJECTED.value),
@@ -90,3 +90,27 @@ def test_staged_frame_numbers_chunks_from_zero_among_valid_rows() -> None:
     unchunked = stage(SLICE, None, "postgresql").frame
     assert unchunked.get_column("chunk").null_count() == 5
     assert unchunked.get_column("status").to_list()[0] == Status.PENDING.value
+
+
+def test_a_duplicate_is_staged_naming_its_first_row_and_takes_no_place_in_a_chunk() -> None:
+    marked = SLICE.with_columns(
+        duplicate_of=pl.Series([None, None, None, 1, None], dtype=pl.UInt64)
+    )
+    staged = stage(marked, 2, "sqlite")
+    assert (staged.valid, staged.duplicates) == (2, 1)
+    frame = staged.frame
+    assert frame.get_column("chunk").to_list() == [0, 0, None, None, None]
+    assert frame.row(3, named=True) == {
+        "position": 4,
+        "identity_raw": "+12015550004",
+        "identity": None,  # only the row that is sent holds the identity
+        "parameters": '{"n":"4"}',
+        "status": Status.DUPLICATE.value,
+        "error_code": "DUPLICATE",
+        "error_description": "same identity as row 1",
+        "time_zone": None,
+        "chunk": None,
+    }
+    assert staged.unsendable_json is not None
+    unsendable = orjson.loads(staged.unsendable_json)
+    assert [row[0] for row in unsendable] == [3, 4, 5]

@@ -14,6 +14,7 @@ from campaign.models import Status
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
 from campaign.store.tables import metadata
+from tests.recipients import deduplicated
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -84,17 +85,21 @@ async def test_create_campaign_is_idempotent(store: repo.Store) -> None:
     assert first.created_at == NOW
 
 
-async def test_ingest_decides_rejects_and_duplicates_across_slices(store: repo.Store) -> None:
+async def test_ingest_stores_rejects_and_the_duplicates_the_load_decided(
+    store: repo.Store,
+) -> None:
     campaign = await new_campaign(store)
-    first = frame(
-        [
-            (1, "+1 201", "+12015550001", None),
-            (2, "bad", None, "invalid phone number"),
-            (3, "2015550001", "+12015550001", None),  # duplicate within the slice
-            (4, None, None, "missing identity"),
-        ]
+    first, second = deduplicated(
+        frame(
+            [
+                (1, "+1 201", "+12015550001", None),
+                (2, "bad", None, "invalid phone number"),
+                (3, "2015550001", "+12015550001", None),  # duplicate within the slice
+                (4, None, None, "missing identity"),
+            ]
+        ),
+        frame([(5, "+12015550001", "+12015550001", None), (6, "x", "+12015550002", None)]),
     )
-    second = frame([(5, "+12015550001", "+12015550001", None), (6, "x", "+12015550002", None)])
     assert await store.ingest(campaign.id, "SMS", first, NOW) == repo.IngestCounts(1, 2, 1)
     assert await store.ingest(campaign.id, "SMS", second, NOW) == repo.IngestCounts(1, 0, 1)
     # Re-ingesting (a crashed load that is run again) changes nothing.

@@ -8,21 +8,21 @@ stays bounded whatever its size, and turns each slice into one row per recipient
 numbers to E.164, see :mod:`campaign.phones`), why it is rejected if it is, and the message's
 parameters as JSON.
 
-Every cell is read as text, so identities keep their leading ``+`` and zeros. Duplicates are not
-decided here but by the store's unique key, across slices; :func:`mark_duplicates` flags them
-within one frame, for tests and dry runs.
+Every cell is read as text, so identities keep their leading ``+`` and zeros. Duplicates are
+decided over the whole file (:meth:`RecipientSource.duplicates`, then
+:meth:`Duplicates.mark` of each slice): the first valid row of an identity is the recipient.
 
 Modules: ``source`` (the file, its checks, slicing), ``csvblocks`` (bounded CSV reading),
-``rows`` (the pure per-slice work).
+``rows`` (the pure per-slice work), ``duplicates`` (duplicates over the whole file).
 """
 
+from campaign.loading.duplicates import Duplicates
 from campaign.loading.rows import (
     INVALID_PHONE,
     MISSING_IDENTITY,
     OUTPUT_SCHEMA,
     Parameter,
     SlicePlan,
-    mark_duplicates,
     missing_parameter,
     prepare_slice,
 )
@@ -32,11 +32,11 @@ __all__ = [
     "INVALID_PHONE",
     "MISSING_IDENTITY",
     "OUTPUT_SCHEMA",
+    "Duplicates",
     "LoadSpec",
     "Parameter",
     "RecipientSource",
     "SlicePlan",
-    "mark_duplicates",
     "missing_parameter",
     "open_recipients",
     "prepare_slice",

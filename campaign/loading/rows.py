@@ -150,14 +150,3 @@ def _too_long(check: TextLimit, values: list[pl.Expr]) -> pl.Expr:
     length = rendered.str.len_chars()
     reason = f"text of {{}} characters is over the {check.channel} limit of {check.limit}"
     return pl.when(length > check.limit).then(pl.format(reason, length))
-
-
-def mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with ``duplicate``: a valid row whose identity an earlier valid row has.
-
-    The store's unique key decides for real, across slices; this is for one frame.
-    """
-    valid_identity = pl.when(pl.col("reason").is_null()).then(pl.col("identity"))
-    return frame.with_columns(
-        duplicate=valid_identity.is_not_null() & ~valid_identity.is_first_distinct()
-    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
+import hashlib
 import logging
 import re
 from collections import deque
@@ -17,6 +19,7 @@ import polars as pl
 from campaign import phones
 from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks
+from campaign.loading.duplicates import Duplicates, bucket_bits
 from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
 from campaign.models import PHONE_CHANNELS, Channel
 from campaign.planning import TextLimit
@@ -54,6 +57,8 @@ class RecipientSource:
     format: Literal["csv", "parquet"]
     columns: tuple[str, ...]  # every column of the file, in order
     plan: SlicePlan
+    rows: int  # data rows (the header not counted)
+    digest: str  # SHA-256 of the file's bytes, hex
 
     def slices(self, rows_per_slice: int = 250_000) -> Iterator[pl.DataFrame]:
         """The recipient rows in input order, ``rows_per_slice`` at a time (the last fewer).
@@ -64,16 +69,32 @@ class RecipientSource:
         """
         if rows_per_slice < 1:
             raise ValueError("rows_per_slice must be at least 1")
-        return self._prepared(_numbered(self._frames(rows_per_slice), rows_per_slice))
+        frames = self._frames(rows_per_slice, self.plan.columns())
+        return self._prepared(_numbered(frames, rows_per_slice), self.plan)
 
-    def _prepared(self, numbered: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    def duplicates(self, rows_per_slice: int = 250_000) -> Duplicates:
+        """The file's duplicates, ready to :meth:`~Duplicates.mark` the slices of
+        :meth:`slices`: a first pass over the file that reads and normalises only the identity
+        column (see :mod:`campaign.loading.duplicates`)."""
+        plan = dataclasses.replace(
+            self.plan, parameters=(), text_limit=None, zones=False, zone_column=None
+        )
+        found = Duplicates(bucket_bits(self.rows))
+        frames = self._frames(rows_per_slice, plan.columns())
+        for frame in self._prepared(_numbered(frames, rows_per_slice), plan):
+            found.observe(frame.get_column("identity"))
+        return found
+
+    def _prepared(
+        self, numbered: Iterable[pl.DataFrame], plan: SlicePlan
+    ) -> Iterator[pl.DataFrame]:
         """:func:`prepare_slice` of each slice, in order, with at most _WORKERS slices being
         prepared while the caller works on the one before."""
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="recipients") as pool:
             in_flight: deque[Future[pl.DataFrame]] = deque()
             try:
                 for batch in numbered:
-                    in_flight.append(pool.submit(prepare_slice, batch, self.plan))
+                    in_flight.append(pool.submit(prepare_slice, batch, plan))
                     if len(in_flight) >= _WORKERS:
                         yield in_flight.popleft().result()
                 while in_flight:
@@ -82,9 +103,8 @@ class RecipientSource:
                 for future in in_flight:
                     future.cancel()
 
-    def _frames(self, rows_per_slice: int) -> Iterator[pl.DataFrame]:
-        """The plan's columns of every row, as text, in pieces of any size."""
-        columns = self.plan.columns()
+    def _frames(self, rows_per_slice: int, columns: list[str]) -> Iterator[pl.DataFrame]:
+        """``columns`` of every row, as text, in pieces of any size."""
         try:
             if self.format == "csv":
                 with self.path.open("rb") as stream:
@@ -112,11 +132,12 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
     path = spec.path
     if _read_head(path).startswith(_PARQUET_MAGIC):
         kind: Literal["csv", "parquet"] = "parquet"
-        schema = _parquet_schema(path)
+        schema, rows = _parquet_schema(path)
+        digest = _digest(path)
     else:
         kind = "csv"
-        _check_text(path)
-        schema = _csv_schema(path)
+        digest = _check_text(path)
+        schema, rows = _csv_schema(path)
     columns = tuple(schema)
     identity_column = _require(path, columns, spec.identity_column, "the identity column")
     parameters = tuple(
@@ -139,7 +160,9 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         "recipients file opened",
         extra={"action": "open_recipients", "path": str(path), "format": kind},
     )
-    return RecipientSource(path=path, format=kind, columns=columns, plan=plan)
+    return RecipientSource(
+        path=path, format=kind, columns=columns, plan=plan, rows=rows, digest=digest
+    )
 
 
 # Parquet column types that are not read as text: bytes (maybe not UTF-8), durations, objects.
@@ -203,13 +226,15 @@ _NOT_TEXT = (
 )
 
 
-def _check_text(path: Path) -> None:
+def _check_text(path: Path) -> str:
     """All of the file is UTF-8 text: one pass, a block at a time, before any row is used.
+    Returns the file's digest (as :func:`_digest`), taken on the way.
 
     The error says where (line and byte) the first bad byte is, and names UTF-16 (what Excel's
     "Unicode text" saves), which is full of NUL bytes, rather than calling it binary data.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
+    digest = hashlib.sha256()
     offset = lines = 0
 
     def where(position: int, block: bytes) -> str:
@@ -234,11 +259,22 @@ def _check_text(path: Path) -> None:
                         f"0x{block[exc.start]:02X}; Latin-1 or Windows-1252?); "
                         "save it as CSV UTF-8"
                     ) from exc
+                digest.update(block)
                 offset += len(block)
                 lines += block.count(b"\n")
             decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path}: is not UTF-8 text (it ends mid-character)") from exc
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of the file's bytes, hex: a resumed load refuses a file that changed."""
+    try:
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
@@ -257,16 +293,17 @@ def _check_kind(path: Path, head: bytes) -> None:
             )
 
 
-def _csv_schema(path: Path) -> pl.Schema:
-    """The header's columns, once every row of the file parsed (one more pass, a block at a
-    time), so that a malformed row stops the run before any row is stored or sent."""
+def _csv_schema(path: Path) -> tuple[pl.Schema, int]:
+    """The header's columns and the number of rows, once every row of the file parsed (one more
+    pass, a block at a time), so that a malformed row stops the run before any row is stored
+    or sent."""
     try:
         schema = pl.scan_csv(path, infer_schema=False, encoding="utf8").collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InputFileError(f"{path}: is not a readable CSV file ({_first_line(exc)})") from exc
     try:
         with path.open("rb") as stream:
-            csvblocks.check(stream, str(path))
+            rows = csvblocks.check(stream, str(path))
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     except InputFileError as exc:
@@ -275,12 +312,14 @@ def _csv_schema(path: Path) -> pl.Schema:
             hint = "the file seems separated by something other than commas"
             raise InputFileError(f"{exc}; {hint}") from exc
         raise
-    return schema
+    return schema, rows
 
 
-def _parquet_schema(path: Path) -> pl.Schema:
+def _parquet_schema(path: Path) -> tuple[pl.Schema, int]:
+    """The file's columns and its number of rows (from its metadata)."""
     try:
-        return pl.scan_parquet(path).collect_schema()
+        scan = pl.scan_parquet(path)
+        return scan.collect_schema(), int(scan.select(pl.len()).collect().item())
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(
             f"{path}: is not a readable Parquet file ({_first_line(exc)})"

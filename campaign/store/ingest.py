@@ -1,16 +1,14 @@
 """Bulk ingest: one slice of loaded rows into ``recipients`` with set-based SQL.
 
-A slice (up to a few hundred thousand rows) is handed to the database whole: as one JSON
-document read by ``json_each`` on SQLite, and by ``COPY`` into a temporary table on Postgres.
-Two ``INSERT … SELECT`` statements then store it:
+A slice (up to a few hundred thousand rows) is handed to the database whole: as JSON documents
+read by ``json_each`` on SQLite, and by ``COPY`` into a temporary table on Postgres, then stored
+by ``INSERT … SELECT … ON CONFLICT DO NOTHING``: a row whose position is already stored (a
+resumed or concurrent load of the same file) is left as it is.
 
-1. every row, ``ON CONFLICT DO NOTHING``: a row already stored (a resumed load) or whose identity
-   an earlier row holds (the partial unique index) is left out;
-2. only when the first left some out: those whose position is not stored, as DUPLICATE, each
-   naming the row that holds its identity (which only that row keeps: the unique index covers
-   the rows that have an identity).
-
-The database decides duplicates, across slices and across runs; no Python loop touches a row.
+Duplicates arrive decided (:mod:`campaign.loading.duplicates`: the first row of an identity
+over the whole file is the recipient), as ``duplicate_of``: each is stored DUPLICATE, naming the
+row that holds its identity. No index on the identity is kept: inserting every row into one, in
+the file's (random) order, cost more than the rest of the load.
 
 In batch mode (:class:`Chunking`), valid rows are put in chunks as they are stored: each row
 follows its chunk (:mod:`campaign.store.chunks`), and each chunk gets its ``batches`` row, so
@@ -19,6 +17,7 @@ sending never rewrites a recipient's row.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,30 +59,45 @@ STAGED = (
     "chunk",
 )
 
-_DUPLICATE_NOTE = "'same identity as row ' || orig.position"
+DUPLICATE_CODE = "DUPLICATE"
+DUPLICATE_NOTE = "same identity as row {}"  # the row that holds its identity
 
 
 def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataFrame:
-    """Loaded rows (``row, identity_raw, identity, reason, parameters``) -> :data:`STAGED`;
-    with ``chunk_size``, valid rows follow chunks numbered from 0 in the slice (the ingest adds
-    the number of the campaign's next chunk)."""
+    """Loaded rows (``row, identity_raw, identity, reason, parameters``, and ``duplicate_of``
+    when duplicates were decided) -> :data:`STAGED`; with ``chunk_size``, valid rows follow
+    chunks numbered from 0 in the slice (the ingest adds the number of the campaign's next
+    chunk)."""
     reasons = frame.get_column("reason").drop_nulls().unique().to_list()
     codes = {reason: reject_code(reason) for reason in reasons}
     rejected = pl.col("reason").is_not_null()
+    if "duplicate_of" in frame.columns:
+        duplicate = rejected.not_() & pl.col("duplicate_of").is_not_null()
+        note = pl.format(DUPLICATE_NOTE, pl.col("duplicate_of"))
+    else:
+        duplicate, note = pl.lit(False), pl.lit(None, pl.String)
+    unsendable = rejected | duplicate
     valid = pl.lit(Status.PENDING.value if chunk_size is None else chunks.FOLLOWS)
     if chunk_size is None:
         chunk = pl.lit(None, pl.Int64)
     else:
-        order = (~rejected).cast(pl.Int64).cum_sum() - 1
-        chunk = pl.when(rejected).then(None).otherwise(order // chunk_size)
+        order = (~unsendable).cast(pl.Int64).cum_sum() - 1
+        chunk = pl.when(unsendable).then(None).otherwise(order // chunk_size)
     return frame.select(
         position=pl.col("row").cast(pl.Int64),
         identity_raw=pl.col("identity_raw"),
-        identity=pl.when(rejected).then(None).otherwise(pl.col("identity")),
+        # Only sendable rows hold an identity; the others keep the cell as it was written.
+        identity=pl.when(unsendable).then(None).otherwise(pl.col("identity")),
         parameters=pl.col("parameters").fill_null("{}"),
-        status=pl.when(rejected).then(pl.lit(Status.REJECTED.value)).otherwise(valid),
-        error_code=pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String),
-        error_description=pl.col("reason"),
+        status=pl.when(rejected)
+        .then(pl.lit(Status.REJECTED.value))
+        .when(duplicate)
+        .then(pl.lit(Status.DUPLICATE.value))
+        .otherwise(valid),
+        error_code=pl.when(duplicate)
+        .then(pl.lit(DUPLICATE_CODE))
+        .otherwise(pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String)),
+        error_description=pl.when(duplicate).then(note).otherwise(pl.col("reason")),
         time_zone=pl.col("time_zone") if "time_zone" in frame.columns else pl.lit(None, pl.String),
         chunk=chunk.cast(pl.Int64),
     )
@@ -97,9 +111,11 @@ class Staged:
     frame: pl.DataFrame  # :data:`STAGED`
     chunk_size: int | None
     valid: int
-    # SQLite: the valid rows and the rejected ones, each as one JSON array of arrays
+    duplicates: int
+    # SQLite: the valid rows, and the others (rejected, duplicate), each as one JSON array of
+    # arrays
     valid_json: str | None = None
-    rejected_json: str | None = None
+    unsendable_json: str | None = None
 
     @property
     def height(self) -> int:
@@ -110,9 +126,11 @@ def stage(frame: pl.DataFrame, chunk_size: int | None, dialect: str) -> Staged:
     """Loaded rows -> :class:`Staged` for ``dialect`` (``sqlite`` or ``postgresql``)."""
     staged = staged_frame(frame, chunk_size)
     is_valid = pl.col("error_code").is_null()
-    valid = int(staged.select(is_valid.sum()).item())
+    valid, duplicates = staged.select(
+        is_valid.sum(), (pl.col("status") == Status.DUPLICATE.value).sum()
+    ).row(0)
     if dialect != "sqlite":
-        return Staged(staged, chunk_size, valid)
+        return Staged(staged, chunk_size, valid, duplicates)
     good = staged.filter(is_valid).with_columns(
         # the raw cell only where it differs from the identity (most files hold E.164 already)
         identity_raw=pl.when(pl.col("identity_raw") == pl.col("identity"))
@@ -123,8 +141,9 @@ def stage(frame: pl.DataFrame, chunk_size: int | None, dialect: str) -> Staged:
         staged,
         chunk_size,
         valid,
+        duplicates,
         valid_json=json_arrays(good, _VALID_FIELDS),
-        rejected_json=json_arrays(staged.filter(~is_valid), STAGED),
+        unsendable_json=json_arrays(staged.filter(~is_valid), STAGED),
     )
 
 
@@ -176,26 +195,31 @@ async def ingest(
         first_chunk = int(last or 0) + 1
     params: dict[str, Any] = {"cid": campaign_id, "channel": channel, "first": first_chunk}
     if conn.dialect.name == "postgresql":
-        sources = [await _copy_to_temp(conn, staged.frame)]
+        sources = await _copy_to_temp(conn, staged.frame)
         params["now"] = now
     else:  # SQLite: the timestamp as its DATETIME stores it, and the rows as JSON
         sources = _json_sources(staged, chunking)
         params["now"] = _sqlite_timestamp(now)
-    inserted = 0
+    inserted = []  # per source: the valid rows first
     for source in sources:
         result = await conn.execute(text(_insert_sql(source.select)), source.bind(params))
-        inserted += result.rowcount
+        inserted.append(result.rowcount)
     frame = staged.frame
-    if inserted == frame.height:
-        rejected = frame.height - staged.valid
-        counts = IngestCounts(pending=staged.valid, rejected=rejected, duplicate=0)
+    if sum(inserted) == frame.height:
+        rejected = frame.height - staged.valid - staged.duplicates
+        counts = IngestCounts(
+            pending=staged.valid,
+            rejected=rejected,
+            duplicate=staged.duplicates,
+            stored=staged.valid,
+        )
         sizes = [
             (first_chunk + number, n)
             for number, n in frame.get_column("chunk").drop_nulls().value_counts().rows()
         ]
-    else:
-        await conn.execute(text(_duplicates_sql(sources[0].select)), sources[0].bind(params))
+    else:  # a resumed (or concurrent) load of the same file: some positions were stored
         counts = await _counts(conn, campaign_id, frame)
+        counts = dataclasses.replace(counts, stored=inserted[0])
         sizes = await _stored_sizes(conn, campaign_id, first_chunk) if chunking else []
     if chunking is not None and sizes:
         await _add_chunks(conn, campaign_id, chunking, sorted(sizes), now)
@@ -244,7 +268,7 @@ async def _add_chunks(
 
 
 async def _counts(conn: AsyncConnection, campaign_id: int, staged: pl.DataFrame) -> IngestCounts:
-    """What the slice's positions hold now (after a shortfall: duplicates, or a resumed load)."""
+    """What the slice's positions hold now (after a resumed load had stored some)."""
     first, last = staged.get_column("position").min(), staged.get_column("position").max()
     rows = await conn.execute(
         select(C.status, func.count())
@@ -275,7 +299,7 @@ _VALID_FIELDS = ("position", "identity_raw", "identity", "parameters", "time_zon
 
 
 def _json_sources(staged: Staged, chunking: Chunking | None) -> list[_Source]:
-    """The valid rows (first: the duplicates statement reads them) and the rejected ones."""
+    """The valid rows, and the others (rejected, duplicate)."""
     field = {name: f"json_extract(value, '$[{i}]')" for i, name in enumerate(_VALID_FIELDS)}
     valid = Status.PENDING.value if chunking is None else chunks.FOLLOWS
     columns = {
@@ -290,7 +314,7 @@ def _json_sources(staged: Staged, chunking: Chunking | None) -> list[_Source]:
     sources = [_Source(_select_json(columns), staged.valid_json)]
     if staged.height > staged.valid:
         every = {name: f"json_extract(value, '$[{i}]')" for i, name in enumerate(STAGED)}
-        sources.append(_Source(_select_json(every), staged.rejected_json))
+        sources.append(_Source(_select_json(every), staged.unsendable_json))
     return sources
 
 
@@ -299,8 +323,9 @@ def _select_json(columns: dict[str, str]) -> str:
     return f"SELECT {selected} FROM json_each(:rows)"
 
 
-async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
-    """``COPY`` the slice into a temporary table that lives until the transaction ends."""
+async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> list[_Source]:
+    """``COPY`` the slice into a temporary table that lives until the transaction ends; its
+    valid rows, and the others."""
     await conn.execute(
         text(
             "CREATE TEMP TABLE IF NOT EXISTS campaign_ingest (position bigint, identity_raw text,"
@@ -317,7 +342,11 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> _Source:
         statement = f"COPY campaign_ingest ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
         async with cursor.copy(statement) as copy:
             await copy.write(data.encode())
-    return _Source(f"SELECT {', '.join(STAGED)} FROM campaign_ingest")
+    every = f"SELECT {', '.join(STAGED)} FROM campaign_ingest"
+    return [
+        _Source(f"{every} WHERE error_code IS NULL"),
+        _Source(f"{every} WHERE error_code IS NOT NULL"),
+    ]
 
 
 _INSERTED = (
@@ -332,22 +361,4 @@ def _insert_sql(source: str) -> str:
         "SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
         " src.parameters, src.status, src.error_code, src.error_description, src.time_zone,"
         f" src.chunk + :first FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
-    )
-
-
-def _duplicates_sql(source: str) -> str:
-    """The slice's rows that the first insert left out and whose position is still free: each
-    is a DUPLICATE of the row that holds its identity."""
-    return (
-        f"INSERT INTO recipients ({_INSERTED}) "
-        f"SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, NULL,"
-        f" src.parameters, '{Status.DUPLICATE.value}', 'DUPLICATE',"
-        f" CASE WHEN orig.position IS NULL THEN 'same identity as another row'"
-        f" ELSE {_DUPLICATE_NOTE} END, NULL"
-        f" FROM ({source}) AS src"
-        " LEFT JOIN recipients AS orig ON orig.campaign_id = :cid AND orig.channel = :channel"
-        " AND orig.identity = src.identity"
-        " WHERE src.identity IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recipients AS here"
-        " WHERE here.campaign_id = :cid AND here.position = src.position)"
-        " ON CONFLICT DO NOTHING"
     )

@@ -6,7 +6,7 @@ kind says what it writes to a recipient (:data:`OUTCOME_VALUES`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,13 +31,18 @@ class CampaignRow:
     total_rows: int
     created_at: datetime
     updated_at: datetime
+    source_digest: str | None = None  # None: created before digests were kept
 
 
 @dataclass(frozen=True)
 class IngestCounts:
+    """What a slice's rows are once stored (whoever stored them), and how many sendable rows
+    this ingest stored itself (a resumed load's slice may have been stored already)."""
+
     pending: int
     rejected: int
     duplicate: int
+    stored: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ class Store(BatchQueries, WorkerQueries):
         definition: str,
         source: str,
         now: datetime,
+        source_digest: str | None = None,
     ) -> CampaignRow:
         """Create the campaign, or return the one another process created first."""
         values = {
@@ -128,6 +129,7 @@ class Store(BatchQueries, WorkerQueries):
             "channel": channel,
             "definition": definition,
             "source": source,
+            "source_digest": source_digest,
             "state": "LOADING",
             "total_rows": 0,
             "created_at": now,
@@ -170,9 +172,10 @@ class Store(BatchQueries, WorkerQueries):
         set-based SQL (:mod:`campaign.store.ingest`). Idempotent: rows already stored are left
         alone.
 
-        The first row of an identity is PENDING; later ones are DUPLICATE, whether the earlier
-        row is in this slice or an earlier one (the unique index decides). With ``chunking``
-        (batch mode), valid rows are put in chunks (:mod:`campaign.store.chunks`).
+        A row with ``duplicate_of`` (decided by the load over the whole file:
+        :mod:`campaign.loading.duplicates`) is stored DUPLICATE; the store does not look for
+        duplicates itself. With ``chunking`` (batch mode), valid rows are put in chunks
+        (:mod:`campaign.store.chunks`).
         """
         if frame.height == 0:
             return IngestCounts(0, 0, 0)

@@ -70,6 +70,8 @@ campaigns = Table(
     Column("channel", String(32), nullable=False),
     Column("definition", Text, nullable=False),  # the campaign file, as JSON
     Column("source", Text, nullable=False),  # the recipients file it was loaded from
+    # The file's content digest (campaign.loading.source): a resumed load refuses another file.
+    Column("source_digest", String(64), nullable=True),
     Column("state", String(16), nullable=False),  # LOADING, READY, DONE, CANCELLED
     Column("total_rows", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
@@ -104,19 +106,11 @@ recipients = Table(
     Column("worker_id", BigInteger, nullable=True),
     # With quiet hours: the recipient's zone key (campaign.quiet); NULL: the campaign's zone.
     Column("time_zone", Text, nullable=True),
+    # A resumed or concurrent load of the same file stores each row once. Duplicates (one
+    # sendable row per identity) are decided by the load over the whole file
+    # (campaign.loading.duplicates): an index on the identity, filled in the file's random
+    # order, cost more than the rest of the load.
     UniqueConstraint("campaign_id", "position"),
-    # One sendable row per (campaign, channel, identity): the database decides duplicates.
-    # Only sendable rows hold an identity (rejected and duplicate rows keep the raw cell), so
-    # the predicate does not read the status, and a status change leaves the index alone.
-    Index(
-        "uq_recipients_sendable_identity",
-        "campaign_id",
-        "channel",
-        "identity",
-        unique=True,
-        sqlite_where=text("identity IS NOT NULL"),
-        postgresql_where=text("identity IS NOT NULL"),
-    ),
     Index("ix_recipients_campaign_id_status_id", "campaign_id", "status", "id"),
     # Partial: most rows never have one (batch messages), and an index entry per row costs
     # every insert and every status change.
