@@ -146,6 +146,7 @@ class Dispatcher:
     ) -> None:
         self._store = store
         self._loading = loading
+        self._after_load = False  # a claim began after the load was over
         self._client = client
         self._campaign = campaign
         self._channel = channel
@@ -378,8 +379,12 @@ class Dispatcher:
         if self._tasks:
             await self._wait_for_room()
             return False
-        if self._loading is not None and not self._loading.over:
-            await self._loading.next_slice()
+        if self._loading is not None and not self._after_load:
+            # The claim that found nothing may have begun before the last slice was stored:
+            # once the load is over, one more claim looks.
+            self._after_load = self._loading.over
+            if not self._after_load:
+                await self._loading.next_slice()
             return False
         await self._flush()
         self._check_recorder()

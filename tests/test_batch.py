@@ -186,20 +186,30 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     assert (await world.control("GET", "stats"))["batches"] == 6
 
 
-async def test_a_load_that_ends_early_ends_the_sending_of_what_was_stored(world: World) -> None:
+async def test_the_last_slice_is_sent_when_the_load_ends_while_a_claim_finds_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     campaign = await world.store.create_campaign(
         name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     numbers = [f"+1201555{i:04d}" for i in range(1, 151)]
     feed = Loading()
+    claim = world.store.claim_formed_chunks
+
+    async def claim_then_load(*args: Any, **kwargs: Any) -> list[repo.Chunk]:
+        found = await claim(*args, **kwargs)
+        if not feed.over:  # the load stores its last slice and ends while this claim runs
+            await world.store.ingest(
+                campaign.id, "SMS", loaded(numbers), NOW, repo.Chunking(100, campaign.key)
+            )
+            feed.stored()
+            feed.end()
+        return found
+
+    monkeypatch.setattr(world.store, "claim_formed_chunks", claim_then_load)
     dispatcher = batch_dispatcher(world, campaign, size=100)
     dispatcher._loading = feed
-    sending = asyncio.create_task(dispatcher.run())
-    await world.store.ingest(
-        campaign.id, "SMS", loaded(numbers), NOW, repo.Chunking(100, campaign.key)
-    )
-    feed.stored()
-    feed.end()  # stopped or failed: the run says so; this one sends what was stored
     async with asyncio.timeout(10):
-        assert await sending is True
+        assert await dispatcher.run() is True
     assert len(await world.sent()) == 150
+    assert await world.store.counts(campaign.id) == {Status.QUEUED: 150}
