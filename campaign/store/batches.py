@@ -135,7 +135,9 @@ class BatchQueries:
         chunk's. One transaction for them all. []: no formed chunk waits.
 
         The database writes each chunk's request entries (for ``channel``, keys from
-        ``campaign_key``) as one text: a thousand recipients never become Python objects."""
+        ``campaign_key``) as one text: a thousand recipients never become Python objects. They
+        are read after the claim commits, without holding the write lock (a slice being loaded
+        waits for the claim, not for the reading): a claimed chunk's members do not change."""
         first = (
             select(B.id)
             .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
@@ -153,10 +155,11 @@ class BatchQueries:
                     .returning(B.chunk, B.tag)
                 )
             ).all()
-            if not claimed:
-                return []
-            tags = {int(number): str(tag) for number, tag in claimed}
-            ids, entries = self._entries(channel, campaign_key)
+        if not claimed:
+            return []
+        tags = {int(number): str(tag) for number, tag in claimed}
+        ids, entries = self._entries(channel, campaign_key)
+        async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(C.chunk, ids, entries, func.max(C.attempts))
@@ -168,15 +171,21 @@ class BatchQueries:
                     .group_by(C.chunk)
                 )
             ).all()
-            members = {
-                int(number): Members(orjson.loads(f"[{ids}]"), f"[{text}]", int(attempts) + 1)
-                for number, ids, text, attempts in rows
-            }
-            empty = [number for number in tags if number not in members]
-            if empty:  # every one of them was cancelled meanwhile
+        members = {
+            int(number): Members(orjson.loads(f"[{ids}]"), f"[{text}]", int(attempts) + 1)
+            for number, ids, text, attempts in rows
+        }
+        empty = [number for number in tags if number not in members]
+        if empty:  # none of its rows follows it any more: nothing to send
+            async with self.writes.begin() as conn:
                 await conn.execute(
                     update(batches)
-                    .where(B.campaign_id == campaign_id, B.chunk.in_(empty))
+                    .where(
+                        B.campaign_id == campaign_id,
+                        B.chunk.in_(empty),
+                        B.status == chunks.SENDING,
+                        B.worker_id.is_(None) if worker_id is None else B.worker_id == worker_id,
+                    )
                     .values(status=chunks.DISSOLVED, updated_at=now)
                 )
         return [Chunk(n, tags[n], [], members[n]) for n in sorted(members)]

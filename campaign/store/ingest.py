@@ -85,7 +85,11 @@ def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataF
         chunk = pl.when(unsendable).then(None).otherwise(order // chunk_size)
     return frame.select(
         position=pl.col("row").cast(pl.Int64),
-        identity_raw=pl.col("identity_raw"),
+        # The cell as written, where it differs from the identity (most files hold E.164
+        # already: the report shows the identity then).
+        identity_raw=pl.when(unsendable | (pl.col("identity_raw") != pl.col("identity")))
+        .then(pl.col("identity_raw"))
+        .otherwise(None),
         # Only sendable rows hold an identity; the others keep the cell as it was written.
         identity=pl.when(unsendable).then(None).otherwise(pl.col("identity")),
         parameters=pl.col("parameters").fill_null("{}"),
@@ -131,18 +135,12 @@ def stage(frame: pl.DataFrame, chunk_size: int | None, dialect: str) -> Staged:
     ).row(0)
     if dialect != "sqlite":
         return Staged(staged, chunk_size, valid, duplicates)
-    good = staged.filter(is_valid).with_columns(
-        # the raw cell only where it differs from the identity (most files hold E.164 already)
-        identity_raw=pl.when(pl.col("identity_raw") == pl.col("identity"))
-        .then(None)
-        .otherwise(pl.col("identity_raw"))
-    )
     return Staged(
         staged,
         chunk_size,
         valid,
         duplicates,
-        valid_json=json_arrays(good, _VALID_FIELDS),
+        valid_json=json_arrays(staged.filter(is_valid), _VALID_FIELDS),
         unsendable_json=json_arrays(staged.filter(~is_valid), STAGED),
     )
 
@@ -304,7 +302,6 @@ def _json_sources(staged: Staged, chunking: Chunking | None) -> list[_Source]:
     valid = Status.PENDING.value if chunking is None else chunks.FOLLOWS
     columns = {
         **field,
-        "identity_raw": f"coalesce({field['identity_raw']}, {field['identity']})",
         "status": f"'{valid}'",
         "error_code": "NULL",
         "error_description": "NULL",

@@ -85,6 +85,7 @@ recipients = Table(
     Column("campaign_id", BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
     Column("position", BigInteger, nullable=False),  # 1-based row of the input file
     Column("channel", String(32), nullable=False),
+    # The cell as written; NULL when it is the identity itself (most files hold E.164).
     Column("identity_raw", Text, nullable=True),
     # Normalised; NULL when rejected or a duplicate (the row it repeats holds it).
     Column("identity", String(256), nullable=True),

@@ -92,13 +92,20 @@ class WorkerQueries:
 
     async def may_send(self, worker_id: int, through: int | None = None) -> bool:
         """Write ahead, before requests leave: the worker's rows up to ``through`` (a recipient
-        id; None in batch mode, where the chunk's row says it) may now be sent. False when the
-        worker was declared dead meanwhile: it must not send, its rows are someone else's."""
-        values: dict[str, Any] = {"started_through": W.started_through}
-        if through is not None:  # never lowered: a retried row may have a lower id
-            values["started_through"] = case(
+        id) may now be sent. False when the worker was declared dead meanwhile: it must not
+        send, its rows are someone else's. Without ``through`` (batch mode, where the claimed
+        chunk's row says what may have been sent) there is nothing to write, and the check is
+        a read: it does not wait for the writer (a slice being loaded, say)."""
+        if through is None:
+            async with self.engine.connect() as conn:
+                alive = select(W.id).where(W.id == worker_id, W.stopped_at.is_(None))
+                return await conn.scalar(alive) is not None
+        # never lowered: a retried row may have a lower id
+        values = {
+            "started_through": case(
                 (W.started_through < through, through), else_=W.started_through
             )
+        }
         async with self.writes.begin() as conn:
             result = await conn.execute(
                 update(workers).where(W.id == worker_id, W.stopped_at.is_(None)).values(values)
