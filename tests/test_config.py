@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,23 @@ def test_pointed_at_replaces_every_url() -> None:
     moved = config.SinchConfig().pointed_at("http://127.0.0.1:9/")
     assert moved.auth_url == "http://127.0.0.1:9/oauth2/token"
     assert moved.conversation_url == moved.batch_url == "http://127.0.0.1:9"
+
+
+def test_the_command_has_polars_give_freed_memory_back_at_once_unless_told_otherwise() -> None:
+    """``campaign`` sets Polars' allocator before Polars loads (a new interpreter, as the
+    command is): Polars puts its defaults first, and jemalloc takes the last value given. A
+    value in the environment wins."""
+    probe = (
+        "import os, sys, types, campaign.__main__ as entry;"
+        "cli = types.ModuleType('campaign.cli');"
+        "cli.main = lambda: (__import__('polars'), print(os.environ[entry.MALLOC_CONF]))[1] or 0;"
+        "sys.modules['campaign.cli'] = cli;"
+        "entry.main()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert run.stdout.strip().endswith(",dirty_decay_ms:0,muzzy_decay_ms:0"), run.stderr
+    env["_RJEM_MALLOC_CONF"] = "narenas:2"
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert run.stdout.strip().endswith(",narenas:2"), run.stderr
+    assert "decay_ms:0" not in run.stdout

@@ -69,7 +69,9 @@ class Duplicates:
         """Pass 2: a prepared slice (``row``, ``identity``, ``reason``: see
         :data:`campaign.loading.rows.OUTPUT_SCHEMA`) with ``duplicate_of``: the row number of
         the first valid row with the same identity, or null (the row is not a duplicate)."""
-        self._marking = True
+        if not self._marking:
+            self._marking = True
+            self._seen = self._seen.clear()  # only the buckets seen twice are needed now
         valid = frame.filter(pl.col("reason").is_null() & pl.col("identity").is_not_null())
         buckets = self._buckets(valid.get_column("identity"))
         compared = valid.filter(self._twice.gather(buckets)).select(
@@ -78,8 +80,11 @@ class Duplicates:
         if compared.is_empty():
             return frame.with_columns(duplicate_of=pl.lit(None, pl.UInt64))
         # Each identity's first row in this slice, and its first row in an earlier one if any.
+        # The slice's few identities are looked up in the (large, growing) first rows, not the
+        # other way round: a join builds its table on the slice's side, and memory stays flat.
         here = compared.unique("identity", keep="first", maintain_order=True)
-        known = here.join(self._firsts, on="identity", how="left", maintain_order="left")
+        earlier = self._firsts.join(here.select("identity"), on="identity", how="semi")
+        known = here.join(earlier, on="identity", how="left", maintain_order="left")
         self._firsts = pl.concat(
             [
                 self._firsts,

@@ -72,7 +72,7 @@ class RecipientSource:
         frames = self._frames(rows_per_slice, self.plan.columns())
         return self._prepared(_numbered(frames, rows_per_slice), self.plan)
 
-    def duplicates(self, rows_per_slice: int = 250_000) -> Duplicates:
+    def duplicates(self, rows_per_slice: int = 50_000) -> Duplicates:
         """The file's duplicates, ready to :meth:`~Duplicates.mark` the slices of
         :meth:`slices`: a first pass over the file that reads and normalises only the identity
         column (see :mod:`campaign.loading.duplicates`)."""

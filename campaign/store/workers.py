@@ -102,9 +102,7 @@ class WorkerQueries:
                 return await conn.scalar(alive) is not None
         # never lowered: a retried row may have a lower id
         values = {
-            "started_through": case(
-                (W.started_through < through, through), else_=W.started_through
-            )
+            "started_through": case((W.started_through < through, through), else_=W.started_through)
         }
         async with self.writes.begin() as conn:
             result = await conn.execute(
