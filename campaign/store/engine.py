@@ -63,11 +63,8 @@ SQLITE_BUSY_TIMEOUT = 30.0
 
 
 # SQLite's page cache per connection, in MiB (SQLite's own default); ``?cache_mb=64`` sets
-# another. A load inserts into the unique identity index at random places (a real list is not
-# sorted by number): once that index outgrows the cache, its pages are read, evicted and written
-# again many times per transaction. A larger cache helps while the index fits in it (about 1M
-# rows at 64 MiB); every connection of the pool holds its own, so it costs more memory than its
-# size (docs/benchmarks.md), and the 10M-row run's memory target leaves no room for it.
+# another. Every connection of the pool holds its own, so a larger one costs more memory than its
+# size (docs/benchmarks.md), and the 10M-row run's memory target leaves little room for it.
 SQLITE_CACHE_MB = 2
 
 
