@@ -96,12 +96,7 @@ def sqlite_cache_mb(parsed: URL) -> int:
     return _url_number(parsed, "cache_mb", int, SQLITE_CACHE_MB, 1, "a whole number of MiB")
 
 
-def _sqlite_pragmas(
-    dbapi_connection: Any,
-    _record: Any,
-    busy_timeout: float = SQLITE_BUSY_TIMEOUT,
-    cache_mb: int = SQLITE_CACHE_MB,
-) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout: float, cache_mb: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (status, report, the receiver) work while a run writes.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -120,13 +115,22 @@ def _sqlite_file(parsed: URL) -> Path | None:
 
 
 def _sqlite_connect(busy_timeout: float, cache_mb: int) -> Any:
-    def connect(dbapi_connection: Any, record: Any) -> None:
-        # The driver would only BEGIN at the first write, leaving earlier reads outside the
-        # transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit our own in "begin".
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver would only BEGIN at the first write (and never for DDL), leaving earlier
+        # reads outside the transaction; SQLAlchemy's documented remedy: no driver BEGIN, emit
+        # our own in "begin".
         dbapi_connection.isolation_level = None
-        _sqlite_pragmas(dbapi_connection, record, busy_timeout, cache_mb)
+        _sqlite_pragmas(dbapi_connection, busy_timeout, cache_mb)
 
     return connect
+
+
+def _sqlite_engine(engine: Engine, parsed: URL) -> None:
+    """Every SQLite connection of ``engine`` (either engine's): the URL's busy timeout and
+    page cache, WAL, and transactions begun by us (:func:`_sqlite_begin`)."""
+    timeout, cache_mb = sqlite_busy_timeout(parsed), sqlite_cache_mb(parsed)
+    event.listen(engine, "connect", _sqlite_connect(timeout, cache_mb))
+    event.listen(engine, "begin", _sqlite_begin)
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -166,11 +170,10 @@ def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        timeout, cache_mb = sqlite_busy_timeout(parsed), sqlite_cache_mb(parsed)
-        parsed = parsed.difference_update_query(["cache_mb"])  # ours, not the driver's
-        engine = create_async_engine(parsed, connect_args={"timeout": timeout})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect(timeout, cache_mb))
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        driver_url = parsed.difference_update_query(["cache_mb"])  # ours, not the driver's
+        timeout = sqlite_busy_timeout(parsed)
+        engine = create_async_engine(driver_url, connect_args={"timeout": timeout})
+        _sqlite_engine(engine.sync_engine, parsed)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
@@ -179,8 +182,11 @@ def create_engine_sync(url: str) -> Engine:
     parsed = sync_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed)
-    engine = create_engine(parsed.difference_update_query(["cache_mb"]))
-    event.listen(engine, "connect", _sqlite_pragmas)
+    timeout = sqlite_busy_timeout(parsed)
+    engine = create_engine(
+        parsed.difference_update_query(["cache_mb"]), connect_args={"timeout": timeout}
+    )
+    _sqlite_engine(engine, parsed)
     return engine
 
 
@@ -213,21 +219,16 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
         if path is not None and not path.parent.exists():
             raise ConfigError(f"database directory {path.parent} does not exist")
     engine = create_engine_sync(url)
-    if parsed.get_backend_name() == "sqlite":
-        # One transaction that holds the write lock from its start: two runs that start at once
-        # on a new database migrate it one after the other (the second finds it at head), not
-        # both at once ("table campaigns already exists").
-        event.listen(engine, "connect", _no_driver_begin)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     try:
-        with engine.begin() as connection:
-            command.upgrade(alembic_config(connection), revision)
+        with engine.connect() as connection:
+            # On SQLite, one transaction that holds the write lock from its start: two runs
+            # that start at once on a new database migrate it one after the other (the second
+            # finds it at head), not both at once ("table campaigns already exists").
+            connection.execution_options(**{SQLITE_IMMEDIATE: True})
+            with connection.begin():
+                command.upgrade(alembic_config(connection), revision)
     finally:
         engine.dispose()
-
-
-def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None
 
 
 def downgrade_sync(url: str, revision: str) -> None:
