@@ -19,8 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any, Final
+from operator import attrgetter, itemgetter
+from typing import Annotated, Any, Final
+
+import msgspec
+import orjson
 
 from campaign.sandbox import channels
 
@@ -34,6 +37,78 @@ _identified_by = itemgetter("identified_by")
 _channel_identities = itemgetter("channel_identities")
 _channel = itemgetter("channel")
 _identity = itemgetter("identity")
+
+
+# --- a batch body proven valid as it is parsed --------------------------------------------------
+#
+# Parsing a thousand recipients into dicts, then proving them valid, costs the sandbox more than
+# everything else it does for a batch. msgspec parses them into typed structs instead, which
+# proves on the way what :func:`all_valid` proves (a struct refuses what it does not declare, a
+# missing field, a value of another type), in about half the time; :func:`proven_batch` then
+# checks the channels and identities in bulk. Anything it cannot prove takes the ordinary road.
+
+
+class _ChannelIdentity(msgspec.Struct, gc=False):
+    channel: str
+    identity: str
+
+
+class _IdentifiedBy(msgspec.Struct, gc=False):
+    channel_identities: Annotated[list[_ChannelIdentity], msgspec.Meta(min_length=1)]
+
+
+class _Recipient(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    identified_by: _IdentifiedBy
+
+
+class _Object(msgspec.Struct, gc=False):
+    """Any JSON object: proven one, its content skipped (nothing is built of it)."""
+
+
+class _Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A ``recipient_and_params`` item: only :data:`validation.RECIPIENT_FIELDS`."""
+
+    recipient: _Recipient
+    parameters: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    message_metadata: _Object | msgspec.UnsetType = msgspec.UNSET
+    conversation_metadata: _Object | msgspec.UnsetType = msgspec.UNSET
+
+
+_FIELDS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_entry_channel = attrgetter("channel")
+_entry_identity = attrgetter("identity")
+_ITEMS: Final = msgspec.json.Decoder(list[_Item])
+ITEMS_FIELD: Final = "recipient_and_params"
+
+
+def proven_batch(raw: bytes, most: int) -> tuple[dict[str, Any], msgspec.Raw, int] | None:
+    """A Batch API body whose ``recipient_and_params`` (1 to ``most`` items) is proven to have
+    no violation: the body without that field, the field's JSON, and how many items it holds.
+    None: nothing proven (not JSON, not an object, an item of another shape...); the caller
+    then parses and checks the body the ordinary way, which says what is wrong."""
+    try:
+        fields = _FIELDS.decode(raw)
+        items = fields.pop(ITEMS_FIELD, None)
+        if items is None:
+            return None
+        parsed = _ITEMS.decode(items)
+        body = {name: orjson.loads(memoryview(value)) for name, value in fields.items()}
+    except (msgspec.DecodeError, orjson.JSONDecodeError):  # ValidationError is a DecodeError
+        return None
+    if not 1 <= len(parsed) <= most:
+        return None
+    entries = list(
+        chain.from_iterable(item.recipient.identified_by.channel_identities for item in parsed)
+    )
+    found = set(map(_entry_channel, entries))
+    if not found <= channels.CHANNELS:
+        return None
+    identities = list(map(_entry_identity, entries))
+    if found <= channels.PHONE_CHANNELS:
+        valid = _all_e164(identities)
+    else:
+        valid = all(map(channels.valid_identity, map(_entry_channel, entries), identities))
+    return (body, items, len(parsed)) if valid else None
 
 
 def all_valid(items: list[Any], known: frozenset[str] | None) -> bool:

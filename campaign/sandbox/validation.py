@@ -88,19 +88,25 @@ def check_send(body: Any, *, strict: bool = True) -> list[tuple[str, str]]:
     return v.items
 
 
-def check_batch(body: Any, *, now: datetime, strict: bool = True) -> list[tuple[str, str]]:
-    """Violations of a Batch API ``POST /messages`` body; ``now`` judges ``send_after``."""
+def check_batch(
+    body: Any, *, now: datetime, strict: bool = True, items_proven: bool = False
+) -> list[tuple[str, str]]:
+    """Violations of a Batch API ``POST /messages`` body; ``now`` judges ``send_after``.
+    ``items_proven``: its ``recipient_and_params`` was proven valid as it was parsed
+    (:func:`bulkcheck.proven_batch`), and is not in ``body``."""
     v = Violations()
     if not isinstance(body, dict):
         return [("", "the request body must be a JSON object")]
     v.string(body, "app_id", "")
     _required(body, "message", v, content.check_message)
-    items = v.array(body, "recipient_and_params", "", minimum=1, maximum=MAX_RECIPIENTS)
-    # The item-by-item check is what says what is wrong and where; it only runs when the
-    # bulk proof (the same rules, several times cheaper per item) cannot vouch for them.
-    if items and not bulkcheck.all_valid(items, RECIPIENT_FIELDS if strict else None):
-        for i, item in enumerate(items):
-            _check_recipient_and_params(item, f"recipient_and_params[{i}]", v, strict=strict)
+    if not items_proven:
+        items = v.array(body, "recipient_and_params", "", minimum=1, maximum=MAX_RECIPIENTS)
+        # The item-by-item check is what says what is wrong and where; it only runs when the
+        # bulk proof (the same rules, several times cheaper per item) cannot vouch for them.
+        if items and not bulkcheck.all_valid(items, RECIPIENT_FIELDS if strict else None):
+            for i, item in enumerate(items):
+                path = f"recipient_and_params[{i}]"
+                _check_recipient_and_params(item, path, v, strict=strict)
     for key in ("batch_metadata", "message_metadata", "conversation_metadata"):
         if key in body:
             v.obj(body[key], key)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -146,3 +148,54 @@ def test_same_answer_with_and_without_the_bulk_proof(items: list[Any], strict: b
     assert fast == slow
     if bulkcheck.all_valid(items, validation.RECIPIENT_FIELDS if strict else None):
         assert slow == []
+
+
+def body_of(items: list[Any]) -> bytes:
+    body = {"app_id": APP, "message": {"text_message": {"text": "Hi"}}, "batch_metadata": {}}
+    # The standard library's encoder: it writes integers of any size, as a client may.
+    return json.dumps(body | {"recipient_and_params": items}, ensure_ascii=False).encode()
+
+
+def test_a_batch_of_the_usual_shape_is_proven_as_it_is_parsed() -> None:
+    items = [item(f"+1201{i:07d}") for i in range(1000)]
+    proven = bulkcheck.proven_batch(body_of(items), validation.MAX_RECIPIENTS)
+    assert proven is not None
+    body, items_json, size = proven
+    assert body == {
+        "app_id": APP,
+        "message": {"text_message": {"text": "Hi"}},
+        "batch_metadata": {},
+    }
+    assert size == 1000 and orjson.loads(memoryview(items_json)) == items
+    assert validation.check_batch(body, now=NOW, items_proven=True) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"app_id": "a"}',
+        body_of([]),
+        body_of([item()] * (validation.MAX_RECIPIENTS + 1)),
+        body_of([item("15551")]) + b"{",
+    ],
+)
+def test_what_is_not_proven_takes_the_ordinary_road(raw: bytes) -> None:
+    assert bulkcheck.proven_batch(raw, validation.MAX_RECIPIENTS) is None
+
+
+@pytest.mark.parametrize("bad", test_refuses_what_the_item_checks_refuse.pytestmark[0].args[1])
+def test_proves_nothing_that_the_item_checks_refuse(bad: Any) -> None:
+    assert bulkcheck.proven_batch(body_of([item(), bad]), validation.MAX_RECIPIENTS) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(items=st.lists(_mostly(_ITEM), min_size=1, max_size=3))
+def test_proven_as_parsed_exactly_when_the_bulk_proof_vouches(items: list[Any]) -> None:
+    """Parsing into typed structs proves what the bulk proof of the parsed items proves, no
+    more: a proven batch has no violation, whichever way it is checked."""
+    proven = bulkcheck.proven_batch(body_of(items), validation.MAX_RECIPIENTS)
+    assert (proven is not None) == bulkcheck.all_valid(items, validation.RECIPIENT_FIELDS)
+    if proven is not None:
+        assert check(items, strict=True, bulk=False) == []
