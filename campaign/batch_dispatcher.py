@@ -53,6 +53,8 @@ class BatchDispatcher(Dispatcher):
         # claimed: the next run looks them up, and sends those that Sinch does not have.)
         for chunk in claimed:
             await self._give_back(chunk.number, chunk.claims, chunk.formed)
+            if self._loading is not None:
+                self._loading.done(chunk)
         return finished
 
     async def _send_claimed(self, claimed: collections.deque[repo.Chunk]) -> bool:
@@ -91,6 +93,7 @@ class BatchDispatcher(Dispatcher):
         and the rows of campaigns loaded without chunks) claimed as a new one."""
         now = self._clock()
         ahead = max(1, min(self.claim_ahead, self._settings.max_in_flight))
+        loading = self._loading
         formed = await self._store.claim_formed_chunks(
             self._campaign.id,
             now,
@@ -98,7 +101,10 @@ class BatchDispatcher(Dispatcher):
             ahead,
             channel=self._channel,
             campaign_key=self._campaign.key,
+            known=loading.formed if loading is not None else None,
         )
+        if loading is not None:
+            loading.claimed(formed)
         if formed:
             return formed
         chunk = await self._store.claim_chunk(
@@ -144,6 +150,8 @@ class BatchDispatcher(Dispatcher):
         try:
             await self._send_part(chunk.number, chunk.tag, chunk.claims, chunk.members)
         finally:
+            if self._loading is not None:
+                self._loading.done(chunk)
             self._finished_one()
 
     async def settle_lost_chunks(self, lease: float) -> tuple[int, int]:
@@ -184,12 +192,12 @@ class BatchDispatcher(Dispatcher):
             accepted = await self._client.send_batch(self._batch_body(tag, claims, members))
         except errors.SinchError as exc:
             if members is not None:  # the recipients one by one, now that they are needed
-                claims = await self._store.claims_of(members)
+                claims = await self._store.claims_of(self._campaign.id, number, members)
             found = await self._after_batch_error(number, tag, claims, members is not None, exc)
             if found is None:
                 return
             accepted = found
-        self.stats.sent += len(members.ids) if members is not None else len(claims)
+        self.stats.sent += members.size if members is not None else len(claims)
         self._outcomes.append(self._accepted(number, accepted))
 
     async def _after_batch_error(

@@ -20,7 +20,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,18 +96,62 @@ def quiet_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+# At most this much text of request entries kept for chunks that a load beside the dispatcher
+# formed (about 70 chunks of 1,000 recipients): when sending falls behind, the next chunks are
+# read back from the database instead, and memory stays bounded.
+FORMED_ENTRIES_BYTES = 16 << 20
+
+
+def _entries_from_load(chunk: repo.Chunk) -> bool:
+    """Whether the chunk's entries were written by the load (not read back from the store)."""
+    return chunk.members is not None and chunk.members.ids is None
+
+
 class Loading:
     """A load that runs beside the dispatcher (batch mode: each stored slice's chunks may be
     sent at once): while it runs, having nothing to claim means waiting for the next slice,
     not being done."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_bytes: int = FORMED_ENTRIES_BYTES) -> None:
         self.over = False
         self._stored = asyncio.Event()
+        # The request entries of chunks formed by this load, not claimed yet, by number.
+        self.formed: dict[int, planning.ChunkEntries] = {}
+        self._keep_bytes = keep_bytes
+        self._kept = 0  # text of entries here, or claimed from here and not sent yet
 
-    def stored(self) -> None:
-        """A slice was committed: its rows may be claimed."""
+    def stored(self, formed: Mapping[int, planning.ChunkEntries] | None = None) -> None:
+        """A slice was committed: its rows may be claimed, and its chunks' request entries
+        (``formed``) need not be read back, as long as there is room to keep them."""
+        for number, entries in (formed or {}).items():
+            if self._kept + len(entries[1]) > self._keep_bytes:
+                break
+            self.formed[number] = entries
+            self._kept += len(entries[1])
         self._stored.set()
+
+    def room(self) -> int:
+        """How much more text of entries would be kept."""
+        return self._keep_bytes - self._kept
+
+    def claimed(self, chunks: Sequence[repo.Chunk]) -> None:
+        """Chunks were claimed: those with entries from here hold them until :meth:`done`;
+        the entries of any other chunk up to the last claimed (another worker took it, or it
+        was read back) are let go (claims take the first chunks first)."""
+        last = max((chunk.number for chunk in chunks), default=None)
+        if last is None:
+            return
+        held = {chunk.number for chunk in chunks if _entries_from_load(chunk)}
+        for number in [n for n in self.formed if n <= last]:
+            _, text = self.formed.pop(number)
+            if number not in held:
+                self._kept -= len(text)
+
+    def done(self, chunk: repo.Chunk) -> None:
+        """A claimed chunk was sent (or given back): its entries make room for others."""
+        if _entries_from_load(chunk):
+            assert chunk.members is not None
+            self._kept -= len(chunk.members.entries)
 
     def end(self) -> None:
         """The load is over (done, failed or stopped): nothing more will come."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import polars as pl
 
 from campaign import rendering
 
@@ -115,9 +116,9 @@ def batch_entries(channel: str, recipients: Iterable[tuple[str, str, str]]) -> o
     ``message_metadata``, so its callbacks (``metadata`` JSON beside ``_batch_id``) find it.
 
     JSON written once, here, and copied as is when the body is serialised (parameters are never
-    parsed again). The store writes the same text in SQL for chunks formed at ingest
-    (:meth:`campaign.store.batches.BatchQueries.claim_formed_chunks`), from
-    :func:`entry_pieces`.
+    parsed again). Chunks formed at ingest get the same text from :func:`entry_pieces`: from
+    Polars while their slice is staged (:func:`batch_entries_by_chunk`), or from SQL when
+    claimed (:meth:`campaign.store.batches.BatchQueries.claim_formed_chunks`).
     """
     head, middle, tail, end = entry_pieces(channel)
     dumps = orjson.dumps
@@ -129,6 +130,52 @@ def batch_entries(channel: str, recipients: Iterable[tuple[str, str, str]]) -> o
         )
         + "]"
     )
+
+
+# A chunk's entries as :func:`batch_entries_by_chunk` writes them: (how many, the JSON array).
+ChunkEntries = tuple[int, str]
+
+
+def batch_entries_by_chunk(
+    rows: pl.DataFrame, channel: str, campaign_key: str, room: int | None = None
+) -> dict[int, ChunkEntries]:
+    """:func:`batch_entries` of each chunk of ``rows``, written by Polars expressions (no
+    Python object per recipient): ``rows`` holds ``chunk``, ``position``, ``identity`` and
+    ``parameters`` (JSON objects), in the order the entries take. With ``room``, the first
+    chunks whose text fits in that many characters, one chunk at a time (memory holds no
+    more)."""
+    head, middle, tail, end = entry_pieces(channel)
+    key = pl.lit(recipient_key_prefix(campaign_key)) + pl.col("position").cast(pl.String)
+    entry = pl.concat_str(
+        [
+            pl.lit(head),
+            json_string(pl.col("identity")),
+            pl.lit(middle),
+            pl.col("parameters"),
+            pl.lit(tail),
+            json_string(key),
+            pl.lit(end),
+        ]
+    )
+    array = pl.concat_str([pl.lit("["), entry.str.join(","), pl.lit("]")])
+    found: dict[int, ChunkEntries] = {}
+    if room is not None and room <= 0:
+        return found
+    for (number,), part in rows.group_by("chunk", maintain_order=True):
+        text = str(part.select(array).item())
+        if room is not None:
+            room -= len(text)
+            if room < 0:
+                break
+        found[int(number)] = (part.height, text)
+    return found
+
+
+def json_string(text: pl.Expr) -> pl.Expr:
+    """``text`` as a JSON string (null as ``null``), escaped by Polars' own JSON writer: a
+    one-field struct encoded, its key taken off."""
+    encoded = pl.struct(text.cast(pl.String).alias("v")).struct.json_encode()
+    return encoded.str.slice(len('{"v":')).str.strip_suffix("}")
 
 
 def entry_pieces(channel: str) -> tuple[str, str, str, str]:

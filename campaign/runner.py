@@ -220,7 +220,7 @@ def chunking(spec: campaignfile.CampaignSpec, config: Config, key: str) -> Chunk
     be sent when (then chunks are formed of the rows due at each claim)."""
     if spec.mode != "batch" or spec.quiet_plan is not None:
         return None
-    return Chunking(config.sending.batch_size, key)
+    return Chunking(config.sending.batch_size, key, channel=spec.channel.value)
 
 
 @dataclass
@@ -248,7 +248,10 @@ async def _ingest(
         found = await asyncio.to_thread(source.duplicates)
 
         def stage(frame: pl.DataFrame) -> Staged:
-            return store.stage(found.mark(frame), chunks)
+            # The chunks' entries only for a dispatcher beside the load, and only while there
+            # is room to keep them (else they are read back when claimed).
+            room = feed.room() if feed is not None else 0
+            return store.stage(found.mark(frame), chunks, entries_room=room)
 
         async with contextlib.aclosing(_slices(source, stage)) as slices:
             async for staged in slices:
@@ -257,7 +260,12 @@ async def _ingest(
                 if loaded is not None:
                     loaded.sendable += counts.stored
                 if feed is not None:
-                    feed.stored()
+                    first = counts.first_chunk
+                    feed.stored(
+                        {}
+                        if first is None
+                        else {first + n: entries for n, entries in staged.entries.items()}
+                    )
                 if stop.is_set():
                     return False
         await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)

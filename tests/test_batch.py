@@ -168,13 +168,20 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     dispatcher = batch_dispatcher(world, campaign, size=100)
     dispatcher._loading = feed
     sending = asyncio.create_task(dispatcher.run())
-    await world.store.ingest(campaign.id, "SMS", whole.slice(0, 300), NOW, chunking)
-    feed.stored()
+    # The first slice's chunks come with their entries, as `campaign run` stores them: the
+    # dispatcher sends them as they are; the second slice's are read from the database.
+    with_entries = repo.Chunking(100, campaign.key, channel="SMS")
+    staged = world.store.stage(whole.slice(0, 300), with_entries)
+    first = (await world.store.ingest(campaign.id, "SMS", staged, NOW, with_entries)).first_chunk
+    assert first is not None
+    feed.stored({first + n: entries for n, entries in staged.entries.items()})
+    assert len(feed.formed) == 3
     async with asyncio.timeout(10):  # the first slice goes out before the second is stored
         while len(await world.sent()) < 300:
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.6)  # longer than the dispatcher's wait for a slice
     assert not sending.done()  # nothing to claim, but the load is not over
+    assert feed.formed == {}  # claimed: no longer kept
     await world.store.ingest(campaign.id, "SMS", whole.slice(300), NOW, chunking)
     feed.stored()
     await asyncio.sleep(0.1)
@@ -184,6 +191,30 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     assert sorted(m["identity"] for m in sent) == numbers  # each once
     assert await world.store.counts(campaign.id) == {Status.QUEUED: 600}
     assert (await world.control("GET", "stats"))["batches"] == 6
+
+
+def test_a_load_keeps_the_entries_it_formed_within_its_bound() -> None:
+    """What the load formed is kept for the dispatcher up to a bound, counting the chunks
+    claimed from it until they are sent (beyond, chunks are read back); a claim lets go of
+    every earlier chunk's entries (another worker took it)."""
+
+    def taken(number: int, text: str) -> repo.Chunk:
+        return repo.Chunk(number, f"K:{number}", [], repo.Members(None, text, 1, 1))
+
+    feed = Loading(keep_bytes=25)
+    feed.stored({1: (1, "[aaaaaaaaaa]"), 2: (1, "[bbbbbbbbbb]"), 3: (1, "[cccccccccc]")})
+    assert sorted(feed.formed) == [1, 2]  # the third would pass 25 characters
+    second = taken(2, "[bbbbbbbbbb]")
+    feed.claimed([second])  # the first was taken by another worker
+    assert feed.formed == {} and feed.room() == 13  # the second is held until sent
+    feed.stored({4: (1, "[dddddddddd]"), 5: (1, "[eeeeeeeeee]")})
+    assert sorted(feed.formed) == [4]
+    feed.done(second)
+    read_back = repo.Chunk(4, "K:4", [], repo.Members([7], "[dddddddddd]", 1, 1))
+    feed.claimed([read_back])  # its entries were read from the store after all
+    assert feed.formed == {} and feed.room() == 25
+    feed.claimed([])
+    assert feed.room() == 25
 
 
 async def test_the_last_slice_is_sent_when_the_load_ends_while_a_claim_finds_nothing(

@@ -46,9 +46,11 @@ async def claim(
     )
 
 
-async def members(store: repo.Store, chunk: repo.Chunk) -> list[repo.Claim]:
+async def members(
+    store: repo.Store, campaign: repo.CampaignRow, chunk: repo.Chunk
+) -> list[repo.Claim]:
     assert chunk.members is not None and chunk.claims == []
-    return await store.claims_of(chunk.members)
+    return await store.claims_of(campaign.id, chunk.number, chunk.members)
 
 
 async def slow_counts(store: repo.Store, campaign_id: int) -> dict[Status, int]:
@@ -101,7 +103,7 @@ async def test_ingest_forms_chunks_that_claims_send_and_acceptance_records(
     await check(store, campaign.id, {Status.PENDING: 10})
     first, second = await claim(store, campaign, NOW, None, limit=2)
     assert [c.size for c in (first, second)] == [4, 4] and first.formed
-    assert {c.attempts for c in await members(store, first)} == {1}
+    assert {c.attempts for c in await members(store, campaign, first)} == {1}
     await check(store, campaign.id, {Status.IN_FLIGHT: 8, Status.PENDING: 2})
     await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED")], NOW)
     await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4, Status.PENDING: 2})
@@ -225,10 +227,14 @@ async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: rep
     retried, failed = await claim(store, campaign, NOW, None, limit=2)
     await store.set_batch(campaign.id, retried.number, "RETRY", NOW)
     later = NOW + timedelta(seconds=5)
-    retries = [repo.Retry(c.id, later, "HTTP_503", "busy") for c in await members(store, retried)]
+    retries = [
+        repo.Retry(c.id, later, "HTTP_503", "busy") for c in await members(store, campaign, retried)
+    ]
     await store.record(retries, NOW)
     await store.set_batch(campaign.id, failed.number, "FAILED", NOW)
-    await store.record([repo.Failed(c.id, "BAD", "no") for c in await members(store, failed)], NOW)
+    await store.record(
+        [repo.Failed(c.id, "BAD", "no") for c in await members(store, campaign, failed)], NOW
+    )
     await check(store, campaign.id, {Status.PENDING: 4, Status.FAILED: 4})
     # The retries are claimed as an ordinary (new) chunk when due, counting a second attempt.
     assert await claim(store, campaign, later, None) == []
@@ -303,7 +309,7 @@ async def test_the_database_writes_the_entries_that_planning_writes(store: repo.
         campaign.id, NOW, None, channel="MESSENGER", campaign_key=campaign.key
     )
     assert chunk.members is not None
-    claims = await store.claims_of(chunk.members)
+    claims = await store.claims_of(campaign.id, chunk.number, chunk.members)
     assert [c.position for c in claims] == [1, 2, 3, 4]
     expected = planning.batch_entries(
         "MESSENGER",
@@ -316,3 +322,90 @@ async def test_the_database_writes_the_entries_that_planning_writes(store: repo.
     ] == identities
     assert [e["parameters"] for e in entries] == [orjson.loads(p) for p in parameters]
     assert [e["message_metadata"]["recipient"] for e in entries] == [f"CK-{i}" for i in range(1, 5)]
+
+
+def python_entries(channel: str, claims: list[repo.Claim]) -> str:
+    """:func:`planning.batch_entries` of ``claims``, as text."""
+    recipients = (
+        (c.identity, c.parameters, planning.recipient_key("CK", c.position)) for c in claims
+    )
+    return orjson.dumps(planning.batch_entries(channel, recipients)).decode()
+
+
+async def test_the_load_writes_the_entries_that_the_database_writes(store: repo.Store) -> None:
+    """A slice staged for a channel carries its chunks' entries, written by Polars while it is
+    staged: the very text that planning writes, and the JSON that the database writes, in the
+    order of the rows' positions."""
+    identities = ["+12015550001", 'psid "quoted" \\ back', "名前 ✓ 😀", "tab\tand\nnewline", "x"]
+    parameters = [
+        "{}",
+        orjson.dumps({"first_name": 'O"Brien \\ é'}).decode(),
+        orjson.dumps({"a": "😀", "b": "x\u0001y\u007f\u2028"}).decode(),
+        orjson.dumps({"n": "1"}).decode(),
+        "{}",
+    ]
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="batch", channel="MESSENGER", definition="{}", source="x", now=NOW
+    )
+    chunking = repo.Chunking(4, campaign.key, channel="MESSENGER")
+    staged = store.stage(loaded(identities, parameters), chunking)
+    assert {n: size for n, (size, _) in staged.entries.items()} == {0: 4, 1: 1}
+    counts = await store.ingest(campaign.id, "MESSENGER", staged, NOW, chunking)
+    assert counts.first_chunk == 1
+    from_sql = await store.claim_formed_chunks(
+        campaign.id, NOW, None, 2, channel="MESSENGER", campaign_key=campaign.key
+    )
+    assert [c.number for c in from_sql] == [1, 2]
+    for chunk in from_sql:
+        assert chunk.members is not None and chunk.members.ids is not None
+        size, text = staged.entries[chunk.number - 1]
+        assert size == chunk.members.size
+        assert orjson.loads(text) == orjson.loads(chunk.members.entries)
+        assert text == python_entries("MESSENGER", await members(store, campaign, chunk))
+
+
+async def test_a_claim_takes_the_entries_the_load_wrote_while_its_rows_follow(
+    store: repo.Store,
+) -> None:
+    """The entries of a chunk that this run's load formed are not read back while all its rows
+    still follow it (a first attempt; its rows are read by chunk, in order, when a failed send
+    needs them), and they are claimed beyond the limit asked for. Entries that do not count the
+    chunk's followers are not used: it is read."""
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    chunking = repo.Chunking(4, campaign.key, channel="SMS")
+    staged = store.stage(loaded(us_numbers(8)), chunking)
+    counts = await store.ingest(campaign.id, "SMS", staged, NOW, chunking)
+    assert counts.first_chunk is not None
+    known = {counts.first_chunk + n: entries for n, entries in staged.entries.items()}
+    second = counts.first_chunk + 1
+    known[second] = (3, "[]")  # as if a row had left the chunk since
+    # One chunk asked for: the known ones come too (their entries cost no reading).
+    kept, read = await store.claim_formed_chunks(
+        campaign.id, NOW, None, 1, channel="SMS", campaign_key=campaign.key, known=known
+    )
+    assert kept.members is not None and read.members is not None
+    assert kept.members.ids is None  # not read back
+    size, text = known[kept.number]
+    assert (kept.members.entries, kept.members.size, kept.members.attempts) == (text, size, 1)
+    claims = await members(store, campaign, kept)
+    assert [c.position for c in claims] == [1, 2, 3, 4] and {c.attempts for c in claims} == {1}
+    assert kept.members.entries == python_entries("SMS", claims)
+    assert read.number == second and read.members.ids is not None  # read from the database
+    assert read.members.size == 4
+    assert read.members.entries == python_entries("SMS", await members(store, campaign, read))
+    await check(store, campaign.id, {Status.IN_FLIGHT: 8})
+
+
+async def test_a_slice_stored_in_part_gives_no_entries(store: repo.Store) -> None:
+    """A resumed load whose slice was partly stored already forms other chunks than it staged:
+    it says so (no first chunk), and its chunks are read from the database when claimed."""
+    campaign = await store.create_campaign(
+        name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    chunking = repo.Chunking(4, campaign.key, channel="SMS")
+    numbers = us_numbers(6)
+    await store.ingest(campaign.id, "SMS", loaded(numbers[:3]), NOW, chunking)
+    counts = await store.ingest(campaign.id, "SMS", loaded(numbers), NOW, chunking)
+    assert counts.first_chunk is None and counts.stored == 3

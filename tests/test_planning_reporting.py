@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaign import planning, reporting
 from campaign.dispatcher import DispatchStats
@@ -160,6 +162,45 @@ def test_status_view() -> None:
     text = render_text([view])
     assert text[0].startswith("c  [READY, individual, SMS]  2/3 settled")
     assert "X" in text[2]
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1), st.dictionaries(st.text(), st.text(), max_size=3)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 5),
+    st.text(min_size=1, max_size=30),
+)
+def test_entries_by_chunk_are_the_text_that_batch_entries_writes(
+    recipients: list[tuple[str, dict[str, str]]], size: int, campaign_key: str
+) -> None:
+    """Polars writes each chunk's entries (while a slice is staged) as the Python does, byte
+    for byte, whatever the identities, the parameters and the campaign's key."""
+    rows = pl.DataFrame(
+        {
+            "chunk": [i // size for i in range(len(recipients))],
+            "position": list(range(7, 7 + len(recipients))),
+            "identity": [identity for identity, _ in recipients],
+            "parameters": [orjson.dumps(values).decode() for _, values in recipients],
+        }
+    )
+    found = planning.batch_entries_by_chunk(rows, "WHATSAPP", campaign_key)
+    assert sorted(found) == list(range((len(recipients) + size - 1) // size))
+    for number, (count, text) in found.items():
+        part = rows.filter(pl.col("chunk") == number)
+        expected = planning.batch_entries(
+            "WHATSAPP",
+            (
+                (identity, parameters, planning.recipient_key(campaign_key, position))
+                for identity, parameters, position in part.select(
+                    "identity", "parameters", "position"
+                ).iter_rows()
+            ),
+        )
+        assert count == part.height
+        assert text == orjson.dumps(expected).decode()
 
 
 def test_batch_body_entries_are_json_written_once_and_escaped() -> None:

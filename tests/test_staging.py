@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from campaign.models import Status
 from campaign.store import chunks
-from campaign.store.ingest import STAGED, json_arrays, stage
+from campaign.store.ingest import STAGED, Chunking, json_arrays, stage
 
 texts = st.one_of(st.none(), st.text())
 
@@ -59,7 +59,7 @@ SLICE = loaded(
 
 
 def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
-    staged = stage(SLICE, 2, "sqlite")
+    staged = stage(SLICE, Chunking(2, "K"), "sqlite")
     assert staged.valid == 3 and staged.height == 5 and staged.duplicates == 0
     assert staged.valid_json is not None and staged.unsendable_json is not None
     valid = orjson.loads(staged.valid_json)
@@ -78,7 +78,7 @@ def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
 
 
 def test_staged_frame_numbers_chunks_from_zero_among_valid_rows() -> None:
-    frame = stage(SLICE, 2, "postgresql").frame
+    frame = stage(SLICE, Chunking(2, "K"), "postgresql").frame
     assert frame.get_column("chunk").to_list() == [0, 0, None, 1, None]
     assert frame.get_column("status").to_list() == [
         chunks.FOLLOWS,
@@ -96,7 +96,7 @@ def test_a_duplicate_is_staged_naming_its_first_row_and_takes_no_place_in_a_chun
     marked = SLICE.with_columns(
         duplicate_of=pl.Series([None, None, None, 1, None], dtype=pl.UInt64)
     )
-    staged = stage(marked, 2, "sqlite")
+    staged = stage(marked, Chunking(2, "K"), "sqlite")
     assert (staged.valid, staged.duplicates) == (2, 1)
     frame = staged.frame
     assert frame.get_column("chunk").to_list() == [0, 0, None, None, None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaign import planning
 from campaign.models import Status
+from campaign.planning import ChunkEntries
 from campaign.store import chunks
 from campaign.store.engine import WriteGate
 from campaign.store.records import Chunk, Claim, Members
@@ -128,6 +129,7 @@ class BatchQueries:
         *,
         channel: str,
         campaign_key: str,
+        known: Mapping[int, ChunkEntries] | None = None,
     ) -> list[Chunk]:
         """Claim up to ``limit`` of the chunks formed at ingest that are not sent yet, first
         first: their rows go to SENDING for ``worker_id`` (their recipients follow them to
@@ -137,44 +139,52 @@ class BatchQueries:
         The database writes each chunk's request entries (for ``channel``, keys from
         ``campaign_key``) as one text: a thousand recipients never become Python objects. They
         are read after the claim commits, without holding the write lock (a slice being loaded
-        waits for the claim, not for the reading): a claimed chunk's members do not change."""
+        waits for the claim, not for the reading): a claimed chunk's members do not change.
+
+        ``known``: the entries of chunks that this run's load formed, written as it staged
+        them (:func:`campaign.planning.batch_entries_by_chunk`). Those not sent yet are
+        claimed too, beyond ``limit`` (a load beside the sending then has each slice's chunks
+        claimed at once, not ``limit`` at a time, each claim waiting for a slice to be
+        stored). Such a chunk is not read back while all its rows still follow it: rows only
+        ever leave a chunk, so the same count means the same rows, none of them sent yet (a
+        first attempt)."""
         first = (
             select(B.id)
             .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
             .order_by(B.chunk)
             .limit(limit)
         )
+        taken = [first]
+        if known:  # beyond the limit: their entries cost no reading, nor any more memory
+            taken.append(
+                select(B.id).where(
+                    B.campaign_id == campaign_id,
+                    B.status == chunks.UNSENT,
+                    B.chunk.in_(sorted(known)),
+                )
+            )
         if self.dialect == "postgresql":
-            first = first.with_for_update(skip_locked=True)
+            taken = [query.with_for_update(skip_locked=True) for query in taken]
         async with self.writes.begin(immediate=True) as conn:
             claimed = (
                 await conn.execute(
                     update(batches)
-                    .where(B.id.in_(first.scalar_subquery()))
+                    .where(or_(*(B.id.in_(query.scalar_subquery()) for query in taken)))
                     .values(status=chunks.SENDING, worker_id=worker_id, updated_at=now)
-                    .returning(B.chunk, B.tag)
+                    .returning(B.chunk, B.tag, B.followers)
                 )
             ).all()
         if not claimed:
             return []
-        tags = {int(number): str(tag) for number, tag in claimed}
-        ids, entries = self._entries(channel, campaign_key)
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(C.chunk, ids, entries, func.max(C.attempts))
-                    .where(
-                        C.campaign_id == campaign_id,
-                        C.chunk.in_(sorted(tags)),
-                        C.status == chunks.FOLLOWS,
-                    )
-                    .group_by(C.chunk)
-                )
-            ).all()
-        members = {
-            int(number): Members(orjson.loads(f"[{ids}]"), f"[{text}]", int(attempts) + 1)
-            for number, ids, text, attempts in rows
-        }
+        tags = {int(number): str(tag) for number, tag, _ in claimed}
+        members: dict[int, Members] = {}
+        for number, _, followers in claimed:
+            entry = known.get(number) if known is not None else None
+            if entry is not None and entry[0] == followers:
+                members[number] = Members(None, entry[1], 1, entry[0])
+        unread = sorted(number for number in tags if number not in members)
+        if unread:
+            members.update(await self._read_members(campaign_id, unread, channel, campaign_key))
         empty = [number for number in tags if number not in members]
         if empty:  # none of its rows follows it any more: nothing to send
             async with self.writes.begin() as conn:
@@ -189,6 +199,30 @@ class BatchQueries:
                     .values(status=chunks.DISSOLVED, updated_at=now)
                 )
         return [Chunk(n, tags[n], [], members[n]) for n in sorted(members)]
+
+    async def _read_members(
+        self, campaign_id: int, numbers: list[int], channel: str, campaign_key: str
+    ) -> dict[int, Members]:
+        """The members of claimed chunks ``numbers``, their entries written by the database
+        (a chunk none of whose rows follows it any more is not there)."""
+        ids, entries = self._entries(channel, campaign_key)
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.chunk, ids, entries, func.max(C.attempts))
+                    .where(
+                        C.campaign_id == campaign_id,
+                        C.chunk.in_(numbers),
+                        C.status == chunks.FOLLOWS,
+                    )
+                    .group_by(C.chunk)
+                )
+            ).all()
+        found = {}
+        for number, id_list, text, attempts in rows:
+            members = orjson.loads(f"[{id_list}]")
+            found[int(number)] = Members(members, f"[{text}]", int(attempts) + 1, len(members))
+        return found
 
     def _entries(self, channel: str, campaign_key: str) -> tuple[Any, Any]:
         """Aggregates of a chunk's rows: their ids, and their request entries (the text of
@@ -221,17 +255,24 @@ class BatchQueries:
         )
         return joined(cast(C.id, Text)), joined(entry)
 
-    async def claims_of(self, members: Members) -> list[Claim]:
-        """A formed chunk's recipients one by one, in the order of its entries, each attempt
-        counted as the chunk's: for the rare sends that need them (a refused or failed one)."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(*_CLAIMED).where(C.id.in_(members.ids)))).all()
-        by_id = {row[0]: row for row in rows}
+    async def claims_of(self, campaign_id: int, number: int, members: Members) -> list[Claim]:
+        """The recipients of formed chunk ``number`` one by one, in the order of its entries,
+        each attempt counted as the chunk's: for the rare sends that need them (a refused or
+        failed one)."""
+        if members.ids is None:  # entries in the order of positions: the rows that follow it
+            query = select(*_CLAIMED).where(
+                C.campaign_id == campaign_id, C.chunk == number, C.status == chunks.FOLLOWS
+            )
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query.order_by(C.position))).all()
+        else:
+            async with self.engine.connect() as conn:
+                found = await conn.execute(select(*_CLAIMED).where(C.id.in_(members.ids)))
+                by_id = {row[0]: row for row in found.all()}
+            rows = [by_id[i] for i in members.ids if i in by_id]
         return [
             Claim(rid, position, identity, parameters, members.attempts, zone)
-            for rid, position, identity, parameters, _, zone in (
-                by_id[i] for i in members.ids if i in by_id
-            )
+            for rid, position, identity, parameters, _, zone in rows
         ]
 
     async def unclaim_chunk(

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import polars as pl
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaign import planning
 from campaign.models import Status
 from campaign.store import chunks
 from campaign.store.records import IngestCounts, reject_code
@@ -40,10 +40,13 @@ B = batches.c
 @dataclass(frozen=True)
 class Chunking:
     """Batch mode: put valid rows in chunks of ``size`` as they are stored; each chunk's tag
-    (its ``batch_metadata``) is ``<key>:<number>``."""
+    (its ``batch_metadata``) is ``<key>:<number>``. With ``channel``, each slice's chunks
+    also get their request entries, written while the slice is staged (see
+    :attr:`Staged.entries`)."""
 
     size: int
     key: str
+    channel: str | None = None
 
 
 # The staged columns, in order: what each slice row carries into ``recipients``.
@@ -120,21 +123,35 @@ class Staged:
     # arrays
     valid_json: str | None = None
     unsendable_json: str | None = None
+    # With Chunking.channel: each chunk's request entries (planning.batch_entries_by_chunk),
+    # by its number within the slice; the run that stores the slice sends them without
+    # reading its rows back (IngestCounts.first_chunk numbers them).
+    entries: dict[int, planning.ChunkEntries] = dataclasses.field(default_factory=dict)
 
     @property
     def height(self) -> int:
         return self.frame.height
 
 
-def stage(frame: pl.DataFrame, chunk_size: int | None, dialect: str) -> Staged:
-    """Loaded rows -> :class:`Staged` for ``dialect`` (``sqlite`` or ``postgresql``)."""
+def stage(
+    frame: pl.DataFrame, chunking: Chunking | None, dialect: str, entries_room: int | None = None
+) -> Staged:
+    """Loaded rows -> :class:`Staged` for ``dialect`` (``sqlite`` or ``postgresql``); with
+    ``chunking.channel``, the entries of the slice's first chunks, as many as fit in
+    ``entries_room`` characters (all when None)."""
+    chunk_size = chunking.size if chunking else None
     staged = staged_frame(frame, chunk_size)
     is_valid = pl.col("error_code").is_null()
     valid, duplicates = staged.select(
         is_valid.sum(), (pl.col("status") == Status.DUPLICATE.value).sum()
     ).row(0)
+    entries: dict[int, planning.ChunkEntries] = {}
+    if chunking is not None and chunking.channel is not None:
+        entries = planning.batch_entries_by_chunk(
+            staged.filter(is_valid), chunking.channel, chunking.key, entries_room
+        )
     if dialect != "sqlite":
-        return Staged(staged, chunk_size, valid, duplicates)
+        return Staged(staged, chunk_size, valid, duplicates, entries=entries)
     return Staged(
         staged,
         chunk_size,
@@ -142,6 +159,7 @@ def stage(frame: pl.DataFrame, chunk_size: int | None, dialect: str) -> Staged:
         duplicates,
         valid_json=json_arrays(staged.filter(is_valid), _VALID_FIELDS),
         unsendable_json=json_arrays(staged.filter(~is_valid), STAGED),
+        entries=entries,
     )
 
 
@@ -160,10 +178,7 @@ def _json_value(name: str, dtype: pl.DataType) -> pl.Expr:
     """A column's values as JSON text (``null`` for null)."""
     if dtype.is_integer():
         return pl.col(name).cast(pl.String).fill_null("null")
-    # A string's JSON escaping: Polars' own encoder, on a one-field struct, without the key.
-    encoded = pl.struct(pl.col(name).cast(pl.String)).struct.json_encode()
-    head = len(orjson.dumps({name: None}).decode()) - len("null}")
-    return encoded.str.slice(head).str.strip_suffix("}")
+    return planning.json_string(pl.col(name))
 
 
 def _sqlite_timestamp(now: datetime) -> str:
@@ -210,6 +225,8 @@ async def ingest(
             rejected=rejected,
             duplicate=staged.duplicates,
             stored=staged.valid,
+            # Every chunk formed as staged: its number is the slice's plus this one.
+            first_chunk=first_chunk if chunking is not None else None,
         )
         sizes = [
             (first_chunk + number, n)

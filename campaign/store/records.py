@@ -43,6 +43,9 @@ class IngestCounts:
     rejected: int
     duplicate: int
     stored: int = field(default=0, compare=False)
+    # Batch mode: the number of the slice's first chunk when its chunks were formed exactly
+    # as staged (every row stored by this ingest), else None.
+    first_chunk: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -133,19 +136,22 @@ class Chunk:
 
     @property
     def size(self) -> int:
-        return len(self.members.ids) if self.members is not None else len(self.claims)
+        return self.members.size if self.members is not None else len(self.claims)
 
 
 @dataclass(frozen=True)
 class Members:
     """The recipients of a chunk formed at ingest, as its claim reads them: no Python object
-    per recipient. ``entries`` is their ``recipient_and_params`` JSON array, written by the
-    database (the same text as :func:`campaign.planning.batch_entries`); ``ids`` their rows, in
-    the same order; ``attempts`` what this send makes of each one's count."""
+    per recipient. ``entries`` is their ``recipient_and_params`` JSON array (the same text as
+    :func:`campaign.planning.batch_entries`), written by the database, or by the load that
+    formed the chunk in this run; ``ids`` their rows, in the same order, or None when the
+    entries are in the order of the rows' positions (the rows are read by chunk if needed);
+    ``attempts`` what this send makes of each one's count."""
 
-    ids: list[int]
+    ids: list[int] | None
     entries: str
     attempts: int
+    size: int
 
 
 Outcome = Sent | Retry | Failed | InDoubt | Release | Deferred

@@ -154,10 +154,16 @@ class Store(BatchQueries, WorkerQueries):
 
     # --- ingest -------------------------------------------------------------------------------
 
-    def stage(self, frame: pl.DataFrame, chunking: Chunking | None = None) -> Staged:
+    def stage(
+        self,
+        frame: pl.DataFrame,
+        chunking: Chunking | None = None,
+        entries_room: int | None = None,
+    ) -> Staged:
         """``frame`` (loaded rows) made ready for :meth:`ingest`: CPU only, no I/O, safe to
-        run in a worker thread while another slice is being stored."""
-        return stage(frame, chunking.size if chunking else None, self.dialect)
+        run in a worker thread while another slice is being stored. ``entries_room``: see
+        :func:`campaign.store.ingest.stage`."""
+        return stage(frame, chunking, self.dialect, entries_room)
 
     async def ingest(
         self,
