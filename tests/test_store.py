@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,6 +75,25 @@ def test_one_migration_head() -> None:
     from alembic.script import ScriptDirectory
 
     assert len(ScriptDirectory.from_config(store_engine.alembic_config()).get_heads()) == 1
+    # Every command checks the schema against this constant, without importing Alembic.
+    assert store_engine.head_revision() == store_engine.HEAD_REVISION
+
+
+def test_a_command_on_a_schema_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic (with Mako and Pygments) is imported only to change the schema."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store_engine.upgrade_sync(url)
+    script = (
+        "import asyncio, sys\n"
+        "from campaign import cli\n"
+        "from campaign.store.repository import Store\n"
+        "async def main():\n"
+        f"    store = await Store.open({url!r})\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
 
 
 async def test_create_campaign_is_idempotent(store: repo.Store) -> None:

@@ -11,18 +11,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from campaign.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 
 def _parse(url: str) -> URL:
@@ -191,10 +190,19 @@ def create_engine_sync(url: str) -> Engine:
 
 
 # --- migrations --------------------------------------------------------------------------------
+#
+# Alembic (with Mako and Pygments, a tenth of a second to import) is imported only when the
+# schema is to be changed or inspected: every command checks that the schema is at
+# HEAD_REVISION by reading Alembic's version table itself.
+
+# The newest migration under migrations/versions (tests/test_store.py checks it against them).
+HEAD_REVISION = "0011"
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     """Alembic's config pointing at the migrations shipped with the package."""
+    from alembic.config import Config as AlembicConfig
+
     script_location = resources.files("migrations")
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(script_location))
@@ -204,15 +212,26 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 
 def head_revision() -> str | None:
+    """The newest migration, as Alembic reads it from the migration scripts."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database's schema is at (None: none yet), from Alembic's version
+    table."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    found = versions.all()
+    return found[0] if len(found) == 1 else None
 
 
 def upgrade_sync(url: str, revision: str = "head") -> None:
     """Run the migrations up to ``revision`` (blocking)."""
+    from alembic import command
+
     parsed = sync_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_file(parsed)
@@ -232,6 +251,8 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
 
 
 def downgrade_sync(url: str, revision: str) -> None:
+    from alembic import command
+
     engine = create_engine_sync(url)
     try:
         with engine.begin() as connection:
@@ -243,15 +264,15 @@ def downgrade_sync(url: str, revision: str) -> None:
 async def prepare(engine: AsyncEngine, url: str) -> None:
     """Make sure the schema is at head: SQLite is migrated automatically, Postgres must have been
     upgraded with ``campaign db upgrade`` (schema changes there are an operator's decision)."""
-    head = head_revision()
     async with engine.connect() as connection:
         current = await connection.run_sync(current_revision)
-    if current == head:
+    if current == HEAD_REVISION:
         return
     if engine.dialect.name == "sqlite":
         await asyncio.to_thread(upgrade_sync, url)
         return
     raise ConfigError(
-        f"the database {safe_url(url)} is at schema revision {current or 'none'}, not {head}: "
+        f"the database {safe_url(url)} is at schema revision {current or 'none'}, not "
+        f"{HEAD_REVISION}: "
         "run `campaign db upgrade`"
     )
