@@ -97,6 +97,9 @@ async def test_a_dead_workers_rows_are_settled_by_its_write_ahead_mark(store: re
 
 ROWS = 50_000
 RATE = 3_000  # the limit they share; the sandbox enforces the same
+# Requests each worker may have under way (the default at this rate would be 750): what a killed
+# worker had sent and the sandbox had not yet stored is lost to it, however slow the machine.
+MAX_IN_FLIGHT = 100
 
 
 @pytest.fixture
@@ -132,6 +135,7 @@ class Workers:
             f'url = "{database_url}"\n'
             "[sending]\n"
             f"requests_per_second = {RATE}\n"
+            f"max_in_flight = {MAX_IN_FLIGHT}\n"
             "heartbeat_interval = 0.5\n"
             "worker_lease = 3.0\n"
         )
@@ -234,7 +238,7 @@ def test_a_killed_worker_leaves_nothing_lost_and_nothing_twice(workers: Workers)
     # sandbox; those that did not are the rest of its current mark and the next one, written
     # in the background (a mark is 25 ms at the rate: 75, so at most 37 + 75), plus its
     # requests in flight that the sandbox had not stored when the connection dropped (about
-    # 8 at 5 ms, more when this busy process holds the sandbox back: CI once saw 139 in all).
-    # A tenth of a second of requests at the shared rate bounds both.
+    # 8 at 5 ms, up to MAX_IN_FLIGHT when this busy process holds the sandbox back: a CI run
+    # on a slow machine saw 441 with the default of 750).
     assert counts.get("IN_DOUBT", 0) <= RATE
-    assert len(sent) >= ROWS - RATE // 10
+    assert len(sent) >= ROWS - (37 + 75 + MAX_IN_FLIGHT)
