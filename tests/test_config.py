@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,53 @@ def test_the_command_has_polars_give_freed_memory_back_at_once_unless_told_other
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert run.stdout.strip().endswith(",narenas:2"), run.stderr
     assert "decay_ms:0" not in run.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's arenas: Linux only")
+def test_the_command_keeps_glibc_to_two_arenas_unless_told_otherwise() -> None:
+    """Threads that allocate share two glibc arenas (``malloc_stats`` lists them), not one
+    each; MALLOC_ARENA_MAX in the environment wins."""
+    probe = textwrap.dedent(
+        """
+        import ctypes, sys, threading, types
+        import campaign.__main__ as entry
+
+        def work():
+            blocks = [bytearray(100_000) for _ in range(20)]  # from this thread's arena
+            gate.wait()
+
+        def main():
+            threads = [threading.Thread(target=work) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            gate.wait()
+            for thread in threads:
+                thread.join()
+            ctypes.CDLL(None).malloc_stats()
+            return 0
+
+        gate = threading.Barrier(7)
+        cli = types.ModuleType("campaign.cli")
+        cli.main = main
+        sys.modules["campaign.cli"] = cli
+        entry.main()
+        """
+    )
+
+    def arenas(env: dict[str, str]) -> int:
+        run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stderr.count("Arena ")
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if (
+        "Arena "
+        not in subprocess.run(
+            [sys.executable, "-c", "import ctypes; ctypes.CDLL(None).malloc_stats()"],
+            capture_output=True,
+            text=True,
+        ).stderr
+    ):
+        pytest.skip("not glibc's malloc")
+    assert arenas(env) == 2
+    assert arenas(env | {"MALLOC_ARENA_MAX": "8"}) > 2
