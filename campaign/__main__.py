@@ -12,7 +12,8 @@ import sys
 #
 # Polars' allocator (jemalloc) keeps freed pages for a second or so (Polars' defaults:
 # dirty_decay_ms 500, muzzy_decay_ms 1000). Polars adds this to its own settings, before it
-# loads; a value set in the environment is left as it is.
+# loads; a value set in the environment is left as it is (but for Polars' own defaults, which a
+# process that imported Polars passes on to the commands it starts).
 MALLOC_CONF = "_RJEM_MALLOC_CONF"
 RETURN_FREED_PAGES = "dirty_decay_ms:0,muzzy_decay_ms:0"
 # glibc's malloc raises its mmap threshold (up to 32 MiB) each time a large block is freed, after
@@ -31,9 +32,16 @@ _M_ARENA_MAX = -8
 ARENA_MAX = 2
 
 
+# What Polars itself writes into the environment of a process that imports it: the command
+# started by such a process (a benchmark, a scheduler written in Python) inherits it, but it is
+# nobody's choice, so it does not stand in for ours.
+POLARS_DEFAULT_CONF = "dirty_decay_ms:500,muzzy_decay_ms:1000"
+
+
 def configure_allocators() -> None:
     """Before anything is allocated in earnest (and before Polars loads)."""
-    os.environ.setdefault(MALLOC_CONF, RETURN_FREED_PAGES)
+    if os.environ.get(MALLOC_CONF, POLARS_DEFAULT_CONF) == POLARS_DEFAULT_CONF:
+        os.environ[MALLOC_CONF] = RETURN_FREED_PAGES
     if sys.platform != "linux":
         return
     libc = ctypes.CDLL(None)  # the process's own symbols: the C library's among them

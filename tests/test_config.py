@@ -122,7 +122,8 @@ def test_pointed_at_replaces_every_url() -> None:
 def test_the_command_has_polars_give_freed_memory_back_at_once_unless_told_otherwise() -> None:
     """``campaign`` sets Polars' allocator before Polars loads (a new interpreter, as the
     command is): Polars puts its defaults first, and jemalloc takes the last value given. A
-    value in the environment wins."""
+    value in the environment wins, unless it is only what Polars writes there itself (the
+    command was started by a process that had imported Polars)."""
     probe = (
         "import os, sys, types, campaign.__main__ as entry;"
         "cli = types.ModuleType('campaign.cli');"
@@ -137,6 +138,10 @@ def test_the_command_has_polars_give_freed_memory_back_at_once_unless_told_other
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert run.stdout.strip().endswith(",narenas:2"), run.stderr
     assert "decay_ms:0" not in run.stdout
+    # Started by a process that imported Polars: Polars' own defaults are nobody's choice.
+    env["_RJEM_MALLOC_CONF"] = "dirty_decay_ms:500,muzzy_decay_ms:1000"
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert run.stdout.strip().endswith(",dirty_decay_ms:0,muzzy_decay_ms:0"), run.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's arenas: Linux only")
