@@ -100,15 +100,8 @@ def proven_batch(raw: bytes, most: int) -> tuple[dict[str, Any], msgspec.Raw, in
     entries = list(
         chain.from_iterable(item.recipient.identified_by.channel_identities for item in parsed)
     )
-    found = set(map(_entry_channel, entries))
-    if not found <= channels.CHANNELS:
-        return None
-    identities = list(map(_entry_identity, entries))
-    if found <= channels.PHONE_CHANNELS:
-        valid = _all_e164(identities)
-    else:
-        valid = all(map(channels.valid_identity, map(_entry_channel, entries), identities))
-    return (body, items, len(parsed)) if valid else None
+    names, identities = list(map(_entry_channel, entries)), list(map(_entry_identity, entries))
+    return (body, items, len(parsed)) if _identities_valid(names, identities) else None
 
 
 def all_valid(items: list[Any], known: frozenset[str] | None) -> bool:
@@ -134,13 +127,17 @@ def _recipients_valid(recipients: list[dict[str, Any]]) -> bool:
     if _types(lists) != {list} or not all(lists):
         return False
     entries = list(chain.from_iterable(lists))
-    found = set(map(_channel, entries))
-    identities = list(map(_identity, entries))
+    return _identities_valid(list(map(_channel, entries)), list(map(_identity, entries)))
+
+
+def _identities_valid(names: list[Any], identities: list[Any]) -> bool:
+    """Every channel known, and every identity a string of its channel's shape."""
+    found = set(names)
     if not found <= channels.CHANNELS or _types(identities) != {str}:
         return False
     if found <= channels.PHONE_CHANNELS:
         return _all_e164(identities)
-    return all(map(channels.valid_identity, map(_channel, entries), identities))
+    return all(map(channels.valid_identity, names, identities))
 
 
 def _all_e164(identities: list[str]) -> bool:

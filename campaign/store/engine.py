@@ -124,6 +124,11 @@ def _sqlite_connect(busy_timeout: float, cache_mb: int) -> Any:
     return connect
 
 
+def _sqlite_driver(parsed: URL) -> tuple[URL, dict[str, Any]]:
+    """The URL and connect arguments that the driver takes (``cache_mb`` is ours)."""
+    return parsed.difference_update_query(["cache_mb"]), {"timeout": sqlite_busy_timeout(parsed)}
+
+
 def _sqlite_engine(engine: Engine, parsed: URL) -> None:
     """Every SQLite connection of ``engine`` (either engine's): the URL's busy timeout and
     page cache, WAL, and transactions begun by us (:func:`_sqlite_begin`)."""
@@ -169,9 +174,8 @@ def create_engine_async(url: str) -> AsyncEngine:
     """The running engine. Create it inside the event loop; ``await engine.dispose()`` last."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        driver_url = parsed.difference_update_query(["cache_mb"])  # ours, not the driver's
-        timeout = sqlite_busy_timeout(parsed)
-        engine = create_async_engine(driver_url, connect_args={"timeout": timeout})
+        driver_url, connect_args = _sqlite_driver(parsed)
+        engine = create_async_engine(driver_url, connect_args=connect_args)
         _sqlite_engine(engine.sync_engine, parsed)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
@@ -181,12 +185,10 @@ def create_engine_sync(url: str) -> Engine:
     parsed = sync_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed)
-    timeout = sqlite_busy_timeout(parsed)
-    engine = create_engine(
-        parsed.difference_update_query(["cache_mb"]), connect_args={"timeout": timeout}
-    )
-    _sqlite_engine(engine, parsed)
-    return engine
+    driver_url, connect_args = _sqlite_driver(parsed)
+    sync_engine = create_engine(driver_url, connect_args=connect_args)
+    _sqlite_engine(sync_engine, parsed)
+    return sync_engine
 
 
 # --- migrations --------------------------------------------------------------------------------
