@@ -1,7 +1,8 @@
 """Staging a loaded slice for the database (pure: no database here).
 
-SQLite reads a slice as JSON arrays that Polars writes (``campaign.store.ingest.json_arrays``):
-whatever a cell holds must come back from the JSON exactly.
+SQLite reads a slice as JSON that Polars writes (``campaign.store.ingest.json_members`` for the
+valid rows, ``json_arrays`` for the others): whatever a cell holds must come back from the JSON
+exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from campaign.models import Status
 from campaign.store import chunks
-from campaign.store.ingest import STAGED, Chunking, json_arrays, stage
+from campaign.store.ingest import STAGED, Chunking, json_arrays, json_members, stage
 
 texts = st.one_of(st.none(), st.text())
 
@@ -30,6 +31,34 @@ def test_json_arrays_escape_what_json_must() -> None:
     cells = ['say "hi"', "back\\slash", "tab\tnew\nline\r", "\x00\x1f", "é ✓ 😀", "", "}"]
     frame = pl.DataFrame({"cell": cells})
     assert orjson.loads(json_arrays(frame, ("cell",))) == [[cell] for cell in cells]
+
+
+@given(
+    st.lists(
+        st.tuples(texts, st.text(min_size=1), st.text(), texts),
+        unique_by=lambda row: row[1],
+    )
+)
+def test_json_members_give_back_every_valid_row(
+    rows: list[tuple[str | None, str, str, str | None]],
+) -> None:
+    """(identity_raw, identity, parameters, time_zone): a member per row, in order, named by
+    position and identity, valued by the parameters alone when nothing else is set."""
+    frame = pl.DataFrame(
+        [(i + 1, *row) for i, row in enumerate(rows)],
+        schema={
+            "position": pl.Int64,
+            "identity_raw": pl.String,
+            "identity": pl.String,
+            "parameters": pl.String,
+            "time_zone": pl.String,
+        },
+        orient="row",
+    )
+    members = list(orjson.loads(json_members(frame)).items())
+    assert [name for name, _ in members] == [f"{i + 1} {row[1]}" for i, row in enumerate(rows)]
+    for (_, value), (raw, _, parameters, zone) in zip(members, rows, strict=True):
+        assert value == (parameters if raw is None and zone is None else [parameters, raw, zone])
 
 
 def loaded(rows: list[tuple[int, str, str | None, str | None]]) -> pl.DataFrame:
@@ -63,12 +92,13 @@ def test_stage_for_sqlite_splits_valid_and_rejected_rows() -> None:
     assert staged.valid == 3 and staged.height == 5 and staged.duplicates == 0
     assert staged.valid_json is not None and staged.unsendable_json is not None
     valid = orjson.loads(staged.valid_json)
-    # (position, raw cell where it differs from the identity, identity, parameters, zone)
-    assert valid == [
-        [1, None, "+12015550001", '{"n":"1"}', None],
-        [2, "(201) 555-0002", "+12015550002", '{"n":"2"}', None],
-        [4, None, "+12015550004", '{"n":"4"}', None],
-    ]
+    # "position identity": parameters, or [parameters, raw cell, zone] where the raw cell
+    # differs from the identity
+    assert valid == {
+        "1 +12015550001": '{"n":"1"}',
+        "2 +12015550002": ['{"n":"2"}', "(201) 555-0002", None],
+        "4 +12015550004": '{"n":"4"}',
+    }
     rejected = [dict(zip(STAGED, row, strict=True)) for row in orjson.loads(staged.unsendable_json)]
     assert [(r["position"], r["identity_raw"], r["status"]) for r in rejected] == [
         (3, "nope", Status.REJECTED.value),

@@ -7,15 +7,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import polars as pl
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from campaign.errors import ConfigError
 from campaign.models import Status
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
-from campaign.store.tables import metadata
+from campaign.store.tables import metadata, recipients
 from tests.recipients import deduplicated
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -160,6 +161,49 @@ async def test_ingest_keeps_every_value_byte_for_byte(store: repo.Store) -> None
     assert [r[2] for r in stored] == awkward  # identity_raw
     assert [r[8] for r in stored] == [f"invalid: {value}" for value in awkward]
     assert all(r[1] is None for r in stored)  # identity
+
+
+async def test_ingest_keeps_every_valid_row_byte_for_byte(store: repo.Store) -> None:
+    """Valid rows take another road into SQLite than the others (campaign.store.ingest.
+    json_members): identities and parameters of any text, a raw cell or a zone on some rows
+    only, and each row in its chunk."""
+    campaign = await new_campaign(store)
+    awkward = ['a "b"', "line\nbreak", r"\N", " lead", "tab\there", "ünï 🙂", "back\\slash", "7 x"]
+    identities = [f"{value}|{i}" for i, value in enumerate(awkward)]
+    raw = [identities[i] if i % 3 else f"raw {value}" for i, value in enumerate(awkward)]
+    zones = [None if i % 4 else "America/New_York" for i in range(len(awkward))]
+    parameters = [orjson.dumps({"v": value}).decode() for value in awkward]
+    rows = pl.DataFrame(
+        {
+            "row": list(range(1, len(awkward) + 1)),
+            "identity_raw": raw,
+            "identity": identities,
+            "reason": [None] * len(awkward),
+            "parameters": parameters,
+            "time_zone": zones,
+        },
+        schema={**frame([]).schema, "time_zone": pl.String},
+    )
+    counts = await store.ingest(campaign.id, "SMS", rows, NOW, repo.Chunking(3, "Kc1"))
+    assert counts.stored == len(awkward)
+    async with store.engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                select(
+                    recipients.c.identity_raw,
+                    recipients.c.identity,
+                    recipients.c.parameters,
+                    recipients.c.time_zone,
+                    recipients.c.chunk,
+                )
+                .where(recipients.c.campaign_id == campaign.id)
+                .order_by(recipients.c.position)
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (None if i % 3 else f"raw {value}", identities[i], parameters[i], zones[i], 1 + i // 3)
+        for i, value in enumerate(awkward)
+    ]
 
 
 async def test_claim_moves_pending_to_in_flight_once(store: repo.Store) -> None:

@@ -5,6 +5,12 @@ read by ``json_each`` on SQLite, and by ``COPY`` into a temporary table on Postg
 by ``INSERT … SELECT … ON CONFLICT DO NOTHING``: a row whose position is already stored (a
 resumed or concurrent load of the same file) is left as it is.
 
+On SQLite, what costs is taking the values out of the JSON: every ``json_extract`` parses its
+row again. Valid rows therefore come as one JSON object (:func:`json_members`) whose members
+hold a row each with nothing to extract in the common case: the name is ``"<position>
+<identity>"`` and the value the parameters (docs/benchmarks.md: the 1M-row insert took some
+20% less than with an array per row).
+
 Duplicates arrive decided (:mod:`campaign.loading.duplicates`: the first row of an identity
 over the whole file is the recipient), as ``duplicate_of``: each is stored DUPLICATE, naming the
 row that holds its identity. No index on the identity is kept: inserting every row into one, in
@@ -119,8 +125,8 @@ class Staged:
     chunk_size: int | None
     valid: int
     duplicates: int
-    # SQLite: the valid rows, and the others (rejected, duplicate), each as one JSON array of
-    # arrays
+    # SQLite: the valid rows as one JSON object (json_members), and the others (rejected,
+    # duplicate) as one JSON array of arrays (json_arrays)
     valid_json: str | None = None
     unsendable_json: str | None = None
     # With Chunking.channel: each chunk's request entries (planning.batch_entries_by_chunk),
@@ -157,7 +163,7 @@ def stage(
         chunk_size,
         valid,
         duplicates,
-        valid_json=json_arrays(staged.filter(is_valid), _VALID_FIELDS),
+        valid_json=json_members(staged.filter(is_valid)),
         unsendable_json=json_arrays(staged.filter(~is_valid), STAGED),
         entries=entries,
     )
@@ -172,6 +178,36 @@ def json_arrays(frame: pl.DataFrame, names: tuple[str, ...]) -> str:
         parts.extend([pl.lit(","), _json_value(name, frame.schema[name])])
     row = pl.concat_str([pl.lit("["), *parts[1:], pl.lit("]")])
     return "[" + str(frame.select(row.str.join(",")).item()) + "]"
+
+
+def json_members(valid: pl.DataFrame) -> str:
+    """Valid rows (:data:`STAGED`) as one JSON object, a member per row, in order: named
+    ``"<position> <identity>"``, and valued by the parameters (a JSON string), or where the row
+    also has a raw cell or a zone, by ``[parameters, identity_raw, time_zone]``. SQLite reads a
+    plain row's values off ``json_each``'s ``key`` and ``value`` columns without parsing it
+    again (:func:`_valid_source`)."""
+    parameters = planning.json_string(pl.col("parameters"))
+    plain = pl.col("identity_raw").is_null() & pl.col("time_zone").is_null()
+    value = (
+        pl.when(plain)
+        .then(parameters)
+        .otherwise(
+            pl.concat_str(
+                [
+                    pl.lit("["),
+                    parameters,
+                    pl.lit(","),
+                    planning.json_string(pl.col("identity_raw")),
+                    pl.lit(","),
+                    planning.json_string(pl.col("time_zone")),
+                    pl.lit("]"),
+                ]
+            )
+        )
+    )
+    name = planning.json_string(pl.format("{} {}", pl.col("position"), pl.col("identity")))
+    member = pl.concat_str([name, pl.lit(":"), value])
+    return "{" + str(valid.select(member.str.join(",")).item()) + "}"
 
 
 def _json_value(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -309,27 +345,39 @@ class _Source:
         return params if self.payload is None else {**params, "rows": self.payload}
 
 
-# What a valid row carries into SQLite; its status and chunk are given by the statement.
-_VALID_FIELDS = ("position", "identity_raw", "identity", "parameters", "time_zone")
-
-
 def _json_sources(staged: Staged, chunking: Chunking | None) -> list[_Source]:
-    """The valid rows, and the others (rejected, duplicate)."""
-    field = {name: f"json_extract(value, '$[{i}]')" for i, name in enumerate(_VALID_FIELDS)}
-    valid = Status.PENDING.value if chunking is None else chunks.FOLLOWS
-    columns = {
-        **field,
-        "status": f"'{valid}'",
-        "error_code": "NULL",
-        "error_description": "NULL",
-        # json_each's key is the row's index among the slice's valid rows
-        "chunk": "NULL" if chunking is None else f"key / {int(chunking.size)}",
-    }
-    sources = [_Source(_select_json(columns), staged.valid_json)]
+    """The valid rows (:func:`json_members`), and the others (rejected, duplicate: an array
+    of :data:`STAGED` each)."""
+    sources = [_Source(_valid_source(chunking), staged.valid_json)]
     if staged.height > staged.valid:
         every = {name: f"json_extract(value, '$[{i}]')" for i, name in enumerate(STAGED)}
         sources.append(_Source(_select_json(every), staged.unsendable_json))
     return sources
+
+
+def _valid_source(chunking: Chunking | None) -> str:
+    """The rows of :func:`json_members`. ``CAST`` reads the leading integer of the name (the
+    position); a member valued by an array (``type`` is not ``'text'``) carries the rest."""
+
+    def extra(index: int) -> str:
+        return f"CASE type WHEN 'text' THEN NULL ELSE json_extract(value, '$[{index}]') END"
+
+    status = Status.PENDING.value if chunking is None else chunks.FOLLOWS
+    return _select_json(
+        {
+            "position": "CAST(key AS INTEGER)",
+            "identity_raw": extra(1),
+            "identity": "substr(key, instr(key, ' ') + 1)",
+            "parameters": "CASE type WHEN 'text' THEN value ELSE json_extract(value, '$[0]') END",
+            "status": f"'{status}'",
+            "error_code": "NULL",
+            "error_description": "NULL",
+            "time_zone": extra(2),
+            # json_each's rowid counts the members from 0: the row's index among the slice's
+            # valid rows
+            "chunk": "NULL" if chunking is None else f"rowid / {int(chunking.size)}",
+        }
+    )
 
 
 def _select_json(columns: dict[str, str]) -> str:
