@@ -11,11 +11,14 @@ import sys
 # 10M-row run's peak RSS went from 440-590 MB to about 325 MB, for some 0.3 s more on 1M rows).
 #
 # Polars' allocator (jemalloc) keeps freed pages for a second or so (Polars' defaults:
-# dirty_decay_ms 500, muzzy_decay_ms 1000). Polars adds this to its own settings, before it
-# loads; a value set in the environment is left as it is (but for Polars' own defaults, which a
-# process that imported Polars passes on to the commands it starts).
+# dirty_decay_ms 500, muzzy_decay_ms 1000). We have it give them back after 100 ms: at once
+# (0 ms) the 10M-row run peaked 30 MB lower, but every page of every slice was faulted in again,
+# 400,000 more page faults per million rows, for 1-2 s more of the kernel's time
+# (docs/benchmarks.md). Polars adds this to its own settings, before it loads; a value set in the
+# environment is left as it is (but for Polars' own defaults, which a process that imported
+# Polars passes on to the commands it starts).
 MALLOC_CONF = "_RJEM_MALLOC_CONF"
-RETURN_FREED_PAGES = "dirty_decay_ms:0,muzzy_decay_ms:0"
+RETURN_FREED_PAGES = "dirty_decay_ms:100,muzzy_decay_ms:100"
 # glibc's malloc raises its mmap threshold (up to 32 MiB) each time a large block is freed, after
 # which blocks of megabytes (a slice's JSON, a block of the CSV file) come from the heap, which
 # gives nothing back while anything above them lives. A fixed threshold of 1 MiB keeps them
