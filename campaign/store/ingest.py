@@ -8,8 +8,8 @@ resumed or concurrent load of the same file) is left as it is.
 On SQLite, what costs is taking the values out of the JSON: every ``json_extract`` parses its
 row again. Valid rows therefore come as one JSON object (:func:`json_members`) whose members
 hold a row each with nothing to extract in the common case: the name is ``"<position>
-<identity>"`` and the value the parameters (docs/benchmarks.md: the 1M-row insert took some
-20% less than with an array per row).
+<identity>"`` and the value the parameters (docs/benchmarks.md: the 1M-row insert took about
+a sixth less than with an array per row).
 
 Duplicates arrive decided (:mod:`campaign.loading.duplicates`: the first row of an identity
 over the whole file is the recipient), as ``duplicate_of``: each is stored DUPLICATE, naming the
