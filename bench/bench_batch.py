@@ -47,9 +47,9 @@ def write_csv(path: Path, rows: int, ordered: bool = False) -> None:
     index = pl.int_range(0, rows, eager=True)
     if not ordered:
         index = index.shuffle(seed=5)
-    index = index.alias("i").to_frame()
+    numbers = index.alias("i").to_frame()
     area = pl.col("i").floordiv(1_000_000).replace_strict(list(range(10)), AREAS)
-    index.select(
+    numbers.select(
         phone=pl.concat_str(
             [pl.lit("+1"), area, (pl.col("i") % 1_000_000 + 2_000_000).cast(pl.String)]
         ),
@@ -176,8 +176,8 @@ def one_size(rows: int, report: bool, ordered: bool, cache_mb: int | None) -> di
                 capture_output=True,
                 text=True,
             )
-            seconds, written = export.stdout.split()
-            figures["report_in_process"] = float(seconds)
+            taken, written = export.stdout.split()
+            figures["report_in_process"] = float(taken)
             assert int(written) == rows
         return figures
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import base64
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import sandbox_with_pid
 from campaign import config, planning
 
 CONCURRENCY = 8
@@ -96,27 +96,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     payloads = bodies(args.batches)
-    sandbox = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "campaign", "sandbox", "--port", "0", "--no-history"),
-            *("--latency-ms", "0", "--jitter-ms", "0", "--rate-limit", "1000000"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert sandbox.stdout is not None
-        url = ""
-        while not url:
-            line = sandbox.stdout.readline()
-            if not line:
-                raise RuntimeError("the sandbox did not start")
-            url = next((w for w in line.split() if w.startswith("http://")), "")
-        wall, cpu = asyncio.run(replay(url, sandbox.pid, payloads))
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=10)
+    sandbox = sandbox_with_pid("--latency-ms", "0", "--jitter-ms", "0", "--rate-limit", "1000000")
+    with sandbox as (url, pid):
+        wall, cpu = asyncio.run(replay(url, pid, payloads))
     n = args.batches
     print(f"{n:,} batches of 1,000 recipients, {CONCURRENCY} at a time")
     print(f"    wall            {wall:.2f} s ({n / wall:,.0f} batches/s)")

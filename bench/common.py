@@ -21,6 +21,13 @@ from campaign.secrets import Secret
 @contextlib.contextmanager
 def sandbox_process(*args: str) -> Iterator[str]:
     """``campaign sandbox`` in its own process (so it is not the bottleneck); yields its URL."""
+    with sandbox_with_pid(*args) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def sandbox_with_pid(*args: str) -> Iterator[tuple[str, int]]:
+    """:func:`sandbox_process`, yielding its URL and its process id (to read its CPU)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "campaign", "sandbox", "--port", "0", "--no-history", *args],
         stdout=subprocess.PIPE,
@@ -35,7 +42,7 @@ def sandbox_process(*args: str) -> Iterator[str]:
             if not line:
                 raise RuntimeError("the sandbox did not start")
             url = next((w for w in line.split() if w.startswith("http://")), "")
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
