@@ -275,6 +275,5 @@ async def prepare(engine: AsyncEngine, url: str) -> None:
         return
     raise ConfigError(
         f"the database {safe_url(url)} is at schema revision {current or 'none'}, not "
-        f"{HEAD_REVISION}: "
-        "run `campaign db upgrade`"
+        f"{HEAD_REVISION}: run `campaign db upgrade`"
     )
