@@ -97,10 +97,13 @@ def quiet_gc() -> None:
 
 
 # At most this much text of request entries kept for chunks that a load beside the dispatcher
-# formed, claimed or not (about 35 chunks of 1,000 recipients): when sending falls behind, the
-# next chunks are read back from the database instead. Memory is what bounds it: a 10M-row run
-# peaked at 325 MB without these entries, 335 MB with 8 MB of them, 358-407 MB with 16 MB.
-FORMED_ENTRIES_BYTES = 8 << 20
+# formed, claimed or not (about 130 chunks of 1,000 SMS recipients, two and a half slices): when
+# sending falls behind, the next chunks are read back from the database instead. A slice's
+# entries are about 12 MB, so 8 MB (the earlier bound) left three chunks in four to be read back
+# even when sending kept up, 0.7 s more of the 1M-row run (docs/benchmarks.md). Sending that keeps
+# up holds a slice or two whatever the bound: the 10M-row run peaked at 374-377 MB with 8 MB and
+# with 64 MB alike; a bound only limits what a stalled sending holds.
+FORMED_ENTRIES_BYTES = 32 << 20
 
 
 def _entries_from_load(chunk: repo.Chunk) -> bool:
