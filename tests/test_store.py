@@ -296,3 +296,37 @@ async def test_the_sqlite_page_cache_is_set_by_the_url(tmp_path: Path) -> None:
     for bad in ("?cache_mb=lots", "?cache_mb=0"):
         with pytest.raises(ConfigError, match="cache_mb"):
             await repo.Store.open(f"sqlite:///{path}{bad}")
+
+
+async def test_a_stored_slice_leaves_the_wal_in_the_background(tmp_path: Path) -> None:
+    """A load's commit does not copy the WAL into the database (that waits for 10,000 pages):
+    a background checkpoint does, beside the next slice (engine.Checkpointer)."""
+    path = tmp_path / "c.db"
+    store = await repo.Store.open(f"sqlite:///{path}")
+    try:
+        async with store.engine.connect() as conn:
+            pages = await conn.scalar(text("PRAGMA wal_autocheckpoint"))
+        assert pages == store_engine.SQLITE_AUTOCHECKPOINT_PAGES
+        campaign = await new_campaign(store)
+        await store.checkpoints.wait()
+        before = path.stat().st_size
+        numbers: list[tuple[int, str | None, str | None, str | None]] = [
+            (i, f"+1201555{i:04d}", f"+1201555{i:04d}", None) for i in range(1, 3001)
+        ]
+        (rows,) = deduplicated(frame(numbers))
+        await store.ingest(campaign.id, "SMS", rows, NOW)
+        await store.checkpoints.wait()
+        # Only a checkpoint writes pages into the database file: 3,000 rows are some 100 pages.
+        assert path.stat().st_size > before + 100 * 4096
+    finally:
+        await store.close()
+    assert await _count_rows(path) == 3000
+
+
+async def _count_rows(path: Path) -> int:
+    store = await repo.Store.open(f"sqlite:///{path}")
+    try:
+        async with store.engine.connect() as conn:
+            return int(await conn.scalar(text("SELECT count(*) FROM recipients")) or 0)
+    finally:
+        await store.close()

@@ -82,6 +82,7 @@ class Store(BatchQueries, WorkerQueries):
         self.engine = engine
         self.url = url
         self.writes = engine_mod.WriteGate(engine)
+        self.checkpoints = engine_mod.Checkpointer(engine)
         self.events = EventStore(engine, self.writes)
 
     @classmethod
@@ -95,6 +96,7 @@ class Store(BatchQueries, WorkerQueries):
         return cls(engine, url)
 
     async def close(self) -> None:
+        await self.checkpoints.wait()
         await self.engine.dispose()
 
     # --- campaigns ----------------------------------------------------------------------------
@@ -188,7 +190,11 @@ class Store(BatchQueries, WorkerQueries):
         if isinstance(frame, pl.DataFrame):
             frame = await asyncio.to_thread(self.stage, frame, chunking)
         async with self.writes.begin(immediate=chunking is not None) as conn:
-            return await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
+            counts = await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
+        # A slice is some 2,000 pages of WAL: copied into the database beside the next one's
+        # insert, not in the next commit (engine.Checkpointer).
+        self.checkpoints.soon()
+        return counts
 
     # --- dispatch -----------------------------------------------------------------------------
 
