@@ -92,11 +92,14 @@ INGEST_SLICE_ROWS = 50_000
 
 
 async def _slices(
-    source: loading.RecipientSource, prepare: Callable[[pl.DataFrame], T]
+    source: loading.RecipientSource,
+    prepare: Callable[[pl.DataFrame], T],
+    numbers: loading.NormalisedNumbers | None = None,
 ) -> AsyncGenerator[T, None]:
     """The slices, each read and ``prepare``-d in a worker thread, one ahead: the next slice is
-    made ready while the caller stores this one, and the loop stays responsive."""
-    iterator = source.slices(INGEST_SLICE_ROWS)
+    made ready while the caller stores this one, and the loop stays responsive. ``numbers``:
+    the phone numbers that the first pass normalised."""
+    iterator = source.slices(INGEST_SLICE_ROWS, numbers)
 
     def step() -> T | None:
         frame = next(iterator, None)
@@ -171,18 +174,19 @@ async def dry_run(
     rows = valid = duplicates = 0
     rejected: dict[str, int] = {}
     zones: Counter[str | None] = Counter()
-    found = await asyncio.to_thread(source.duplicates)
-    async for frame in _slices(source, found.mark):
-        rows += frame.height
-        for reason, count in (
-            frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
-        ):
-            rejected[reason] = rejected.get(reason, 0) + count
-        sendable = pl.col("reason").is_null()
-        duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
-        sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
-        valid += sent.height
-        zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
+    with loading.NormalisedNumbers() as numbers:
+        found = await asyncio.to_thread(source.duplicates, keep=numbers)
+        async for frame in _slices(source, found.mark, numbers):
+            rows += frame.height
+            for reason, count in (
+                frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
+            ):
+                rejected[reason] = rejected.get(reason, 0) + count
+            sendable = pl.col("reason").is_null()
+            duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
+            sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
+            valid += sent.height
+            zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
     plan = planning.preflight(
         rows=rows,
         valid=valid,
@@ -244,8 +248,9 @@ async def _ingest(
     the campaign stays LOADING, and the next run resumes the load."""
     rows = 0
     started = time.monotonic()
+    numbers = loading.NormalisedNumbers()  # the first pass's phone numbers, for the second
     try:
-        found = await asyncio.to_thread(source.duplicates)
+        found = await asyncio.to_thread(source.duplicates, keep=numbers)
 
         def stage(frame: pl.DataFrame) -> Staged:
             # The chunks' entries only for a dispatcher beside the load, and only while there
@@ -253,7 +258,7 @@ async def _ingest(
             room = feed.room() if feed is not None else 0
             return store.stage(found.mark(frame), chunks, entries_room=room)
 
-        async with contextlib.aclosing(_slices(source, stage)) as slices:
+        async with contextlib.aclosing(_slices(source, stage, numbers)) as slices:
             async for staged in slices:
                 counts = await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
                 rows += staged.height
@@ -270,6 +275,7 @@ async def _ingest(
                     return False
         await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
     finally:
+        numbers.close()
         if feed is not None:
             feed.end()
     logger.info(

@@ -13,10 +13,12 @@ decided over the whole file (:meth:`RecipientSource.duplicates`, then
 :meth:`Duplicates.mark` of each slice): the first valid row of an identity is the recipient.
 
 Modules: ``source`` (the file, its checks, slicing), ``csvblocks`` (bounded CSV reading),
-``rows`` (the pure per-slice work), ``duplicates`` (duplicates over the whole file).
+``rows`` (the pure per-slice work), ``duplicates`` (duplicates over the whole file),
+``normalised`` (the first pass's phone numbers, kept for the second).
 """
 
 from campaign.loading.duplicates import Duplicates
+from campaign.loading.normalised import NormalisedNumbers
 from campaign.loading.rows import (
     INVALID_PHONE,
     MISSING_IDENTITY,
@@ -34,6 +36,7 @@ __all__ = [
     "OUTPUT_SCHEMA",
     "Duplicates",
     "LoadSpec",
+    "NormalisedNumbers",
     "Parameter",
     "RecipientSource",
     "SlicePlan",

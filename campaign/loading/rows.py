@@ -64,13 +64,16 @@ class SlicePlan:
         return list(dict.fromkeys(wanted))
 
 
-def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
+def prepare_slice(
+    batch: pl.DataFrame, plan: SlicePlan, numbers: pl.Series | None = None
+) -> pl.DataFrame:
     """Rows as read (:data:`ROW` and the plan's columns, as text) -> recipient rows.
 
     Columns as in :data:`OUTPUT_SCHEMA`. A row is rejected for its first problem among: no
     identity, an invalid phone number, no value for a parameter (in the plan's order), a text
     over the channel's limit. A cell holding only spaces is empty; other values are kept as
-    they are.
+    they are. ``numbers``: the identity cells already normalised to E.164 (null: not a valid
+    number), by a first pass over the file (:mod:`campaign.loading.normalised`).
     """
     values, missing = [], []
     for parameter in plan.parameters:
@@ -95,7 +98,12 @@ def prepare_slice(batch: pl.DataFrame, plan: SlicePlan) -> pl.DataFrame:
     raw = raw.set(raw == "", None)
     trimmed = raw.str.strip_chars()
     trimmed = trimmed.set(trimmed == "", None)
-    identity = phones.normalise(raw, plan.default_country) if plan.phone else trimmed
+    if not plan.phone:
+        identity = trimmed
+    elif numbers is not None:
+        identity = numbers
+    else:
+        identity = phones.normalise(raw, plan.default_country)
     zone, zone_reason = _zones(batch, plan, identity)
     reason = (
         pl.when(pl.col("trimmed").is_null())

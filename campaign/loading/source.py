@@ -20,6 +20,7 @@ from campaign import phones
 from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks
 from campaign.loading.duplicates import Duplicates, bucket_bits
+from campaign.loading.normalised import NormalisedNumbers
 from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
 from campaign.models import PHONE_CHANNELS, Channel
 from campaign.planning import TextLimit
@@ -60,33 +61,45 @@ class RecipientSource:
     rows: int  # data rows (the header not counted)
     digest: str  # SHA-256 of the file's bytes, hex
 
-    def slices(self, rows_per_slice: int = 250_000) -> Iterator[pl.DataFrame]:
+    def slices(
+        self, rows_per_slice: int = 250_000, numbers: NormalisedNumbers | None = None
+    ) -> Iterator[pl.DataFrame]:
         """The recipient rows in input order, ``rows_per_slice`` at a time (the last fewer).
 
         Columns as in :data:`campaign.loading.rows.OUTPUT_SCHEMA`. Memory holds a few slices,
         whatever the file's size. A malformed row (more fields than the header, a quote that
-        never closes) was already refused when the file was opened.
+        never closes) was already refused when the file was opened. ``numbers``: what
+        :meth:`duplicates` normalised, not normalised again.
         """
         if rows_per_slice < 1:
             raise ValueError("rows_per_slice must be at least 1")
         frames = self._frames(rows_per_slice, self.plan.columns())
-        return self._prepared(_numbered(frames, rows_per_slice), self.plan)
+        return self._prepared(_numbered(frames, rows_per_slice), self.plan, numbers)
 
-    def duplicates(self, rows_per_slice: int = 50_000) -> Duplicates:
+    def duplicates(
+        self, rows_per_slice: int = 50_000, keep: NormalisedNumbers | None = None
+    ) -> Duplicates:
         """The file's duplicates, ready to :meth:`~Duplicates.mark` the slices of
         :meth:`slices`: a first pass over the file that reads and normalises only the identity
-        column (see :mod:`campaign.loading.duplicates`)."""
+        column (see :mod:`campaign.loading.duplicates`); the phone numbers it normalised go to
+        ``keep``, for :meth:`slices`."""
         plan = dataclasses.replace(
             self.plan, parameters=(), text_limit=None, zones=False, zone_column=None
         )
         found = Duplicates(bucket_bits(self.rows))
         frames = self._frames(rows_per_slice, plan.columns())
         for frame in self._prepared(_numbered(frames, rows_per_slice), plan):
-            found.observe(frame.get_column("identity"))
+            identities = frame.get_column("identity")
+            found.observe(identities)
+            if keep is not None and plan.phone and frame.height:
+                keep.keep(int(frame.item(0, "row")), frame.get_column("identity_raw"), identities)
         return found
 
     def _prepared(
-        self, numbered: Iterable[pl.DataFrame], plan: SlicePlan
+        self,
+        numbered: Iterable[pl.DataFrame],
+        plan: SlicePlan,
+        numbers: NormalisedNumbers | None = None,
     ) -> Iterator[pl.DataFrame]:
         """:func:`prepare_slice` of each slice, in order, with at most _WORKERS slices being
         prepared while the caller works on the one before."""
@@ -94,7 +107,7 @@ class RecipientSource:
             in_flight: deque[Future[pl.DataFrame]] = deque()
             try:
                 for batch in numbered:
-                    in_flight.append(pool.submit(prepare_slice, batch, plan))
+                    in_flight.append(pool.submit(_prepare, batch, plan, numbers))
                     if len(in_flight) >= _WORKERS:
                         yield in_flight.popleft().result()
                 while in_flight:
@@ -167,6 +180,18 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
 
 # Parquet column types that are not read as text: bytes (maybe not UTF-8), durations, objects.
 _NOT_TEXT_TYPES = (pl.Binary, pl.Duration, pl.Object, pl.Null)
+
+
+def _prepare(
+    batch: pl.DataFrame, plan: SlicePlan, numbers: NormalisedNumbers | None
+) -> pl.DataFrame:
+    """:func:`prepare_slice`, with the slice's phone numbers from ``numbers`` where it has
+    them for these very cells."""
+    known = None
+    if numbers is not None and plan.phone and batch.height:
+        cells = batch.get_column(plan.identity_column)
+        known = numbers.numbers(int(batch.item(0, ROW)), cells.set(cells == "", None))
+    return prepare_slice(batch, plan, known)
 
 
 def _numbered(frames: Iterable[pl.DataFrame], size: int) -> Iterator[pl.DataFrame]:
