@@ -18,6 +18,7 @@ import bisect
 import io
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
@@ -44,6 +45,9 @@ class NormalisedNumbers:
         self._blocks: list[_Block] = []  # in row order
         self._starts: list[int] = []  # each block's first row, for bisect
         self._end = 0
+        # The file is written by the first pass's thread, read by the second's, and closed by
+        # the load's owner, maybe while a stopped pass's thread still runs: one at a time.
+        self._lock = threading.Lock()
         # False once a number would not fit, or the file could not be made or written: the
         # second pass then normalises as the first did.
         self.usable = True
@@ -60,6 +64,10 @@ class NormalisedNumbers:
         self.close()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._file is not None:
             self._file.close()
         self._file = None
@@ -79,6 +87,13 @@ class NormalisedNumbers:
             buffer, compression="uncompressed"
         )
         data = buffer.getbuffer()
+        with self._lock:
+            self._write(first_row, cells.len(), data)
+        data.release()
+
+    def _write(self, first_row: int, rows: int, data: memoryview) -> None:
+        if not self.usable:  # closed meanwhile
+            return
         try:
             if self._file is None:
                 # Owned by this object, closed by close(); unlinked at once by the system.
@@ -87,11 +102,9 @@ class NormalisedNumbers:
             while written < len(data):
                 written += os.pwrite(self._file.fileno(), data[written:], self._end + written)
         except OSError:  # no temporary directory, no room: the second pass normalises
-            self.close()
+            self._close()
             return
-        finally:
-            data.release()
-        self._blocks.append(_Block(first_row, cells.len(), self._end, written))
+        self._blocks.append(_Block(first_row, rows, self._end, written))
         self._starts.append(first_row)
         self._end += written
 
@@ -113,6 +126,16 @@ class NormalisedNumbers:
 
     def _read(self, first_row: int, rows: int) -> pl.DataFrame | None:
         """The kept rows ``first_row`` .. ``first_row + rows - 1``, or None."""
+        with self._lock:
+            blobs = self._blobs(first_row, rows)
+        if blobs is None:
+            return None
+        start, found = blobs
+        parts = [pl.read_ipc(io.BytesIO(data)) for data in found]
+        return pl.concat(parts).slice(first_row - start, rows)
+
+    def _blobs(self, first_row: int, rows: int) -> tuple[int, list[bytes]] | None:
+        """The first row and the IPC bytes of the blocks that hold the rows, or None."""
         file = self._file
         if file is None or not self.usable or rows == 0:
             return None
@@ -120,17 +143,16 @@ class NormalisedNumbers:
         if index < 0:
             return None
         start = covered = self._blocks[index].first_row
-        parts = []
+        found = []
         while covered < first_row + rows and index < len(self._blocks):
             block = self._blocks[index]
             if block.first_row != covered:  # a gap: rows never kept
                 return None
-            data = os.pread(file.fileno(), block.length, block.offset)
-            parts.append(pl.read_ipc(io.BytesIO(data)))
+            found.append(os.pread(file.fileno(), block.length, block.offset))
             covered, index = covered + block.rows, index + 1
         if covered < first_row + rows:
             return None
-        return pl.concat(parts).slice(first_row - start, rows)
+        return start, found
 
 
 def _hash(cells: pl.Series) -> pl.Series:
