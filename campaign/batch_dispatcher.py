@@ -198,7 +198,7 @@ class BatchDispatcher(Dispatcher):
                 return
             accepted = found
         self.stats.sent += members.size if members is not None else len(claims)
-        self._outcomes.append(self._accepted(number, accepted))
+        self._outcomes.append(self._accepted(number, accepted, follows=members is not None))
 
     async def _after_batch_error(
         self,
@@ -255,8 +255,11 @@ class BatchDispatcher(Dispatcher):
             failures = [repo.Failed(c.id, exc.code, exc.message) for c in claims]
             await self._record(number, "FAILED", failures)
 
-    def _accepted(self, number: int, accepted: BatchAccepted) -> repo.ChunkSent:
-        """The chunk's recipients QUEUED with the batch id (one statement when recorded)."""
+    def _accepted(
+        self, number: int, accepted: BatchAccepted, follows: bool = False
+    ) -> repo.ChunkSent:
+        """The chunk's recipients QUEUED with the batch id (one statement when recorded);
+        ``follows``: a formed chunk sent whole."""
         send_after = parse_time(accepted.send_after)
         scheduled = send_after is not None and send_after > self._clock()
         return repo.ChunkSent(
@@ -265,6 +268,7 @@ class BatchDispatcher(Dispatcher):
             accepted.batch_id,
             "SCHEDULED" if scheduled else "ACCEPTED",
             send_after,
+            follows,
         )
 
     async def _after_refusal(

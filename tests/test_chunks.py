@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import polars as pl
+import pytest
 from sqlalchemy import func, select
 
 from campaign import planning
@@ -409,3 +410,26 @@ async def test_a_slice_stored_in_part_gives_no_entries(store: repo.Store) -> Non
     await store.ingest(campaign.id, "SMS", loaded(numbers[:3]), NOW, chunking)
     counts = await store.ingest(campaign.id, "SMS", loaded(numbers), NOW, chunking)
     assert counts.first_chunk is None and counts.stored == 3
+
+
+@pytest.mark.parametrize("follows", [False, True])
+async def test_acceptance_queues_the_chunk_s_own_rows_however_they_are_found(
+    store: repo.Store, follows: bool
+) -> None:
+    """A formed chunk's rows of their own (IN_FLIGHT while it is sent) are QUEUED with it,
+    whether found through the chunk's index or, for a chunk sent whole, by their status."""
+    campaign = await formed(store, 8)
+    first, second = await claim(store, campaign, NOW, None, limit=2)
+    async with store.writes.begin() as conn:  # one row of each leaves its chunk
+        for chunk in (first, second):
+            moved = await chunks.materialise(
+                conn, campaign.id, B.chunk == chunk.number, rows=C.position == chunk.number * 4
+            )
+            assert moved == 1
+    await check(store, campaign.id, {Status.IN_FLIGHT: 8})
+    accepted = repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED", follows=follows)
+    await store.record([accepted], NOW)
+    await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4})
+    rows = await report(store, campaign.id)
+    assert (rows[4]["status"], rows[4]["batch_id"]) == ("QUEUED", "B1")  # its own row
+    assert rows[8]["status"] == "IN_FLIGHT"  # the other chunk's own row: not this batch's

@@ -395,24 +395,32 @@ class BatchQueries:
     ) -> None:
         """Accepted chunks (:func:`campaign.store.records.chunk_params`): a statement per kind
         of row, not per recipient; only recipients still IN_FLIGHT change."""
-        await conn.execute(
-            update(recipients)
-            .where(
-                C.campaign_id == bindparam("cid"),
-                C.chunk == bindparam("num"),
-                C.status == Status.IN_FLIGHT.value,
-                *([C.worker_id == worker_id] if worker_id is not None else []),
+        for follows in (False, True):
+            part = [p for p in params if p["follows"] is follows]
+            if not part:
+                continue
+            # A formed chunk's recipients follow it: its rows IN_FLIGHT, if any, are found by
+            # status (``chunk + 0`` keeps the planner off the chunk's index, whose thousand
+            # rows it would read for none: 0.13 s per 1,000 chunks, under the write lock).
+            chunk = C.chunk + 0 if follows else C.chunk
+            await conn.execute(
+                update(recipients)
+                .where(
+                    C.campaign_id == bindparam("cid"),
+                    chunk == bindparam("num"),
+                    C.status == Status.IN_FLIGHT.value,
+                    *([C.worker_id == worker_id] if worker_id is not None else []),
+                )
+                .values(
+                    status=Status.QUEUED.value,
+                    batch_id=bindparam("bid"),
+                    error_code=None,
+                    error_description=None,
+                    sent_at=now,
+                    updated_at=now,
+                ),
+                part,
             )
-            .values(
-                status=Status.QUEUED.value,
-                batch_id=bindparam("bid"),
-                error_code=None,
-                error_description=None,
-                sent_at=now,
-                updated_at=now,
-            ),
-            params,
-        )
         await conn.execute(
             update(batches)
             .where(

@@ -111,13 +111,16 @@ class Deferred:
 class ChunkSent:
     """A batch-mode chunk accepted as one batch: its IN_FLIGHT recipients become QUEUED with
     the batch id, in one statement, and the chunk's row says so (``status``: ACCEPTED, or
-    SCHEDULED for a batch sent with a future ``send_after``)."""
+    SCHEDULED for a batch sent with a future ``send_after``). ``follows``: a chunk formed at
+    ingest, sent whole, whose recipients follow it: those with a row of their own (IN_FLIGHT)
+    are few, and are found by their status rather than among the chunk's thousand rows."""
 
     campaign_id: int
     chunk: int
     batch_id: str
     status: str
     send_after: datetime | None = None
+    follows: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ def chunk_params(outcome: ChunkSent) -> dict[str, Any]:
         "bid": outcome.batch_id,
         "bstatus": outcome.status,
         "after": outcome.send_after,
+        "follows": outcome.follows,
     }
 
 
