@@ -9,12 +9,15 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from campaign.config import Config
-from campaign.receiver import ReceiverServer, ReceiverSettings
-from campaign.sandbox import FailureRule, SandboxServer, SandboxSettings
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store.repository import Store
+
+if TYPE_CHECKING:  # imported where they are started: most commands start neither
+    from campaign.receiver import ReceiverServer
+    from campaign.sandbox import SandboxServer, SandboxSettings
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Runtime:
 
 def embedded_sandbox_settings(config: Config) -> SandboxSettings:
     """The embedded sandbox accepts exactly the credentials the config will present."""
+    from campaign.sandbox import FailureRule, SandboxSettings
+
     sinch = config.sinch
     box = config.sandbox
     rules = (FailureRule(pattern=box.fail_pattern),) if box.fail_pattern else ()
@@ -74,6 +79,8 @@ async def open_runtime(
             runtime.store = await Store.open(config.database.url)
             stack.push_async_callback(runtime.store.close)
         if receiver:
+            from campaign.receiver import ReceiverServer, ReceiverSettings
+
             assert runtime.store is not None
             settings = ReceiverSettings(
                 path=config.receiver.path,
@@ -90,6 +97,8 @@ async def open_runtime(
                 ReceiverServer(runtime.store, settings, host, port)
             )
         if sinch and config.sinch.sandbox:
+            from campaign.sandbox import SandboxServer
+
             settings_ = sandbox_settings or embedded_sandbox_settings(config)
             if runtime.receiver is not None:
                 settings_ = dataclasses.replace(settings_, callback_url=runtime.receiver.url)

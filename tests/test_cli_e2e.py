@@ -635,3 +635,25 @@ def test_quiet_hours_defer_recipients_and_the_run_says_when_to_come_back(
     assert len(cli.sent()) == 6
     status = cli.run("status", "e2e")
     assert "PENDING" in status.stdout
+
+
+def test_the_command_imports_no_server_it_does_not_start() -> None:
+    """`campaign run` against real Sinch starts neither the sandbox nor the receiver: their
+    servers (aiohttp.web and the rest) are imported only when started, or when named."""
+    script = (
+        "import sys\n"
+        "from campaign import cli, runner, sandbox, receiver\n"
+        "from campaign.campaignfile import load\n"
+        "servers = ['aiohttp.web', 'campaign.sandbox.app', 'campaign.receiver.app']\n"
+        "assert not [m for m in servers if m in sys.modules], sys.modules.keys()\n"
+        "assert sandbox.SandboxSettings.__name__ == 'SandboxSettings'\n"
+        "assert receiver.ReceiverServer.__name__ == 'ReceiverServer'\n"
+        "assert 'campaign.receiver.server' in sys.modules\n"
+        "try:\n"
+        "    sandbox.nothing\n"
+        "except AttributeError as exc:\n"
+        "    assert 'nothing' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

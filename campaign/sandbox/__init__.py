@@ -12,12 +12,40 @@ exposes what it recorded and lets tests change its behaviour at runtime.
 
 from __future__ import annotations
 
-from campaign.sandbox.app import make_app
-from campaign.sandbox.arguments import add_arguments, settings_from_args
-from campaign.sandbox.records import BatchStatus
-from campaign.sandbox.server import SandboxServer, ThreadedSandbox, serve_forever
-from campaign.sandbox.settings import FailureRule, SandboxSettings
-from campaign.sandbox.state import SandboxState
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from campaign.sandbox.app import make_app
+    from campaign.sandbox.arguments import add_arguments, settings_from_args
+    from campaign.sandbox.records import BatchStatus
+    from campaign.sandbox.server import SandboxServer, ThreadedSandbox, serve_forever
+    from campaign.sandbox.settings import FailureRule, SandboxSettings
+    from campaign.sandbox.state import SandboxState
+
+# Imported when first used: `campaign run` uses the sandbox's message checks
+# (campaign.sandbox.content) but seldom its server (aiohttp.web and the rest, some 50 ms).
+_WHERE = {
+    "make_app": "app",
+    "add_arguments": "arguments",
+    "settings_from_args": "arguments",
+    "BatchStatus": "records",
+    "SandboxServer": "server",
+    "ThreadedSandbox": "server",
+    "serve_forever": "server",
+    "FailureRule": "settings",
+    "SandboxSettings": "settings",
+    "SandboxState": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BatchStatus",
