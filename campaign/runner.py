@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
@@ -29,6 +30,7 @@ from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats, Loading
 from campaign.errors import CampaignError, ConfigError
+from campaign.loading import Duplicates
 from campaign.membership import Membership, MembershipSettings, share, worker_name
 from campaign.models import Status
 from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
@@ -234,10 +236,45 @@ class Loaded:
     sendable: int = 0
 
 
+class FirstPass:
+    """The first pass over the file (:meth:`~campaign.loading.RecipientSource.duplicates`, which
+    keeps the numbers it normalised), begun in a worker thread as soon as the file is open, so
+    that it runs while the store opens and the credentials are checked. A run that turns out not
+    to load stops it (between two slices); it is the owner of the kept numbers."""
+
+    def __init__(self, source: loading.RecipientSource) -> None:
+        self.source = source
+        self.numbers = loading.NormalisedNumbers()
+        self._stop = threading.Event()
+        self._task: asyncio.Future[Duplicates] | None = None
+
+    async def __aenter__(self) -> FirstPass:
+        self._task = asyncio.ensure_future(
+            asyncio.to_thread(self.source.duplicates, keep=self.numbers, stop=self._stop)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def duplicates(self) -> Duplicates:
+        assert self._task is not None, "the first pass was not begun"
+        return await asyncio.shield(self._task)  # a stopped load leaves it to close()
+
+    async def close(self) -> None:
+        """Stop the pass if it still runs, wait for its thread, let the numbers go."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait([self._task])
+            if not self._task.cancelled():
+                self._task.exception()  # retrieved: a load that needed it raised it already
+        self.numbers.close()
+
+
 async def _ingest(
     store: Store,
     campaign: CampaignRow,
-    source: loading.RecipientSource,
+    first_pass: FirstPass,
     chunks: Chunking | None,
     stop: asyncio.Event,
     loaded: Loaded | None = None,
@@ -248,9 +285,8 @@ async def _ingest(
     the campaign stays LOADING, and the next run resumes the load."""
     rows = 0
     started = time.monotonic()
-    numbers = loading.NormalisedNumbers()  # the first pass's phone numbers, for the second
     try:
-        found = await asyncio.to_thread(source.duplicates, keep=numbers)
+        found = await first_pass.duplicates()
 
         def stage(frame: pl.DataFrame) -> Staged:
             # The chunks' entries only for a dispatcher beside the load, and only while there
@@ -258,7 +294,8 @@ async def _ingest(
             room = feed.room() if feed is not None else 0
             return store.stage(found.mark(frame), chunks, entries_room=room)
 
-        async with contextlib.aclosing(_slices(source, stage, numbers)) as slices:
+        numbers = first_pass.numbers
+        async with contextlib.aclosing(_slices(first_pass.source, stage, numbers)) as slices:
             async for staged in slices:
                 counts = await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
                 rows += staged.height
@@ -275,7 +312,7 @@ async def _ingest(
                     return False
         await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
     finally:
-        numbers.close()
+        await first_pass.close()  # the kept numbers are let go with the load
         if feed is not None:
             feed.end()
     logger.info(
@@ -338,11 +375,16 @@ async def run(
         if stop.is_set():
             return EXIT_INTERRUPTED
     waits = options.wait_for_delivery is not None
-    async with open_runtime(config, receiver=waits and not config.receiver.external) as runtime:
+    async with (
+        FirstPass(source) as first,
+        open_runtime(config, receiver=waits and not config.receiver.external) as runtime,
+    ):
         store = runtime.need_store()
         if runtime.receiver is not None:
             out(f"receiving delivery callbacks on {runtime.receiver.url}")
         campaign = await store.find_campaign(spec.name)
+        if campaign is not None and campaign.state != "LOADING":
+            await first.close()  # loaded already: the pass begun on the way is not needed
         if campaign is None or campaign.state not in ("DONE", "CANCELLED"):
             # Refused credentials stop the run here (exit 2), before anything is written:
             # sent on, they would fail every recipient.
@@ -373,10 +415,10 @@ async def run(
             chunks = chunking(spec, runtime.config, campaign.key)
             if chunks is not None:
                 # Batch mode: each stored slice's chunks are sent while the next one loads.
-                load = functools.partial(_ingest, store, campaign, source, chunks, stop)
+                load = functools.partial(_ingest, store, campaign, first, chunks, stop)
             else:
                 with display.console.status("loading recipients…"):
-                    if not await _ingest(store, campaign, source, chunks, stop):
+                    if not await _ingest(store, campaign, first, chunks, stop):
                         out(f"{spec.name}: interrupted; run the same command again to resume")
                         return EXIT_INTERRUPTED
         elif campaign.state in ("DONE", "CANCELLED"):

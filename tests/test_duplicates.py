@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaign import loading
+from campaign import loading, runner
 from campaign.loading.duplicates import Duplicates, bucket_bits
 from campaign.models import Channel
 
@@ -144,3 +145,36 @@ def test_the_source_knows_its_rows_and_digest(tmp_path: Path) -> None:
         loading.LoadSpec(parquet_path, Channel.SMS, "phone", "US", (), {})
     )
     assert parquet.rows == 3 and len(parquet.digest) == 64
+
+
+def test_a_stopped_first_pass_says_so_rather_than_answer_half(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("phone\n" + "".join(f"+1201555{i:04d}\n" for i in range(10)))
+    source = loading.open_recipients(loading.LoadSpec(path, Channel.SMS, "phone", "US", (), {}))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(loading.PassStopped):
+        source.duplicates(rows_per_slice=3, stop=stop)
+
+
+async def test_the_first_pass_begun_early_is_the_first_pass(tmp_path: Path) -> None:
+    """campaign run begins the first pass as the file opens (runner.FirstPass): the same
+    duplicates, the numbers kept for the second pass, and a pass not needed stopped."""
+    path = tmp_path / "r.csv"
+    rows = [f"+1201555{i % 7:04d}" for i in range(40)]
+    path.write_text("phone\n" + "".join(f"{row}\n" for row in rows))
+    source = loading.open_recipients(loading.LoadSpec(path, Channel.SMS, "phone", "US", (), {}))
+    plain = source.duplicates(rows_per_slice=6)
+    expected = pl.concat([plain.mark(f) for f in source.slices(rows_per_slice=6)])
+    assert expected.get_column("duplicate_of").null_count() == 7  # 33 repeat the first 7
+    async with runner.FirstPass(source) as first:
+        found = await first.duplicates()
+        assert first.numbers.usable
+        marked = pl.concat(
+            [found.mark(f) for f in source.slices(rows_per_slice=6, numbers=first.numbers)]
+        )
+    assert marked.equals(expected)
+    assert not first.numbers.usable  # let go with the pass
+    async with runner.FirstPass(source) as unneeded:
+        await unneeded.close()  # stopped (or over): no error, nothing left running
+    assert not unneeded.numbers.usable

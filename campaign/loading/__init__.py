@@ -28,7 +28,7 @@ from campaign.loading.rows import (
     missing_parameter,
     prepare_slice,
 )
-from campaign.loading.source import LoadSpec, RecipientSource, open_recipients
+from campaign.loading.source import LoadSpec, PassStopped, RecipientSource, open_recipients
 
 __all__ = [
     "INVALID_PHONE",
@@ -38,6 +38,7 @@ __all__ = [
     "LoadSpec",
     "NormalisedNumbers",
     "Parameter",
+    "PassStopped",
     "RecipientSource",
     "SlicePlan",
     "missing_parameter",

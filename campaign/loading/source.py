@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +51,10 @@ class LoadSpec:
     zone_column: str | None = None
 
 
+class PassStopped(Exception):
+    """A pass over the file was stopped before its end: what it found is not whole."""
+
+
 @dataclass(frozen=True)
 class RecipientSource:
     """A recipients file that passed the file-level checks."""
@@ -77,18 +82,24 @@ class RecipientSource:
         return self._prepared(_numbered(frames, rows_per_slice), self.plan, numbers)
 
     def duplicates(
-        self, rows_per_slice: int = 50_000, keep: NormalisedNumbers | None = None
+        self,
+        rows_per_slice: int = 50_000,
+        keep: NormalisedNumbers | None = None,
+        stop: threading.Event | None = None,
     ) -> Duplicates:
         """The file's duplicates, ready to :meth:`~Duplicates.mark` the slices of
         :meth:`slices`: a first pass over the file that reads and normalises only the identity
         column (see :mod:`campaign.loading.duplicates`); the phone numbers it normalised go to
-        ``keep``, for :meth:`slices`."""
+        ``keep``, for :meth:`slices`. :class:`PassStopped` once ``stop`` is set (looked at
+        between slices)."""
         plan = dataclasses.replace(
             self.plan, parameters=(), text_limit=None, zones=False, zone_column=None
         )
         found = Duplicates(bucket_bits(self.rows))
         frames = self._frames(rows_per_slice, plan.columns())
         for frame in self._prepared(_numbered(frames, rows_per_slice), plan):
+            if stop is not None and stop.is_set():
+                raise PassStopped(f"{self.path}: the first pass was stopped")
             identities = frame.get_column("identity")
             found.observe(identities)
             if keep is not None and plan.phone and frame.height:
