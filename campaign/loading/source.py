@@ -51,6 +51,11 @@ class LoadSpec:
     zone_column: str | None = None
 
 
+# Rows per slice of the first pass, which holds only the identity column: the larger the
+# slice, the fewer Polars calls per row (1M numbers: 0.67 s with 50,000, 0.50 s with 200,000).
+FIRST_PASS_ROWS = 200_000
+
+
 class PassStopped(Exception):
     """A pass over the file was stopped before its end: what it found is not whole."""
 
@@ -83,7 +88,7 @@ class RecipientSource:
 
     def duplicates(
         self,
-        rows_per_slice: int = 50_000,
+        rows_per_slice: int = FIRST_PASS_ROWS,
         keep: NormalisedNumbers | None = None,
         stop: threading.Event | None = None,
     ) -> Duplicates:
