@@ -176,9 +176,9 @@ async def dry_run(
     rows = valid = duplicates = 0
     rejected: dict[str, int] = {}
     zones: Counter[str | None] = Counter()
-    with loading.NormalisedNumbers() as numbers:
-        found = await asyncio.to_thread(source.duplicates, keep=numbers)
-        async for frame in _slices(source, found.mark, numbers):
+    async with FirstPass(source) as first:
+        found = await first.duplicates()
+        async for frame in _slices(source, found.mark, first.numbers):
             rows += frame.height
             for reason, count in (
                 frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()

@@ -14,8 +14,9 @@ then applied to recipients by a separate task.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from campaign import lazy
 
 if TYPE_CHECKING:
     from campaign.receiver.app import make_app
@@ -23,22 +24,17 @@ if TYPE_CHECKING:
     from campaign.receiver.settings import ReceiverSettings, ReceiverStats
 
 # Imported when first used: a run starts the receiver only to wait for delivery.
-_WHERE = {
-    "make_app": "app",
-    "ReceiverServer": "server",
-    "describe": "server",
-    "serve": "server",
-    "ReceiverSettings": "settings",
-    "ReceiverStats": "settings",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.attributes(
+    __name__,
+    {
+        "make_app": "app",
+        "ReceiverServer": "server",
+        "describe": "server",
+        "serve": "server",
+        "ReceiverSettings": "settings",
+        "ReceiverStats": "settings",
+    },
+)
 
 
 __all__ = [

@@ -12,8 +12,9 @@ exposes what it recorded and lets tests change its behaviour at runtime.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from campaign import lazy
 
 if TYPE_CHECKING:
     from campaign.sandbox.app import make_app
@@ -25,26 +26,21 @@ if TYPE_CHECKING:
 
 # Imported when first used: `campaign run` uses the sandbox's message checks
 # (campaign.sandbox.content) but seldom its server (aiohttp.web and the rest, some 50 ms).
-_WHERE = {
-    "make_app": "app",
-    "add_arguments": "arguments",
-    "settings_from_args": "arguments",
-    "BatchStatus": "records",
-    "SandboxServer": "server",
-    "ThreadedSandbox": "server",
-    "serve_forever": "server",
-    "FailureRule": "settings",
-    "SandboxSettings": "settings",
-    "SandboxState": "state",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.attributes(
+    __name__,
+    {
+        "make_app": "app",
+        "add_arguments": "arguments",
+        "settings_from_args": "arguments",
+        "BatchStatus": "records",
+        "SandboxServer": "server",
+        "ThreadedSandbox": "server",
+        "serve_forever": "server",
+        "FailureRule": "settings",
+        "SandboxSettings": "settings",
+        "SandboxState": "state",
+    },
+)
 
 
 __all__ = [
