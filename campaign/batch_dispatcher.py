@@ -25,7 +25,7 @@ from datetime import timedelta
 import orjson
 
 from campaign import errors, planning, retry
-from campaign.dispatcher import Dispatcher
+from campaign.dispatcher import Dispatcher, campaign_refusal, failure_code
 from campaign.sinch.client import BatchAccepted
 from campaign.sinch.responses import field_violations
 from campaign.store import repository as repo
@@ -229,7 +229,7 @@ class BatchDispatcher(Dispatcher):
             await self._give_back(number, claims, formed)
             self._refuse(exc)
         elif isinstance(exc, errors.SinchPermanentError):
-            await self._after_refusal(number, tag, claims, exc)
+            await self._after_refusal(number, claims, formed, exc)
         elif isinstance(exc, errors.SinchRetryableError):
             await self._after_retryable(number, claims, exc)
         else:
@@ -247,12 +247,12 @@ class BatchDispatcher(Dispatcher):
         if decision.outcome is retry.Outcome.RETRY:
             self.stats.retried += len(claims)
             at = self._clock() + timedelta(seconds=decision.delay)
-            code = exc.code or f"HTTP_{exc.status}"
+            code = failure_code(exc)
             retries = [repo.Retry(c.id, at, code, exc.message) for c in claims]
             await self._record(number, "RETRY", retries)
         else:
             self.stats.failed += len(claims)
-            failures = [repo.Failed(c.id, exc.code, exc.message) for c in claims]
+            failures = [repo.Failed(c.id, failure_code(exc), exc.message) for c in claims]
             await self._record(number, "FAILED", failures)
 
     def _accepted(
@@ -272,12 +272,18 @@ class BatchDispatcher(Dispatcher):
         )
 
     async def _after_refusal(
-        self, number: int, tag: str, claims: list[repo.Claim], exc: errors.SinchError
+        self, number: int, claims: list[repo.Claim], formed: bool, exc: errors.SinchError
     ) -> None:
-        """A 400 names the bad recipients (or not): fail those, send the others again."""
+        """A 400 names the bad recipients (or not): fail those, send the others again. A 400
+        that names a field of the campaign stops the run instead."""
+        if (refused := campaign_refusal(exc)) is not None:
+            await self._give_back(number, claims, formed)
+            self._refuse_campaign(refused)
+            return
         if exc.status != 400 or len(claims) == 1:
             self.stats.failed += len(claims)
-            outcomes = [repo.Failed(c.id, exc.code, _reason(exc, i)) for i, c in enumerate(claims)]
+            code = failure_code(exc)
+            outcomes = [repo.Failed(c.id, code, _reason(exc, i)) for i, c in enumerate(claims)]
             await self._record(number, "FAILED", outcomes)
             return
         bad = {int(m.group(1)) for f, _ in field_violations(exc) if (m := _INDEX.match(f))}
@@ -287,7 +293,7 @@ class BatchDispatcher(Dispatcher):
         if bad:
             self.stats.failed += len(bad)
             self._outcomes.extend(
-                repo.Failed(claims[i].id, exc.code, _reason(exc, i)) for i in sorted(bad)
+                repo.Failed(claims[i].id, failure_code(exc), _reason(exc, i)) for i in sorted(bad)
             )
             parts = [[c for i, c in enumerate(claims) if i not in bad]]
         else:  # Sinch did not say who: bisect until the bad ones are alone
@@ -298,7 +304,11 @@ class BatchDispatcher(Dispatcher):
                 self._outcomes.extend(repo.Release(c.id) for c in part)
                 continue
             part_number, part_tag = await self._store.new_chunk(
-                self._campaign.id, self._campaign.key, [c.id for c in part], self._clock()
+                self._campaign.id,
+                self._campaign.key,
+                [c.id for c in part],
+                self._clock(),
+                self._worker,
             )
             await self._send_part(part_number, part_tag, part)
 

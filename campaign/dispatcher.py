@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import errors, planning, quiet, rendering, retry, windows
 from campaign.sinch.client import SinchClient
+from campaign.sinch.responses import field_violations
 from campaign.store import repository as repo
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class Dispatcher:
         self._paused_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: errors.SinchAuthError | None = None
+        self._campaign_refused: errors.CampaignRefusedError | None = None
 
     async def run(self) -> bool:
         """Send until nothing is left (True) or a stop was asked (False).
@@ -254,6 +256,8 @@ class Dispatcher:
                 "what was not sent is kept for the next run: fix them and run the same "
                 "command again"
             )
+        if self._campaign_refused is not None:
+            raise self._campaign_refused
         return finished
 
     async def _run(self) -> bool:
@@ -526,6 +530,12 @@ class Dispatcher:
             except errors.SinchAuthError as exc:
                 outcome = repo.Release(claim.id)  # refused: it did not go out
                 self._refuse(exc)
+            except errors.SinchPermanentError as exc:
+                if (refused := campaign_refusal(exc)) is None:
+                    outcome = self._after_error(claim, exc)
+                else:
+                    outcome = repo.Release(claim.id)
+                    self._refuse_campaign(refused)
             except errors.SinchError as exc:
                 outcome = self._after_error(claim, exc)
             else:
@@ -551,6 +561,13 @@ class Dispatcher:
             self._refused = exc
             self._stop.set()
 
+    def _refuse_campaign(self, error: errors.CampaignRefusedError) -> None:
+        """Sinch refused what every request of the campaign carries: sending stops, and what
+        was not sent waits for a corrected campaign."""
+        if self._campaign_refused is None:
+            self._campaign_refused = error
+            self._stop.set()
+
     def _after_error(self, claim: repo.Claim, exc: errors.SinchError) -> repo.Outcome:
         decision = retry.decide(self._settings.retry, claim.attempts, exc, random.random())
         if isinstance(exc, errors.SinchRateLimitedError):
@@ -559,12 +576,12 @@ class Dispatcher:
         if decision.outcome is retry.Outcome.RETRY:
             self.stats.retried += 1
             at = self._clock() + timedelta(seconds=decision.delay)
-            return repo.Retry(claim.id, at, _code(exc), exc.message)
+            return repo.Retry(claim.id, at, failure_code(exc), exc.message)
         if decision.outcome is retry.Outcome.IN_DOUBT:
             self.stats.in_doubt += 1
             return repo.InDoubt(claim.id, str(exc))
         self.stats.failed += 1
-        return repo.Failed(claim.id, _code(exc), exc.message)
+        return repo.Failed(claim.id, failure_code(exc), exc.message)
 
     async def _wait_if_paused(self) -> None:
         # A loop, not an event: another 429 may push the deadline out while we sleep.
@@ -641,7 +658,31 @@ class Dispatcher:
             await self._flush()
 
 
-def _code(exc: errors.SinchError) -> str:
+# Fields of a request that may differ by recipient (a recipient's text may not fit, its
+# identity may be refused): a 400 naming any other field names the campaign's.
+_PER_RECIPIENT = ("recipient", "message")
+
+
+def campaign_refusal(exc: errors.SinchError) -> errors.CampaignRefusedError | None:
+    """The run's error when Sinch refused a request for a field that every request of the
+    campaign carries (``channel_properties``, ``send_after``...): nobody fails for it. None
+    when the refusal may be the recipient's."""
+    if exc.status != 400:
+        return None
+    wide = [(f, d) for f, d in field_violations(exc) if not f.startswith(_PER_RECIPIENT)]
+    if not wide:
+        return None
+    named = "; ".join(f"{field} {description}".strip() for field, description in wide)
+    return errors.CampaignRefusedError(
+        f"Sinch refused the campaign's requests (HTTP 400 {exc.code or 'INVALID_ARGUMENT'}: "
+        f"{named}); nobody was marked failed for it: correct the campaign and run the same "
+        "command again"
+    )
+
+
+def failure_code(exc: errors.SinchError) -> str:
+    """The code a recipient's failure or retry records: Sinch's, else the HTTP status (a
+    bodiless 5xx), else the kind of error (no answer). One classification for every mode."""
     if exc.code:
         return exc.code
     return f"HTTP_{exc.status}" if exc.status is not None else type(exc).__name__

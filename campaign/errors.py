@@ -88,6 +88,12 @@ class RunInterruptedError(CampaignError):
     exit_code = 3
 
 
+class CampaignRefusedError(CampaignError):
+    """Sinch refused a request for a field of the campaign, not of any recipient (a
+    ``send_after`` too far ahead, a channel property too long): every request would be refused
+    alike, so the run stops (exit 2) with nobody marked FAILED for it."""
+
+
 class SinchUnavailableError(CampaignError):
     """Sinch (its token endpoint) could not be used before anything was sent: the run stops
     with exit 2, as for any other problem found before sending."""

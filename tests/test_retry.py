@@ -74,3 +74,18 @@ async def test_call_raises_permanent_at_once() -> None:
     with pytest.raises(errors.SinchPermanentError):
         await retry.call(fn, POLICY, sleep=sleep)
     assert calls == 1
+
+
+def test_one_failure_code_for_every_mode() -> None:
+    """Sinch's code when its answer has one, else the HTTP status (a bodiless 5xx), else the
+    kind of error: individual and batch sends record the same (batch mode once recorded
+    nothing for a bodiless 503, and those rows left the error summary)."""
+    from campaign import batch_dispatcher, dispatcher
+
+    assert dispatcher.failure_code(errors.SinchRetryableError("x", status=503)) == "HTTP_503"
+    assert (
+        dispatcher.failure_code(errors.SinchRetryableError("x", status=503, code="UNAVAILABLE"))
+        == "UNAVAILABLE"
+    )
+    assert dispatcher.failure_code(errors.SinchAmbiguousError("gone")) == "SinchAmbiguousError"
+    assert batch_dispatcher.failure_code is dispatcher.failure_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -119,7 +120,8 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     # Messages nobody will see (no history kept, no callbacks to send) are counted, not built:
     # the answer is the same, and a long benchmark does not measure our bookkeeping.
     build = settings.record_history or bool(settings.callback_url or body.get("callback_url"))
-    needed = build or settings.unknown_parameter == "error"
+    refuse = settings.refuse_batches_with
+    needed = build or settings.unknown_parameter == "error" or refuse is not None
     items: list[Any] = []
     if needed:
         items = (
@@ -127,6 +129,9 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
             if items_json is None
             else jsonutil.loads(memoryview(items_json))
         )
+    if refuse is not None and _holds_identity(items, re.compile(refuse)):
+        # Refused whole, naming nobody: the client must find the bad recipients itself.
+        return responses.api_error(400, "Invalid argument: the request could not be processed")
     ids = records.new_ids(size) if build else []
     prepared: list[records.SentMessage] = []
     missing: list[tuple[str, str]] = []
@@ -263,6 +268,16 @@ def _selector(body: object) -> Callable[[Batch], bool] | None:
         return by_metadata and _metadata_matches(batch.metadata, str(key), str(value))
 
     return selected
+
+
+def _holds_identity(items: list[Any], pattern: re.Pattern[str]) -> bool:
+    """Whether any recipient of ``items`` has a channel identity that ``pattern`` finds."""
+    for item in items:
+        identified = item.get("recipient", {}).get("identified_by", {})
+        for entry in identified.get("channel_identities", ()):
+            if pattern.search(str(entry.get("identity", ""))):
+                return True
+    return False
 
 
 def _metadata_matches(metadata: Mapping[str, Any], key: str, value: str) -> bool:

@@ -108,6 +108,9 @@ class SandboxSettings:
     read_delay_s: float = 3.0
     read_jitter_s: float = 2.0
     failure_rules: tuple[FailureRule, ...] = ()
+    # A batch holding any identity this regex finds is refused whole with a 400 that names no
+    # recipient (as Sinch may answer for an identity it cannot resolve): None refuses none.
+    refuse_batches_with: str | None = None
     duplicate_callback_rate: float = 0.0
     reorder: bool = False
     callback_retry_base_s: float = 0.5
@@ -165,6 +168,11 @@ def _problems(s: SandboxSettings) -> list[str]:
         out.append("callback_max_attempts and callback_concurrency must be >= 1")
     if s.callback_timeout_s <= 0:
         out.append("callback_timeout_s must be positive")
+    if s.refuse_batches_with is not None:
+        try:
+            re.compile(s.refuse_batches_with)
+        except re.error as exc:
+            out.append(f"refuse_batches_with: bad regex: {exc}")
     if s.unknown_parameter not in ("literal", "empty", "error"):
         out.append("unknown_parameter must be literal, empty or error")
     return out

@@ -329,13 +329,23 @@ class BatchQueries:
         return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
 
     async def new_chunk(
-        self, campaign_id: int, campaign_key: str, ids: Sequence[int], now: datetime
+        self,
+        campaign_id: int,
+        campaign_key: str,
+        ids: Sequence[int],
+        now: datetime,
+        worker_id: int | None = None,
     ) -> tuple[int, str]:
         """Move claimed rows ``ids`` to a chunk of their own (a split batch's part), so that
-        each request sent has its own tag to be found by after a lost answer."""
+        each request sent has its own tag to be found by after a lost answer. The chunk is
+        ``worker_id``'s, as its rows are: while that worker lives, no other settles it (a
+        chunk of no worker would be taken for a stopped run's, looked up before it left and
+        its rows sent again)."""
         async with self.writes.begin(immediate=True) as conn:
             number = await self._next_chunk(conn, campaign_id)
-            tag = await self._add_batch(conn, campaign_id, campaign_key, number, len(ids), now)
+            tag = await self._add_batch(
+                conn, campaign_id, campaign_key, number, len(ids), now, worker_id
+            )
             await conn.execute(update(recipients).where(C.id.in_(list(ids))).values(chunk=number))
         return number, tag
 
