@@ -165,7 +165,7 @@ class BatchQueries:
             )
         if self.dialect == "postgresql":
             taken = [query.with_for_update(skip_locked=True) for query in taken]
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             claimed = (
                 await conn.execute(
                     update(batches)
@@ -301,7 +301,7 @@ class BatchQueries:
         ``larger_than`` rows): their rows become ordinary PENDING rows, claimed one by one.
         For a run that sends otherwise than they were formed for (individual mode, quiet
         hours, a smaller batch size). Returns how many rows."""
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             return await chunks.close_unsent(
                 conn, campaign_id, chunks.DISSOLVED, now, larger_than=larger_than
             )
@@ -315,7 +315,7 @@ class BatchQueries:
         worker_id: int | None = None,
     ) -> Chunk | None:
         """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             number = await self._next_chunk(conn, campaign_id)
             statement = claim_statement(
                 self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
@@ -341,7 +341,7 @@ class BatchQueries:
         ``worker_id``'s, as its rows are: while that worker lives, no other settles it (a
         chunk of no worker would be taken for a stopped run's, looked up before it left and
         its rows sent again)."""
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             number = await self._next_chunk(conn, campaign_id)
             tag = await self._add_batch(
                 conn, campaign_id, campaign_key, number, len(ids), now, worker_id

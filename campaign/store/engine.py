@@ -165,20 +165,23 @@ SQLITE_IMMEDIATE = "campaign_sqlite_immediate"
 class WriteGate:
     """Where writing transactions begin. On SQLite, one at a time in this process: SQLite
     takes one writer anyway, and a second connection waiting for the lock would poll it with
-    sleeps of up to 100 ms (its busy handler), which costs more than the write. Other processes
-    still wait through ``busy_timeout``. On Postgres, no gate: row locks do the work."""
+    sleeps of up to 100 ms (its busy handler), which costs more than the write. On Postgres,
+    no gate: row locks do the work.
+
+    On SQLite every writing transaction takes the write lock at BEGIN (BEGIN IMMEDIATE), and so
+    waits for other processes through ``busy_timeout``. A deferred transaction that reads first
+    cannot: when another process (the receiver) commits between its read and its first write,
+    SQLite fails the write at once with "database is locked", whatever the busy timeout."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @contextlib.asynccontextmanager
-    async def begin(self, *, immediate: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A transaction; ``immediate``: it reads then writes, so on SQLite it takes the write
-        lock at BEGIN (no other writer can commit between its read and its write)."""
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A writing transaction (on SQLite, holding the write lock from its start)."""
         async with self._lock or contextlib.nullcontext(), self._engine.connect() as conn:
-            if immediate:
-                await conn.execution_options(**{SQLITE_IMMEDIATE: True})
+            await conn.execution_options(**{SQLITE_IMMEDIATE: True})
             async with conn.begin():
                 yield conn
 

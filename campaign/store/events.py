@@ -154,7 +154,7 @@ class EventStore:
             .order_by(E.id)
             .limit(limit)
         )
-        async with self._apply_lock, self._writes.begin(immediate=True) as conn:
+        async with self._apply_lock, self._writes.begin() as conn:
             rows = list((await conn.execute(fresh)).all())
             if len(rows) < limit:
                 rows += (await conn.execute(due.limit(limit - len(rows)))).all()
@@ -174,7 +174,7 @@ class EventStore:
         effect now, not at the next recheck."""
         if not message_ids and not keys and not batch_ids:
             return ApplyResult(0, 0, 0)
-        async with self._apply_lock, self._writes.begin(immediate=True) as conn:
+        async with self._apply_lock, self._writes.begin() as conn:
             rows: list[Any] = []
             for column, values in (
                 (E.message_id, message_ids),

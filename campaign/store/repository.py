@@ -189,7 +189,7 @@ class Store(BatchQueries, WorkerQueries):
             return IngestCounts(0, 0, 0)
         if isinstance(frame, pl.DataFrame):
             frame = await asyncio.to_thread(self.stage, frame, chunking)
-        async with self.writes.begin(immediate=chunking is not None) as conn:
+        async with self.writes.begin() as conn:
             counts = await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
         # A slice is some 2,000 pages of WAL: copied into the database beside the next one's
         # insert, not in the next commit (engine.Checkpointer).

@@ -60,7 +60,7 @@ class WorkerQueries:
     ) -> int:
         """A new worker on the campaign; its id. With ``exclusive``, raises
         :class:`CampaignBusyError` when another live worker has the campaign."""
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             if conn.dialect.name == "postgresql":  # serialise registrations per campaign
                 await conn.execute(
                     select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
@@ -140,7 +140,7 @@ class WorkerQueries:
         and rows that no worker holds: left IN_FLIGHT by a version without workers. Those are
         IN_DOUBT: nothing says they did not leave."""
         expired = now - timedelta(seconds=lease)
-        async with self.writes.begin(immediate=True) as conn:
+        async with self.writes.begin() as conn:
             dead = (
                 await conn.execute(
                     select(W.id, W.started_through).where(
