@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import orjson
 
-from campaign import errors, planning, retry
+from campaign import errors, pacing, planning, retry
 from campaign.dispatcher import Dispatcher, campaign_refusal, failure_code
 from campaign.sinch.client import BatchAccepted
 from campaign.sinch.responses import field_violations
@@ -82,10 +82,11 @@ class BatchDispatcher(Dispatcher):
                     )
                     continue
                 chunk = repo.Chunk(chunk.number, chunk.tag, claims)
-            if not await self._pace():
+            grant = await self._pace()
+            if grant is None:
                 claimed.appendleft(chunk)
                 return False
-            self._start(self._send_chunk(chunk))
+            self._start(self._send_chunk(chunk, grant))
         return False
 
     async def _claim(self) -> list[repo.Chunk]:
@@ -146,9 +147,9 @@ class BatchDispatcher(Dispatcher):
             send=self._send_options(zones),
         )
 
-    async def _send_chunk(self, chunk: repo.Chunk) -> None:
+    async def _send_chunk(self, chunk: repo.Chunk, grant: pacing.Grant) -> None:
         try:
-            await self._send_part(chunk.number, chunk.tag, chunk.claims, chunk.members)
+            await self._send_part(grant, chunk.number, chunk.tag, chunk.claims, chunk.members)
         finally:
             if self._loading is not None:
                 self._loading.done(chunk)
@@ -180,6 +181,7 @@ class BatchDispatcher(Dispatcher):
 
     async def _send_part(
         self,
+        grant: pacing.Grant,
         number: int,
         tag: str,
         claims: list[repo.Claim],
@@ -189,7 +191,11 @@ class BatchDispatcher(Dispatcher):
         it when some recipients are bad."""
         self.stats.requests += 1
         try:
-            accepted = await self._client.send_batch(self._batch_body(tag, claims, members))
+            try:
+                body = self._batch_body(tag, claims, members)
+                accepted = await self._client.send_batch(body, written=grant.written)
+            finally:
+                grant.release()  # if it never left
         except errors.SinchError as exc:
             if members is not None:  # the recipients one by one, now that they are needed
                 claims = await self._store.claims_of(self._campaign.id, number, members)
@@ -300,7 +306,8 @@ class BatchDispatcher(Dispatcher):
             half = len(claims) // 2
             parts = [claims[:half], claims[half:]]
         for part in (p for p in parts if p):
-            if not await self._pace(start=False):
+            grant = await self._pace(start=False)
+            if grant is None:
                 self._outcomes.extend(repo.Release(c.id) for c in part)
                 continue
             part_number, part_tag = await self._store.new_chunk(
@@ -310,16 +317,19 @@ class BatchDispatcher(Dispatcher):
                 self._clock(),
                 self._worker,
             )
-            await self._send_part(part_number, part_tag, part)
+            await self._send_part(grant, part_number, part_tag, part)
 
     async def _look_up(self, tag: str) -> list[BatchAccepted] | None:
         """The batch Sinch holds under ``tag`` ([] if none), or None if we cannot tell."""
         # A lookup changes nothing at Sinch: even a lost answer is safe to ask again.
         for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
             # It counts against the project's rate like a send, and waits out a 429 pause.
-            await self._pace(start=False)
+            grant = await self._grant()
             try:
-                found = await self._client.find_batches("chunk", tag)
+                try:
+                    found = await self._client.find_batches("chunk", tag, written=grant.written)
+                finally:
+                    grant.release()
             except (errors.SinchAmbiguousError, errors.SinchRetryableError) as exc:
                 if attempt == _LOOKUP_ATTEMPTS:
                     return None

@@ -29,7 +29,7 @@ import orjson
 from aiolimiter import AsyncLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaign import errors, planning, quiet, rendering, retry, windows
+from campaign import errors, pacing, planning, quiet, rendering, retry, windows
 from campaign.sinch.client import SinchClient
 from campaign.sinch.responses import field_violations
 from campaign.store import repository as repo
@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DispatchSettings:
     rate: float | None = 800.0  # requests per second; None = no limit (benchmarks)
-    rate_headroom: float = 0.005  # share of the rate left unused for arrival jitter
+    # Seconds added to Sinch's one-second window for arrival jitter (campaign.pacing).
+    rate_guard: float = pacing.GUARD
     max_in_flight: int = 200
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
     flush_interval: float = 0.2
@@ -65,20 +66,16 @@ class DispatchStats:
     requests: int = 0
 
 
-def make_limiter(rate: float, headroom: float = 0.0) -> AsyncLimiter:
-    """A leaky bucket that keeps every sliding one-second window at or under ``rate``.
+def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:
+    """The pacer: a leaky bucket that spreads requests evenly at ``rate`` per ``1 + guard``
+    seconds, the rate that the sliding window (:mod:`campaign.pacing`) holds by construction,
+    so that the window rarely has to make a request wait.
 
     ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once and then keep
     going: up to twice the rate in the first second. A bucket of ``b`` leaking at ``budget - b``
-    per second admits at most ``budget`` in any second. ``headroom`` (a share of the rate) is
-    kept unused: requests that leave evenly spaced do not arrive evenly spaced (scheduling
-    at both ends), and a window counted by arrival at Sinch must still fit. That jitter can
-    carry a whole request into the next window at any rate, so the headroom is at least one
-    request (at 100/s, 0.5% would be half of one).
+    per second admits at most ``budget`` in any second.
     """
-    budget = rate * (1.0 - headroom)
-    if headroom and rate >= 10:
-        budget = min(budget, rate - 1.0)
+    budget = rate / (1.0 + guard)
     bucket = max(1, min(4, math.floor(budget / 25)))
     leak = budget - bucket if budget > 2 * bucket else budget / 2
     return AsyncLimiter(bucket, bucket / leak)
@@ -216,10 +213,10 @@ class Dispatcher:
         self._worker = worker_id
         self._announced = 0  # the write-ahead mark: claims up to this id may have been sent
         self._announcing: asyncio.Future[None] | None = None  # the next mark, being written
-        self._rate = settings.rate
-        self._limiter = (
-            make_limiter(settings.rate, settings.rate_headroom) if settings.rate else None
-        )
+        self._rate: float | None = None
+        self._limiter: AsyncLimiter | None = None
+        self._log: pacing.SlidingWindow | None = None
+        self.set_rate(settings.rate)
         self._room = asyncio.Event()  # set whenever a send finishes
         self._done = asyncio.Event()  # set when the run ends: the recorder's last flush
         self._flush_lock = asyncio.Lock()
@@ -335,7 +332,14 @@ class Dispatcher:
         if rate == self._rate:
             return
         self._rate = rate
-        self._limiter = make_limiter(rate, self._settings.rate_headroom) if rate else None
+        guard = self._settings.rate_guard
+        self._limiter = make_limiter(rate, guard) if rate else None
+        if not rate:
+            self._log = None
+        elif self._log is None:
+            self._log = pacing.SlidingWindow(rate, guard=guard)
+        else:  # in place: what was written in the last second still counts
+            self._log.limit = rate
 
     def _claim_size(self) -> int:
         """How many rows to claim at once: what the limiter admits in the next tenth of a second
@@ -362,14 +366,18 @@ class Dispatcher:
                     return True
                 continue
             for index, claim in enumerate(claims):
-                if not await self._pace() or not await self._announce(claims, index):
+                grant = await self._pace()
+                if grant is None or not await self._announce(claims, index):
                     # Claimed, never sent: back to PENDING for the next run.
+                    if grant is not None:
+                        grant.release()
                     self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return False
                 if self._closed():
+                    grant.release()
                     self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return True
-                self._start(self._send(claim))
+                self._start(self._send(claim, grant))
         return False
 
     # --- shared steps of every mode -----------------------------------------------------------
@@ -457,16 +465,27 @@ class Dispatcher:
         await self._sleep(wait)
         return False
 
-    async def _pace(self, *, start: bool = True) -> bool:
-        """Wait for the rate limit (and any 429 pause) and, when ``start``, for room under the
-        in-flight bound. False when a stop came meanwhile: send nothing more."""
-        await self._wait_if_paused()
-        if self._limiter is not None:
-            await self._limiter.acquire()
-            await self._wait_if_paused()  # a 429 may have come while this one waited its turn
+    async def _pace(self, *, start: bool = True) -> pacing.Grant | None:
+        """When ``start``, wait for room under the in-flight bound; then for the rate limit
+        (and any 429 pause). The request's place in the rate window, or None when a stop came
+        meanwhile: send nothing more."""
         while start and self.stats.in_flight >= self._settings.max_in_flight:
             await self._wait_for_room()
-        return not self._stop.is_set()
+        grant = await self._grant()
+        if self._stop.is_set():
+            grant.release()
+            return None
+        return grant
+
+    async def _grant(self) -> pacing.Grant:
+        """A place in the rate window, after the pacer and any 429 pause."""
+        await self._wait_if_paused()
+        if self._limiter is None or self._log is None:
+            return pacing.unlimited()
+        await self._limiter.acquire()
+        grant = await self._log.acquire()
+        await self._wait_if_paused()  # a 429 may have come while this one waited its turn
+        return grant
 
     def _start(self, send: Coroutine[Any, Any, None]) -> None:
         """Run ``send`` as a tracked in-flight task (it calls :meth:`_finished_one`)."""
@@ -514,7 +533,7 @@ class Dispatcher:
             send=self._send_options([claim.time_zone]),
         )
 
-    async def _send(self, claim: repo.Claim) -> None:
+    async def _send(self, claim: repo.Claim, grant: pacing.Grant) -> None:
         started = False
         outcome: repo.Outcome | None = None
         try:
@@ -526,7 +545,7 @@ class Dispatcher:
             started = True
             self.stats.requests += 1
             try:
-                accepted = await self._client.send_message(body)
+                accepted = await self._client.send_message(body, written=grant.written)
             except errors.SinchAuthError as exc:
                 outcome = repo.Release(claim.id)  # refused: it did not go out
                 self._refuse(exc)
@@ -550,6 +569,7 @@ class Dispatcher:
             )
             raise
         finally:
+            grant.release()  # if it never left
             if outcome is not None:
                 self._outcomes.append(outcome)
             self._finished_one()

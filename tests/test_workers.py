@@ -41,8 +41,8 @@ async def campaign_with(store: repo.Store, rows: int) -> repo.CampaignRow:
 
 def test_each_worker_takes_its_share_of_the_rate() -> None:
     assert membership.share(800.0, 1) == 800.0
-    assert membership.share(800.0, 2) == pytest.approx(398.0)  # 0.5% kept per extra worker
-    assert membership.share(800.0, 3) == pytest.approx(264.0)
+    assert membership.share(800.0, 2) == pytest.approx(400.0)
+    assert membership.share(800.0, 3) == pytest.approx(800.0 / 3)
     assert membership.share(800.0, 0) == 800.0  # never divided by zero
     assert membership.share(None, 4) is None
 

@@ -8,7 +8,8 @@ the caller (:mod:`campaign.retry`), which knows the budget and the global rate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -61,12 +62,30 @@ def open_session(config: SinchConfig) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(
         total=None, connect=config.connect_timeout, sock_read=config.timeout
     )
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_headers_sent)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         json_serialize=jsonutil.dumps,
         headers={"User-Agent": USER_AGENT},
+        trace_configs=[trace],
     )
+
+
+# Called when a request's headers are written: the moment the rate limit counts
+# (campaign.pacing). The request's ``trace_request_ctx`` is that callback, or None.
+Written = Callable[[], None]
+
+
+async def _headers_sent(
+    _session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    _params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    written = context.trace_request_ctx
+    if written is not None:
+        written()
 
 
 _Auth = Literal["conversation", "batch"]
@@ -91,9 +110,14 @@ class SinchClient:
 
     # --- messages:send ------------------------------------------------------------------------
 
-    async def send_message(self, body: Mapping[str, Any]) -> SendAccepted:
-        """``POST messages:send``. ``app_id`` is filled in from the config when absent."""
-        data = await self._request("POST", self._send_url, self._with_app(body), "conversation")
+    async def send_message(
+        self, body: Mapping[str, Any], *, written: Written | None = None
+    ) -> SendAccepted:
+        """``POST messages:send``. ``app_id`` is filled in from the config when absent.
+        ``written`` is called when the request is written."""
+        data = await self._request(
+            "POST", self._send_url, self._with_app(body), "conversation", written=written
+        )
         try:
             return SendAccepted(str(data["message_id"]), str(data.get("accepted_time", "")))
         except (KeyError, TypeError) as exc:
@@ -103,9 +127,13 @@ class SinchClient:
 
     # --- Batch API ----------------------------------------------------------------------------
 
-    async def send_batch(self, body: Mapping[str, Any]) -> BatchAccepted:
+    async def send_batch(
+        self, body: Mapping[str, Any], *, written: Written | None = None
+    ) -> BatchAccepted:
         """``POST /messages`` on the batch host: one message to 1..1000 recipients."""
-        data = await self._request("POST", self._batch_url, self._with_app(body), "batch")
+        data = await self._request(
+            "POST", self._batch_url, self._with_app(body), "batch", written=written
+        )
         try:
             send_after = data.get("send_after")
             return BatchAccepted(str(data["batch_id"]), str(send_after) if send_after else None)
@@ -118,10 +146,14 @@ class SinchClient:
         )
         return _batch_info(data)
 
-    async def find_batches(self, key: str, value: str) -> list[BatchInfo]:
+    async def find_batches(
+        self, key: str, value: str, *, written: Written | None = None
+    ) -> list[BatchInfo]:
         """The batches whose ``batch_metadata[key] == value`` (how an ambiguous send is settled)."""
         query = {"metadataKey": key, "metadataValue": value}
-        data = await self._request("GET", self._batch_url, None, "batch", params=query)
+        data = await self._request(
+            "GET", self._batch_url, None, "batch", params=query, written=written
+        )
         items = data.get("batches", []) if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise errors.SinchPermanentError("batch lookup answered an unexpected shape")
@@ -164,6 +196,7 @@ class SinchClient:
         auth: _Auth,
         *,
         params: Mapping[str, str] | None = None,
+        written: Written | None = None,
     ) -> Any:
         payload = orjson.dumps(body) if body is not None else None
         for attempt in (1, 2):
@@ -173,7 +206,13 @@ class SinchClient:
                 headers["Content-Type"] = "application/json"
             try:
                 async with self._session.request(
-                    method, url, data=payload, headers=headers, params=params
+                    method,
+                    url,
+                    data=payload,
+                    headers=headers,
+                    params=params,
+                    # Once: a request sent again with a new token is not paced again.
+                    trace_request_ctx=written if attempt == 1 else None,
                 ) as response:
                     status = response.status
                     raw = await response.read()
