@@ -35,7 +35,7 @@ async def test_late_and_bunched_writes_never_fill_a_window_past_the_limit() -> N
     for i in range(6 * LIMIT):
         grant = await window.acquire()
         if i % 50 == 17:
-            time.sleep(0.03)  # a loop stall: grants made before it are written after it
+            time.sleep(0.03)  # noqa: ASYNC251 (a loop stall: grants made before it are written after it)
         # Written a while after its grant (a slow task, a connection), some much later.
         delay = rng.choice([0.0, 0.001, 0.004, 0.02, 0.06])
         tasks.append(asyncio.create_task(_write_later(grant, delay, written)))
