@@ -19,17 +19,19 @@ from campaign.secrets import Secret
 
 
 @contextlib.contextmanager
-def sandbox_process(*args: str) -> Iterator[str]:
-    """``campaign sandbox`` in its own process (so it is not the bottleneck); yields its URL."""
-    with sandbox_with_pid(*args) as (url, _):
+def sandbox_process(*args: str, history: bool = False) -> Iterator[str]:
+    """``campaign sandbox`` in its own process (so it is not the bottleneck); yields its URL.
+    ``history``: it keeps every request's arrival (and message) for /_sandbox/ to tell."""
+    with sandbox_with_pid(*args, history=history) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
-def sandbox_with_pid(*args: str) -> Iterator[tuple[str, int]]:
+def sandbox_with_pid(*args: str, history: bool = False) -> Iterator[tuple[str, int]]:
     """:func:`sandbox_process`, yielding its URL and its process id (to read its CPU)."""
+    keep = [] if history else ["--no-history"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "sandbox", "--port", "0", "--no-history", *args],
+        [sys.executable, "-m", "campaign", "sandbox", "--port", "0", *keep, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
