@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -53,17 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="High-volume campaigns over the Sinch Conversation API.",
     )
     parser.add_argument("--version", action="version", version=f"campaign {__version__}")
+    _add_global_options(parser, default=True)
+    # The same options after the subcommand. Their defaults are left out there, so that a value
+    # given before the subcommand is not overwritten by the subcommand's default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="config file (default: $CAMPAIGN_CONFIG, else ./config.toml)",
-    )
-    common.add_argument(
-        "--database", default=None, help="database URL (default: $CAMPAIGN_DATABASE_URL)"
-    )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _add_global_options(common, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -179,6 +174,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``--config``, ``--database`` and ``-v``: accepted before the subcommand (``default``:
+    the top-level parser, which sets their defaults) and after it (each subcommand's)."""
+    suppress: Any = argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None if default else suppress,
+        help="config file (default: $CAMPAIGN_CONFIG, else ./config.toml)",
+    )
+    parser.add_argument(
+        "--database",
+        default=None if default else suppress,
+        help="database URL (default: $CAMPAIGN_DATABASE_URL, else the config file's)",
+    )
+    # A count of its own after the subcommand: `-v run -v` is -vv, not -v.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbose" if default else "verbose_after",
+        default=0 if default else suppress,
+        help="more logging, and the cause chain of an error",
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.verbose += vars(args).pop("verbose_after", 0)
+    return args
+
+
 async def _run(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
     options = runner.RunOptions(
@@ -190,7 +217,20 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         force_mode=args.force_mode,
         wait=args.wait,
     )
-    return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
+    try:
+        return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
+    except OSError as exc:
+        # The receiver that --wait-for-delivery starts is the one server a run binds to a port
+        # of the config's (the embedded sandbox and its receiver take any free port). It starts
+        # before anything is sent.
+        if not _address_in_use(exc) or args.wait_for_delivery is None:
+            raise
+        where = f"{config.receiver.host}:{config.receiver.port}"
+        raise errors.ConfigError(
+            f"the receiver's port {where} is in use, nothing was sent: set [receiver] port to"
+            " a free one, or run `campaign receiver` separately on this database and set"
+            " [receiver] external = true (run --wait-for-delivery then only waits)"
+        ) from exc
 
 
 async def _status(args: argparse.Namespace, config: Config | None) -> int:
@@ -218,6 +258,7 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
                     await store.stale_queued(campaign.id, now - timedelta(seconds=stale_after)),
                     str(definition.get("in_doubt_policy", "hold")),
                     await store.batches_by_status(campaign.id),
+                    definition.get("send_after"),
                 )
             )
     if args.json:
@@ -262,8 +303,17 @@ async def _report(args: argparse.Namespace, config: Config | None) -> int:
 
 async def _db_upgrade(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    await asyncio.to_thread(store_engine.upgrade_sync, config.database.url)
-    print(f"database {store_engine.safe_url(config.database.url)} is at the latest schema")
+    url = config.database.url
+    migrated = await asyncio.to_thread(store_engine.upgrade_sync, url)
+    after = store_engine.revision_name(migrated.after)
+    if not migrated.steps:
+        print(f"database {store_engine.safe_url(url)} is at the latest schema ({after})")
+        return EXIT_OK
+    count = len(migrated.steps)
+    print(
+        f"migrated {store_engine.safe_url(url)} from {store_engine.revision_name(migrated.before)}"
+        f" to {after}: {count} migration{'s' if count != 1 else ''}"
+    )
     return EXIT_OK
 
 
@@ -277,16 +327,25 @@ async def _receiver(args: argparse.Namespace, config: Config | None) -> int:
     )
     settings.require_secret()  # refuse to start unsigned before opening anything
     stop = _stop_event()
+    host = args.host or config.receiver.host
+    port = config.receiver.port if args.port is None else args.port
     async with open_runtime(config, sinch=False) as runtime:
-        await receiver_mod.serve(
-            runtime.need_store(),
-            settings,
-            args.host or config.receiver.host,
-            config.receiver.port if args.port is None else args.port,
-            stop,
-            print_fn=_print,
-        )
+        try:
+            await receiver_mod.serve(
+                runtime.need_store(), settings, host, port, stop, print_fn=_print
+            )
+        except OSError as exc:
+            if not _address_in_use(exc):
+                raise
+            raise errors.ConfigError(
+                f"the receiver's port {host}:{port} is in use: pass --port or set [receiver]"
+                " port to a free one (or stop what listens there)"
+            ) from exc
     return EXIT_OK
+
+
+def _address_in_use(exc: OSError) -> bool:
+    return exc.errno == errno.EADDRINUSE
 
 
 async def _demo(args: argparse.Namespace, config: Config | None) -> int:
@@ -370,8 +429,7 @@ def _error(text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     _configure_logging(args.verbose)
     handler: Command = args.handler
     config: Config | None = None

@@ -348,6 +348,54 @@ def dispatch_settings(config: Config) -> DispatchSettings:
     )
 
 
+# A campaign's state (beside the store's LOADING, READY, DONE, CANCELLED) while it is not due
+# yet: recorded by a run before its send_after, so that `campaign status` can say when it is
+# due. Nothing of it is loaded: the run that finds it due takes the campaign file and the
+# recipients file as they are then, and the campaign begins LOADING.
+SCHEDULED = "SCHEDULED"
+
+
+def _as_now(
+    spec: campaignfile.CampaignSpec, source: loading.RecipientSource, state: str
+) -> dict[str, Any]:
+    """The campaign's row as the files are now (a SCHEDULED campaign follows them)."""
+    return {
+        "state": state,
+        "mode": spec.mode,
+        "channel": spec.channel.value,
+        "definition": orjson.dumps(spec.definition()).decode(),
+        "source": str(spec.recipients),
+        "source_digest": source.digest,
+    }
+
+
+async def _schedule(
+    config: Config, spec: campaignfile.CampaignSpec, source: loading.RecipientSource
+) -> None:
+    """Record the campaign, not due yet, as SCHEDULED (or bring a SCHEDULED one up to date
+    with its files). A campaign that has begun is left as it is."""
+    async with open_runtime(config, sinch=False) as runtime:
+        store = runtime.need_store()
+        campaign = await store.find_campaign(spec.name)
+        if campaign is None:
+            key = str(ulid.ULID())
+            campaign = await store.create_campaign(
+                name=spec.name,
+                key=key,
+                mode=spec.mode,
+                channel=spec.channel.value,
+                definition=orjson.dumps(spec.definition()).decode(),
+                source=str(spec.recipients),
+                source_digest=source.digest,
+                now=_now(),
+            )
+            if campaign.key != key:  # another run created it first: that one decides
+                return
+        elif campaign.state != SCHEDULED:
+            return
+        await store.set_campaign(campaign.id, now=_now(), **_as_now(spec, source, SCHEDULED))
+
+
 async def run(
     config: Config,
     options: RunOptions,
@@ -365,6 +413,7 @@ async def run(
     if window.phase(_now()) is windows.Phase.EARLY:
         assert spec.send_after is not None
         due = spec.send_after.isoformat().replace("+00:00", "Z")
+        await _schedule(config, spec, source)
         if not options.wait:
             out(f"{spec.name}: not due yet; it may send from {due} (run again then, or --wait)")
             return 0
@@ -383,7 +432,7 @@ async def run(
         if runtime.receiver is not None:
             out(f"receiving delivery callbacks on {runtime.receiver.url}")
         campaign = await store.find_campaign(spec.name)
-        if campaign is not None and campaign.state != "LOADING":
+        if campaign is not None and campaign.state not in ("LOADING", SCHEDULED):
             await first.close()  # loaded already: the pass begun on the way is not needed
         if campaign is None or campaign.state not in ("DONE", "CANCELLED"):
             # Refused credentials stop the run here (exit 2), before anything is written:
@@ -400,6 +449,10 @@ async def run(
                 source_digest=source.digest,
                 now=_now(),
             )
+        elif campaign.state == SCHEDULED:  # due now: it begins as a new campaign would
+            await store.set_campaign(campaign.id, now=_now(), **_as_now(spec, source, "LOADING"))
+            campaign = await store.find_campaign(spec.name)
+            assert campaign is not None
         elif campaign.mode != spec.mode:
             if not options.force_mode:
                 raise ConfigError(

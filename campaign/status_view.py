@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from campaign.models import Status
 from campaign.store.repository import CampaignRow
 
+# The state of a campaign that a run recorded before its send_after (campaign.runner).
+SCHEDULED = "SCHEDULED"
+
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def _utc(moment: str | None) -> str | None:
+    """An ISO date-time with an offset, as UTC (``2026-12-01T09:00:00Z``)."""
+    if not moment:
+        return None
+    return datetime.fromisoformat(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def campaign_view(
@@ -21,6 +32,7 @@ def campaign_view(
     stale: int = 0,
     policy: str = "hold",
     batches: Mapping[str, int] | None = None,
+    send_after: str | None = None,
 ) -> dict[str, Any]:
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
@@ -45,6 +57,7 @@ def campaign_view(
         "in_doubt_policy": policy,
         "stale": stale,
         "batches": dict(batches or {}),
+        "send_after": _utc(send_after),
         "created_at": campaign.created_at.isoformat(),
         "updated_at": campaign.updated_at.isoformat(),
     }
@@ -53,6 +66,12 @@ def campaign_view(
 def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
     lines: list[str] = []
     for view in views:
+        if view["state"] == SCHEDULED:  # nothing loaded yet: when it is due is all there is
+            lines.append(
+                f"{view['name']}  [{view['state']}, {view['mode']}, {view['channel']}]  "
+                f"scheduled to send from {view['send_after']}; nothing loaded or sent yet"
+            )
+            continue
         counts = {k: v for k, v in view["counts"].items() if v}
         lines.append(
             f"{view['name']}  [{view['state']}, {view['mode']}, {view['channel']}]  "

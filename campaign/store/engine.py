@@ -11,6 +11,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -282,9 +283,31 @@ def current_revision(connection: Connection) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
-    """Run the migrations up to ``revision`` (blocking)."""
+@dataclass(frozen=True)
+class Migrated:
+    """What :func:`upgrade_sync` did: the schema's revision before and after (None: no schema),
+    and the migrations it ran, oldest first (none: the schema was at ``revision`` already)."""
+
+    before: str | None
+    after: str | None
+    steps: tuple[str, ...]
+
+
+def revision_name(revision: str | None) -> str:
+    """A revision as its migration script is named (``0011_duplicates_decided_by_the_load``);
+    ``(empty)`` for a database without a schema."""
+    if revision is None:
+        return "(empty)"
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    return Path(script.path).stem if script is not None and script.path else revision
+
+
+def upgrade_sync(url: str, revision: str = "head") -> Migrated:
+    """Run the migrations up to ``revision`` (blocking), and say what was run."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     parsed = sync_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -299,9 +322,18 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
             # finds it at head), not both at once ("table campaigns already exists").
             connection.execution_options(**{SQLITE_IMMEDIATE: True})
             with connection.begin():
+                # Read in the same transaction: on SQLite, no other process migrates between.
+                before = current_revision(connection)
                 command.upgrade(alembic_config(connection), revision)
+                after = current_revision(connection)
     finally:
         engine.dispose()
+    steps: tuple[str, ...] = ()
+    if after is not None and after != before:
+        script = ScriptDirectory.from_config(alembic_config())
+        ran = script.iterate_revisions(after, before or "base")
+        steps = tuple(reversed([step.revision for step in ran if step is not None]))
+    return Migrated(before, after, steps)
 
 
 def downgrade_sync(url: str, revision: str) -> None:
