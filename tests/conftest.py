@@ -14,8 +14,9 @@ from sqlalchemy.engine import make_url
 from campaign.store.engine import upgrade_sync
 from campaign.store.repository import Store
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "spec" / "fixtures"
+# The Sinch API bodies and the signature vector the tests read: written for this project, kept
+# in the repository (tests/fixtures/README.md). Tests read nothing outside the repository.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)

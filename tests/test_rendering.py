@@ -16,7 +16,7 @@ from campaign import errors, models, rendering
 from campaign.rendering import MessageTemplate, substitute_like_sinch
 from tests.conftest import FIXTURES
 
-MESSAGES = FIXTURES / "java-sdk-conversation-v1" / "messages"
+MESSAGES = FIXTURES / "conversation-v1" / "messages"
 FIXTURE_FILES = sorted(MESSAGES.glob("types/**/*.json")) + sorted(MESSAGES.glob("request/*.json"))
 
 

@@ -24,7 +24,7 @@ from tests.conftest import FIXTURES
 sinch = pytest.importorskip("sinch", reason="the official SDK is a test dependency")
 from sinch.domains.conversation.api.v1.exceptions import ConversationException  # noqa: E402
 
-REQUESTS = FIXTURES / "java-sdk-conversation-v1" / "messages" / "request"
+REQUESTS = FIXTURES / "conversation-v1" / "messages" / "request"
 SMS = [{"channel": "SMS", "identity": "+15551234567"}]
 
 

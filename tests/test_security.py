@@ -48,6 +48,7 @@ from tests.conftest import FIXTURES, POSTGRES_URL, REQUIRE_POSTGRES
 from tests.recipients import loaded, us_numbers
 from tests.test_cli_e2e import Cli, read_report
 from tests.test_planning_reporting import store_page
+from tests.test_signature import DOTNET_VECTOR as VECTOR
 
 KEY_SECRET = "ks-SECRET-7f3e9a1c5d"
 WRONG_KEY_SECRET = "ks-WRONG-2b6d8e0f4a"
@@ -55,13 +56,12 @@ WEBHOOK_SECRET = "wh-SECRET-4b8d2e6f1c"
 DB_PASSWORD = "pw-SECRET-9c1a5e7b3d"
 
 NOW = 1_800_000_000.0  # the fuzzed receiver's clock
-EVENTS = FIXTURES / "java-sdk-conversation-v1" / "sinchevents"
+EVENTS = FIXTURES / "conversation-v1" / "sinchevents"
 CALLBACK_FIXTURES = [
     EVENTS / "delivery" / "MessageDeliveryReceiptEventDto.json",
     EVENTS / "message" / "MessageSubmitEventDto.json",
     EVENTS / "message" / "MessageInboundEventDto.json",
 ]
-VECTOR = json.loads((FIXTURES / "webhook-signature" / "vector-dotnet-sdk.json").read_text())
 
 
 # --- helpers -----------------------------------------------------------------------------------

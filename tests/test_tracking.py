@@ -16,7 +16,7 @@ from campaign.models import Status
 from tests.conftest import FIXTURES
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-EVENTS = FIXTURES / "java-sdk-conversation-v1" / "sinchevents"
+EVENTS = FIXTURES / "conversation-v1" / "sinchevents"
 
 
 def delivery(status: str, at: int, channel: str = "SMS", code: str | None = None) -> tracking.Event:
@@ -174,15 +174,15 @@ def test_any_order_of_one_channels_events_ends_at_the_highest(
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def test_parse_the_sdk_delivery_fixture() -> None:
+def test_parse_the_delivery_receipt_fixture() -> None:
     body = (EVENTS / "delivery" / "MessageDeliveryReceiptEventDto.json").read_bytes()
     event = tracking.parse_callback(body)
     assert event.trigger == tracking.DELIVERY
     assert event.status is Status.DELIVERED
-    assert event.message_id == "message id"
-    assert event.channel == "MESSENGER"
-    assert event.reason_code == "RECIPIENT_NOT_OPTED_IN"
-    assert event.event_time == datetime(2020, 11, 17, 16, 5, 45, tzinfo=UTC)
+    assert event.message_id == "01JNZ9A7B3C5D7E9F1G3H5J7KM"
+    assert event.channel == "WHATSAPP"
+    assert event.reason_code == "OUTSIDE_ALLOWED_SENDING_WINDOW"
+    assert event.event_time == datetime(2026, 3, 9, 14, 22, 5, tzinfo=UTC)
     assert event.key is None  # not one of ours
 
 
@@ -190,7 +190,7 @@ def test_parse_submit_and_inbound_fixtures() -> None:
     submit_event = tracking.parse_callback(
         (EVENTS / "message" / "MessageSubmitEventDto.json").read_bytes()
     )
-    assert (submit_event.trigger, submit_event.channel) == (tracking.SUBMIT, "MESSENGER")
+    assert (submit_event.trigger, submit_event.channel) == (tracking.SUBMIT, "WHATSAPP")
     inbound = tracking.parse_callback(
         (EVENTS / "message" / "MessageInboundEventDto.json").read_bytes()
     )

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from campaign.sandbox import validation
+from tests.conftest import FIXTURES
 
 from .helpers import APP, PROJECT, Api, sms, text_send
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURES = SHARED / "spec" / "fixtures" / "java-sdk-conversation-v1" / "messages" / "request"
+REQUESTS = FIXTURES / "conversation-v1" / "messages" / "request"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
@@ -95,7 +95,7 @@ async def test_unknown_app_is_404(api: Api) -> None:
     }
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("Send*MessageRequestDto.json")))
+@pytest.mark.parametrize("path", sorted(REQUESTS.glob("Send*MessageRequestDto.json")))
 async def test_sdk_fixture_messages_are_accepted(api: Api, path: Path) -> None:
     message = json.loads(path.read_text())["message"]
     status, body, _ = await api.send(with_message(message))
@@ -105,7 +105,7 @@ async def test_sdk_fixture_messages_are_accepted(api: Api, path: Path) -> None:
 
 
 def test_all_nine_fixtures_are_there() -> None:
-    assert len(list(FIXTURES.glob("Send*MessageRequestDto.json"))) == 9
+    assert len(list(REQUESTS.glob("Send*MessageRequestDto.json"))) == 9
 
 
 # --- pure checks: request fields -----------------------------------------------------------------
