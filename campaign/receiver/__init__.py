@@ -9,6 +9,7 @@ then applied to recipients by a separate task.
 - :mod:`~campaign.receiver.checks`: pure checks (JSON depth, the nonce window)
 - :mod:`~campaign.receiver.committer`: the group commit and the applier
 - :mod:`~campaign.receiver.app`: the aiohttp application and its handlers
+- :mod:`~campaign.receiver.connections`: :class:`ConnectionLimit`, how many connections at once
 - :mod:`~campaign.receiver.server`: :class:`ReceiverServer` and :func:`serve`
 """
 

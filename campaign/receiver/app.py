@@ -1,16 +1,19 @@
 """The aiohttp application: verify -> check -> parse -> group commit -> answer.
 
 ``POST {path}``
-    413 body over ``max_body_bytes``; 401 signature missing or wrong, timestamp outside the
-    window, nonce already seen (nothing is written for any of these); 400 JSON nested deeper
-    than ``max_json_depth`` or not a Sinch callback; 503 (``Retry-After: 1``) the database did
-    not store it; 200 once the event is durably stored.
+    413 body over ``max_body_bytes``; 408 body not received within ``body_timeout_s``; 401
+    signature missing, malformed or wrong, timestamp outside the window, nonce already seen
+    (nothing is written for any of these); 400 JSON nested deeper than ``max_json_depth`` or
+    not a Sinch callback; 503 (``Retry-After: 1``) the database did not store it; 200 once the
+    event is durably stored.
 ``GET {path}/health`` and ``GET /healthz``
     200 and the counters of :class:`~campaign.receiver.settings.ReceiverStats`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -81,7 +84,9 @@ async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
     await committer.close()
 
 
-def _reject(stats: ReceiverStats, status: int, reason: str, detail: str) -> web.Response:
+def _reject(
+    stats: ReceiverStats, status: int, reason: str, detail: str, *, close: bool = False
+) -> web.Response:
     stats.rejected[reason] += 1
     # The committer logs a database outage once; one line per refused request would flood.
     log.log(
@@ -94,7 +99,12 @@ def _reject(stats: ReceiverStats, status: int, reason: str, detail: str) -> web.
     )
     body = jsonutil.dumpb({"error": reason, "detail": detail})
     headers = _UNAVAILABLE_HEADERS if status == 503 else None
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    response = web.Response(
+        status=status, body=body, content_type="application/json", headers=headers
+    )
+    if close:
+        response.force_close()
+    return response
 
 
 async def _callback(request: web.Request) -> web.Response:
@@ -104,10 +114,17 @@ async def _callback(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
+    # The usual callback's body came with its headers: no timer for it.
+    arrived = request.content.is_eof()
+    deadline = contextlib.nullcontext() if arrived else asyncio.timeout(settings.body_timeout_s)
     try:
-        body = await request.read()
+        async with deadline:
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
+    except TimeoutError:
+        detail = f"body not received within {settings.body_timeout_s:g} s"
+        return _reject(stats, 408, "timeout", detail, close=True)
     now = settings.clock()
 
     nonce: str | None = None

@@ -12,8 +12,10 @@ batch is split until the one event is alone; that one gets :class:`Unstorable` (
 
 Applying stored events to recipients is a separate task, woken by commits and run at most once
 per ``apply_interval_s``; a failure there is logged and retried, never fatal, and never delays
-an answer. On SQLite (one writer) the two tasks take turns through a lock instead of spinning
-on the database's busy timeout.
+an answer. Events that match no recipient are tried again while any wait, and given up after
+``match_window_s`` (counted in ``unmatched``, logged at most once a minute). On SQLite (one
+writer) the two tasks take turns through a lock instead of spinning on the database's busy
+timeout.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -33,6 +36,8 @@ from campaign.store import repository
 from campaign.store.events import NewEvent
 
 log = logging.getLogger(__name__)
+
+UNMATCHED_LOG_S = 60.0  # events given up are logged at most this often (the count is exact)
 
 
 class Unavailable(Exception):
@@ -75,6 +80,8 @@ class Committer:
         self._apply_again = True  # at start: events stored before a restart may be waiting
         self._unapplied = False  # commits since the last apply
         self._outage_failures: int | None = None  # failed commits in the current outage
+        self._unmatched_unlogged = 0
+        self._unmatched_log_at = 0.0  # time.monotonic() from which the next may be logged
         self._wake: asyncio.Event | None = None
         self._apply_wanted: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -237,7 +244,11 @@ class Committer:
         now = datetime.fromtimestamp(self._settings.clock(), UTC)
         try:
             async with self._write_lock:
-                result = await self._store.events.apply(now, limit=self._settings.apply_batch)
+                result = await self._store.events.apply(
+                    now,
+                    limit=self._settings.apply_batch,
+                    window=timedelta(seconds=self._settings.match_window_s),
+                )
         except Exception as exc:  # supervision point: applying is retried later, never fatal
             stats.apply_failures += 1
             self._apply_again = True
@@ -258,4 +269,23 @@ class Committer:
                 result.waiting,
                 extra={"action": "receiver.apply"},
             )
-        return result.applied > 0 and result.waiting > 0
+        if result.unmatched:
+            stats.unmatched += result.unmatched
+            self._log_unmatched(result.unmatched)
+        return (result.applied > 0 or result.unmatched > 0) and result.waiting > 0
+
+    def _log_unmatched(self, count: int) -> None:
+        self._unmatched_unlogged += count
+        moment = time.monotonic()
+        if moment < self._unmatched_log_at:
+            return
+        log.warning(
+            "%d delivery events matched no recipient within %g h and are no longer tried"
+            " (kept in the event table; %d so far): message ids this database never sent?",
+            self._unmatched_unlogged,
+            self._settings.match_window_s / 3600,
+            self._stats.unmatched,
+            extra={"action": "receiver.unmatched"},
+        )
+        self._unmatched_unlogged = 0
+        self._unmatched_log_at = moment + UNMATCHED_LOG_S

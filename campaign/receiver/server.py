@@ -17,8 +17,10 @@ from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from campaign.receiver import app as receiver_app
+from campaign.receiver.connections import ConnectionLimit
 from campaign.receiver.settings import ReceiverSettings, ReceiverStats
 from campaign.store import engine as store_engine
 from campaign.store import repository
@@ -29,6 +31,30 @@ BACKLOG = 4096
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in flight get this long to be answered when stopping
 
 
+class _MalformedInOneLine(logging.Filter):
+    """aiohttp answers a request it cannot parse (a byte that is not allowed in the request
+    line or a header name, a broken chunk) with 400, and logs it as an ERROR with a traceback:
+    anyone could fill the log that way. Through this filter it is one INFO line, without the
+    request's bytes; any other error aiohttp logs is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or record.levelno < logging.WARNING:
+            return True
+        if not _HTTP_LOG.isEnabledFor(logging.INFO):
+            return False
+        reason = (str(exc.message).strip().splitlines() or [""])[0][:200]
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.msg, record.args = "malformed request refused (%d): %s", (exc.code, reason)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+# The logger of the receiver's aiohttp server (``aiohttp.server`` is shared with the sandbox).
+_HTTP_LOG = logging.getLogger(__name__ + ".http")
+_HTTP_LOG.addFilter(_MalformedInOneLine())
+
+
 class ReceiverServer:
     """The webhook server, listening on ``host:port`` from the running event loop.
 
@@ -36,6 +62,12 @@ class ReceiverServer:
     :class:`~campaign.errors.ConfigError` unless ``settings.allow_unsigned``. Leaving the
     context stops accepting connections, answers the requests in flight, lets the committer
     store what is queued, then stops it: in reverse order of starting.
+
+    The socket listens through a :class:`~campaign.receiver.connections.ConnectionLimit`
+    (``settings.max_connections``); aiohttp's ``keepalive_timeout`` is
+    ``settings.idle_timeout_s``, which aiohttp counts from the moment a connection opens and
+    again from each response, and which closes it only while no whole request has arrived:
+    it bounds both the time to send a request's headers and the keep-alive idle time.
     """
 
     def __init__(
@@ -53,6 +85,7 @@ class ReceiverServer:
         self.port = port
         self._shutdown_timeout = shutdown_timeout
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._app: web.Application | None = None
 
     async def __aenter__(self) -> ReceiverServer:
@@ -70,16 +103,26 @@ class ReceiverServer:
     async def start(self) -> None:
         """Build the app (checking the settings), start the committer and listen."""
         app = receiver_app.make_app(self.store, self.settings)
-        runner = web.AppRunner(app, shutdown_timeout=self._shutdown_timeout)
+        # No access log: a refused callback is logged once, by the handler, with its reason.
+        runner = web.AppRunner(
+            app,
+            shutdown_timeout=self._shutdown_timeout,
+            keepalive_timeout=self.settings.idle_timeout_s,
+            access_log=None,
+            logger=_HTTP_LOG,
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, backlog=BACKLOG)
-            await site.start()
+            assert runner.server is not None  # set up just now
+            limit = ConnectionLimit(self.settings.max_connections, app[receiver_app.STATE].stats)
+            listener = await asyncio.get_running_loop().create_server(
+                limit.factory(runner.server), self.host, self.port, backlog=BACKLOG
+            )
         except BaseException:
             await runner.cleanup()
             raise
-        self._app, self._runner = app, runner
-        self.port = int(runner.addresses[0][1])
+        self._app, self._runner, self._listener = app, runner, listener
+        self.port = int(listener.sockets[0].getsockname()[1])
         log.info(
             "receiver listening on %s (%s)",
             self.url,
@@ -89,15 +132,19 @@ class ReceiverServer:
 
     async def close(self) -> None:
         """Stop listening, answer the requests in flight, drain the committer."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # the connections it accepted are aiohttp's to close
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
             stats = self.stats
             log.info(
-                "receiver stopped: %d received, %d stored, %d refused",
+                "receiver stopped: %d received, %d stored, %d refused, %d unmatched",
                 stats.received,
                 stats.stored,
                 sum(stats.rejected.values()),
+                stats.unmatched,
                 extra={"action": "receiver.stop"},
             )
 
@@ -139,6 +186,8 @@ def describe(server: ReceiverServer) -> list[str]:
         f"  health       {server.base_url}{s.path.rstrip('/')}/health",
         f"  body limit   {s.max_body_bytes} bytes, JSON depth {s.max_json_depth}",
         f"  database     {store_engine.safe_url(server.store.url)}",
+        f"  connections  at most {s.max_connections}; headers within {s.idle_timeout_s:g} s"
+        f" (and idle keep-alive), body within {s.body_timeout_s:g} s",
     ]
 
 

@@ -23,6 +23,11 @@ class ReceiverSettings:
     to start unless ``allow_unsigned``. With ``allow_unsigned`` a callback that carries no
     signature headers is accepted (and stored without a nonce); one that does carry them is
     still verified when a secret is known.
+
+    Connections are bounded: one that has not sent a whole request's headers ``idle_timeout_s``
+    after it opened, or after its last response (keep-alive), is closed; a body not received
+    within ``body_timeout_s`` of its headers is refused (408); while ``max_connections`` are
+    open a new one is answered 503 and closed.
     """
 
     path: str = "/sinch/callbacks"
@@ -37,6 +42,12 @@ class ReceiverSettings:
     apply_interval_s: float = 0.2  # without a backlog, at most one apply per interval
     apply_retry_s: float = 5.0  # apply again after this long while events wait or it failed
     max_nonces: int = 1_000_000  # nonces held in memory for replay checks
+    # An event that matches no recipient this long after it arrived is given up (kept raw).
+    match_window_s: float = 86_400.0
+    idle_timeout_s: float = 5.0  # to send a request's headers, from connect or last response
+    body_timeout_s: float = 10.0  # to send the body once the headers are in
+    # Well under a 1,024 file-descriptor limit; Sinch sends over a few connections.
+    max_connections: int = 512
     clock: Callable[[], float] = field(default=time.time, compare=False)  # Unix seconds
 
     def __post_init__(self) -> None:
@@ -51,11 +62,15 @@ class ReceiverSettings:
             "max_pending",
             "max_nonces",
             "apply_batch",
+            "max_connections",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"receiver {name} must be at least 1")
         if self.apply_interval_s < 0 or self.apply_retry_s <= 0:
             raise ConfigError("receiver apply_interval_s must be >= 0, apply_retry_s positive")
+        for name in ("match_window_s", "idle_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"receiver {name} must be positive")
 
     @classmethod
     def from_config(
@@ -95,7 +110,11 @@ class ReceiverStats:
     largest_commit: int = 0
     applied: int = 0  # events applied to recipients
     apply_failures: int = 0
-    waiting: int | None = None  # events waiting for their recipient, as of the last apply
+    # Events waiting for their recipient as of the last apply, counted up to 10,000.
+    waiting: int | None = None
+    unmatched: int = 0  # events given up by this receiver: no recipient within the window
+    connections: int = 0  # open now
+    connections_refused: int = 0  # answered 503 and closed: max_connections were open
     store_ok: bool = True  # whether the last commit succeeded
 
     @property
@@ -118,4 +137,7 @@ class ReceiverStats:
             "applied": self.applied,
             "apply_failures": self.apply_failures,
             "waiting": self.waiting,
+            "unmatched": self.unmatched,
+            "connections": self.connections,
+            "connections_refused": self.connections_refused,
         }

@@ -73,8 +73,22 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> Verified:
         raise SignatureError("unsupported signature algorithm")
     if not _TIMESTAMP.fullmatch(timestamp):
         raise SignatureError("malformed signature timestamp")
+    # Header bytes that are not UTF-8 reach us as lone surrogates (aiohttp decodes with
+    # surrogateescape): they cannot be encoded, so they are refused here, not left to raise.
+    if not signature.isascii():
+        raise SignatureError("malformed signature")
+    if not _encodable(nonce):
+        raise SignatureError("malformed signature nonce")
     ts = int(timestamp)
     expected = compute(secret, body, nonce, timestamp)
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise SignatureError("signature does not match")
     return Verified(nonce=nonce, timestamp=ts)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
