@@ -285,3 +285,42 @@ async def test_unknown_batch_is_not_found(sandbox: Harness) -> None:
     with pytest.raises(errors.SinchPermanentError) as caught:
         await sandbox.client().batch_status("01J00000000000000000000000")
     assert caught.value.status == 404
+
+
+# --- the moment a request is written (campaign.pacing counts it) ------------------------------
+
+
+async def test_written_is_told_once_when_the_request_leaves(sandbox: Harness) -> None:
+    """With a body, when the body goes (aiohttp holds the headers back to send them with it,
+    from a task of its own: "headers sent" comes earlier); without one, with the headers. And
+    the moment falls before the answer."""
+    client = sandbox.client()
+    moments: list[tuple[str, float]] = []
+
+    def told(kind: str) -> sinch_client.Written:
+        return lambda: moments.append((kind, time.monotonic()))
+
+    await client.send_message(SMS_BODY, written=told("send"))
+    answered = time.monotonic()
+    await client.find_batches("chunk", "none", written=told("lookup"))
+    assert [kind for kind, _ in moments] == ["send", "lookup"]
+    assert moments[0][1] < answered
+    await client.send_message(SMS_BODY)  # nobody to tell: nothing breaks
+
+
+async def test_the_sandbox_keeps_its_collections_short() -> None:
+    """The standalone sandbox freezes what survives a young collection, every second, so
+    that no full collection walks its history (it stopped the loop for tens of milliseconds,
+    and requests that waited were timed as a burst)."""
+    import gc
+
+    from campaign.sandbox import server
+
+    before = gc.get_freeze_count()
+    task = asyncio.create_task(server.short_collections())
+    try:
+        await asyncio.sleep(server.FREEZE_EVERY_S * 1.5)
+        assert gc.get_freeze_count() > before
+    finally:
+        task.cancel()
+        gc.unfreeze()

@@ -64,6 +64,7 @@ def open_session(config: SinchConfig) -> aiohttp.ClientSession:
     )
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_headers_sent)
+    trace.on_request_chunk_sent.append(_chunk_sent)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -73,9 +74,20 @@ def open_session(config: SinchConfig) -> aiohttp.ClientSession:
     )
 
 
-# Called when a request's headers are written: the moment the rate limit counts
-# (campaign.pacing). The request's ``trace_request_ctx`` is that callback, or None.
+# Called when a request is written to the connection: the moment the rate limit counts
+# (campaign.pacing).
 Written = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class _Pacing:
+    """A request's ``trace_request_ctx``: whom to tell when it is written. A request with a
+    body is written with its first chunk: aiohttp holds the headers back to send them with it,
+    from a task of its own that may start tens of milliseconds later on a busy loop (so "headers
+    sent" would be too early). One without a body is written with its headers."""
+
+    written: Written
+    body: bool
 
 
 async def _headers_sent(
@@ -83,9 +95,19 @@ async def _headers_sent(
     context: types.SimpleNamespace,
     _params: aiohttp.TraceRequestHeadersSentParams,
 ) -> None:
-    written = context.trace_request_ctx
-    if written is not None:
-        written()
+    pacing = context.trace_request_ctx
+    if isinstance(pacing, _Pacing) and not pacing.body:
+        pacing.written()
+
+
+async def _chunk_sent(
+    _session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    _params: aiohttp.TraceRequestChunkSentParams,
+) -> None:
+    pacing = context.trace_request_ctx
+    if isinstance(pacing, _Pacing):
+        pacing.written()
 
 
 _Auth = Literal["conversation", "batch"]
@@ -212,7 +234,11 @@ class SinchClient:
                     headers=headers,
                     params=params,
                     # Once: a request sent again with a new token is not paced again.
-                    trace_request_ctx=written if attempt == 1 else None,
+                    trace_request_ctx=(
+                        _Pacing(written, payload is not None)
+                        if written is not None and attempt == 1
+                        else None
+                    ),
                 ) as response:
                     status = response.status
                     raw = await response.read()
