@@ -69,6 +69,8 @@ async def engine_run(
     csv_path = workdir / f"r{rows}.csv"
     write_recipients(csv_path, rows)
     db = workdir / f"bench-{rate}.db"
+    for leftover in workdir.glob(f"{db.name}*"):  # an earlier run's database and its WAL
+        leftover.unlink()
     store = await Store.open(f"sqlite:///{db}")
     try:
         await load(store, csv_path)

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 
 # Seconds added to Sinch's one-second window: arrival jitter that the log must absorb. At 800
-# requests/s it costs 0.8% of the rate (793.6/s at most).
+# requests/s it costs 0.8% of the rate (793.6/s at most): 5 ms let one run in four go over
+# (docs/benchmarks.md).
 GUARD = 0.008
 
 
