@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import phonenumbers
 
-from campaign import quiet, rendering
+from campaign import planning, quiet, rendering
 from campaign.errors import InputFileError
 from campaign.models import Channel
 from campaign.sandbox import content, violations
@@ -187,6 +187,16 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     if problems:
         field, description = problems.items[0]
         raise fail(f"[message]: {field.lstrip('.')} {description}")
+    # A text too long before any parameter is too long for every row: refused once, here, not
+    # rendered and measured a row at a time (a 1 MB text took gigabytes to reject each row).
+    limit = planning.text_limit(channel.value, message)
+    if limit is not None:
+        fixed = sum(len(piece) for is_parameter, piece in limit.pieces if not is_parameter)
+        if fixed > limit.limit:
+            raise fail(
+                f"[message]: the text is {fixed:,} characters without its parameters, over the "
+                f"{channel.value} limit of {limit.limit:,}: no recipient could receive it"
+            )
 
     send = data.get("send", {})
     if not isinstance(send, dict):

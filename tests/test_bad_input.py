@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -660,3 +662,65 @@ def test_template_syntax_in_values_is_sent_literally(
         f"+1201555{1000 + i}": f"Hi {value}, your code is {i}." for i, value in enumerate(LITERALS)
     }
     assert Counter(r["status"] for r in report(here, cli)) == {"QUEUED": len(LITERALS)}
+
+
+# --- hostile paths and headers: refused at once, in one line, in bounded memory ---------------
+
+
+def _special_paths(tmp: Path) -> list[tuple[Path, str]]:
+    fifo = tmp / "pipe.csv"
+    os.mkfifo(fifo)
+    return [
+        (fifo, "is a named pipe (FIFO), not a recipients file"),
+        (Path("/dev/zero"), "is a character device, not a recipients file"),
+        (Path("/proc/self/status"), "is not a file stored on disk"),
+    ]
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused_at_once(
+    cli: Cli, here: Callable[..., Outcome]
+) -> None:
+    """A FIFO once hung the run for ever (even after a writer gave it a valid file, and
+    deaf to SIGINT); /proc/self/status ended in "internal error: OSError: No such device";
+    /dev/zero was called UTF-16 text. Nothing is opened that is not a regular file."""
+    for path, expected in _special_paths(cli.tmp):
+        started = time.monotonic()
+        done = here("run", str(campaign_file(cli, path)))
+        assert done.code == 2, done.err
+        assert expected in done.error
+        assert time.monotonic() - started < 10
+        nothing_happened(cli)
+
+
+def test_a_header_over_its_bounds_is_refused_before_polars_reads_it(
+    cli: Cli, here: Callable[..., Outcome]
+) -> None:
+    """A header of about 105 million columns once took 6.9 GB and was still growing after 90
+    s; 50,000 columns took 664 MB. A header has bounds, as a row has."""
+    wide = write(cli, "phone," + ",".join(f"c{i}" for i in range(50_000)) + "\n" + ROW)
+    done = here("run", str(campaign_file(cli, wide)))
+    assert done.code == 2, done.err
+    assert "the header names 50,001 columns, over 4,096" in done.error
+    long = write(cli, b"phone," + b"x" * (3 << 20) + b"\n" + ROW.encode(), "long.csv")
+    done = here("run", str(campaign_file(cli, long)))
+    assert done.code == 2, done.err
+    assert "the header line is over 1 MB" in done.error
+    # A quoted column name may hold commas: those are not columns.
+    quoted = write(cli, 'phone,first_name,code,"' + "," * 5_000 + '"\n' + ROW, "quoted.csv")
+    assert here("run", str(campaign_file(cli, quoted)), "--dry-run").code == 0
+    nothing_happened(cli)
+
+
+def test_a_text_that_no_row_can_fit_is_refused_once_when_the_campaign_is_read(
+    cli: Cli, here: Callable[..., Outcome]
+) -> None:
+    """A 1 MB text was rightly REJECTED for every row, but rendered and measured for each:
+    2.2 GB for 2,000 rows. Too long before any parameter is too long for all."""
+    recipients = write(cli, HEADER + ROW)
+    message = 'text_message = { text = "' + "x" * 1_000_000 + ' ${first_name}" }'
+    done = here("run", str(campaign_file(cli, recipients, message=message)))
+    assert done.code == 2, done.err
+    assert "the text is 1,000,001 characters without its parameters, over the SMS limit" in (
+        done.error
+    )
+    nothing_happened(cli)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import dataclasses
 import hashlib
 import logging
+import os
 import re
+import stat
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 _PARQUET_MAGIC = b"PAR1"
 _HEAD_BYTES = 64 << 10  # enough to tell an empty file
+# A header has bounds, as a row has (csvblocks): a list of recipients names its columns in a few
+# hundred bytes. Past these it is not a recipients file, and parsing it would take gigabytes.
+MAX_HEADER_BYTES = 1 << 20
+MAX_COLUMNS = 4_096
 _CHECK_BYTES = 4 << 20  # read at a time by the encoding check
 _WORKERS = 2  # slices prepared at once: Polars works without the GIL, so both cores are used
 
@@ -165,6 +172,7 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         digest = _digest(path)
     else:
         kind = "csv"
+        _check_header(path)
         digest = _check_text(path)
         schema, rows = _csv_schema(path)
     columns = tuple(schema)
@@ -241,18 +249,64 @@ def _with_row_numbers(frame: pl.DataFrame, first: int) -> pl.DataFrame:
 
 def _read_head(path: Path) -> bytes:
     """The first bytes of a readable, non-empty regular file."""
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(mode):
         raise InputFileError(f"{path}: is a directory, not a recipients file")
+    if not stat.S_ISREG(mode):
+        # Never opened: a FIFO would block the run until a writer came, a device never ends.
+        kind = _SPECIAL.get(stat.S_IFMT(mode), "not a regular file")
+        raise InputFileError(
+            f"{path}: is {kind}, not a recipients file; give a CSV or Parquet file"
+        )
     try:
         with path.open("rb") as stream:
             head = stream.read(_HEAD_BYTES)
+            size = os.fstat(stream.fileno()).st_size
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if not head.removeprefix(codecs.BOM_UTF8).strip():
         raise InputFileError(f"{path}: is empty")
+    if size < len(head):  # /proc and /sys: made up as they are read, and cannot be mapped
+        raise InputFileError(
+            f"{path}: is not a file stored on disk (it says {size} bytes and holds more); "
+            "copy it to a file first"
+        )
     return head
+
+
+_SPECIAL = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_header(path: Path) -> None:
+    """The header line is within :data:`MAX_HEADER_BYTES` and :data:`MAX_COLUMNS`; read with a
+    bound, before Polars parses it (it would hold the whole line and a column per field)."""
+    with path.open("rb") as stream:
+        head = stream.read(MAX_HEADER_BYTES + 1)
+    end = head.find(b"\n")
+    if end < 0 and len(head) > MAX_HEADER_BYTES:
+        raise InputFileError(
+            f"{path}: the header line is over {MAX_HEADER_BYTES >> 20} MB; a recipients file "
+            "names its columns on its first line"
+        )
+    line = head if end < 0 else head[:end]
+    columns = line.count(b",") + 1  # an upper bound: a quoted name may hold a comma
+    if columns > MAX_COLUMNS:
+        fields = next(csv.reader([line.decode("utf-8", "replace")]), [])
+        if len(fields) > MAX_COLUMNS:
+            raise InputFileError(
+                f"{path}: the header names {len(fields):,} columns, over {MAX_COLUMNS:,}; a "
+                "recipients file has an identity column and its parameters"
+            )
 
 
 # What a file that is not text often is, by its first bytes, and what to do about it.
