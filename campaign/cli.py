@@ -424,8 +424,32 @@ def _database_error(exc: SQLAlchemyError, url: str | None) -> str:
 
 
 def _error(text: str) -> None:
-    """Print an error for the user, with any secret value masked."""
+    """Print an error for the user, with any secret value masked: one line (a driver's message
+    of several lines is joined), unless ``-v`` added a traceback on purpose."""
+    if "\n  " not in text and "Traceback" not in text:
+        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
     print(f"campaign: error: {secrets.redact(text)}", file=sys.stderr)
+
+
+async def _supervised(command: Coroutine[Any, Any, int], verbose: bool) -> int:
+    """Run ``command`` with the loop's last-resort error handler saying what went wrong in one
+    log line (asyncio's own prints a traceback of a hundred lines, for instance for a task
+    whose database connection the server closed): the command's own error still says why it
+    stopped, in its one line."""
+    loop = asyncio.get_running_loop()
+
+    def report(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        what = context.get("message", "unexpected error")
+        if exc is not None:
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            what = f"{what}: {type(exc).__name__}: {first}".rstrip(": ")
+        logging.getLogger("campaign").warning(
+            secrets.redact(what), exc_info=exc if verbose else None
+        )
+
+    loop.set_exception_handler(report)
+    return await command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -437,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.needs_config:  # commands that never call Sinch need no credentials
             credentials = getattr(args, "needs_sinch", True)
             config = load_config(args.config, database_url=args.database, credentials=credentials)
-        return asyncio.run(handler(args, config))
+        return asyncio.run(_supervised(handler(args, config), args.verbose > 0))
     except errors.CampaignError as exc:
         _error(_describe(exc, args.verbose > 0))
         return exc.exit_code

@@ -196,3 +196,33 @@ def test_db_upgrade_says_what_it_migrated_and_masks_the_password(
     )
     for result in (first, again, part):
         assert "pw-that-must-not-show" not in result.stdout + result.stderr
+
+
+def test_a_task_error_nobody_retrieved_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio's last-resort handler prints a traceback of a hundred lines for a task whose
+    error nobody read (a database connection closed by the server); the CLI's says it in one
+    line, and the command's own error still says why it stopped."""
+    import asyncio
+    import gc
+
+    from campaign import cli
+
+    async def command() -> int:
+        async def fails() -> None:
+            raise ConnectionError("server closed the connection\n\tmore detail")
+
+        task = asyncio.create_task(fails())
+        await asyncio.sleep(0.01)
+        del task
+        gc.collect()  # the unretrieved error is reported when the task is collected
+        await asyncio.sleep(0)
+        return 0
+
+    with caplog.at_level("WARNING"):
+        assert asyncio.run(cli._supervised(command(), verbose=False)) == 0
+    reports = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert len(reports) == 1
+    assert reports[0].getMessage() == (
+        "Task exception was never retrieved: ConnectionError: server closed the connection"
+    )
+    assert reports[0].exc_info is None

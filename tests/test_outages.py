@@ -186,3 +186,47 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(
         assert len(sent) == ROWS  # everyone, once
     finally:
         runs.close()
+
+
+# --- Postgres going away under a run -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_postgres_dropping_every_connection_is_one_line_and_a_rerun_finishes(
+    tmp_path: Path, sandbox: ThreadedSandbox, database_url: str
+) -> None:
+    """The server closes every connection of the campaign's database for a second, as a
+    restart does: exit 3 with one error line (the driver's message of several lines joined; no
+    traceback, no "Task exception was never retrieved"), and the next run resumes and
+    finishes, nobody sent twice."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(database_url).database
+    runs = Runs(tmp_path, sandbox, database_url, rows=20_000, rate=1_000)
+    try:
+        process = runs.start()
+        while runs.accepted() < 2_000 and process.poll() is None:
+            time.sleep(0.01)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            for _ in range(20):
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                time.sleep(0.05)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 3, stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("campaign: error:")]
+        assert len(errors) == 1, stderr
+        assert "run the same command again to resume" in errors[0]
+        assert stderr.strip().splitlines()[-1] == errors[0]  # nothing of it on further lines
+        assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
+        result = runs.run(timeout=120)
+        assert result.returncode in (0, 1), result.stderr
+        check_accounted_for(runs)
+    finally:
+        runs.close()
