@@ -49,10 +49,15 @@ class BatchDispatcher(Dispatcher):
     async def _produce(self) -> bool:
         claimed: collections.deque[repo.Chunk] = collections.deque()
         finished = await self._send_claimed(claimed)
-        # Claimed, never sent (a stop, the deadline): given back. (After an error they stay
-        # claimed: the next run looks them up, and sends those that Sinch does not have.)
+        # Claimed, never sent (a stop, the deadline): given back, the formed ones at once.
+        # (After an error they stay claimed: the next run looks them up, and sends those that
+        # Sinch does not have.)
+        formed = [chunk.number for chunk in claimed if chunk.formed]
+        if formed:
+            await self._store.unclaim_chunks(self._campaign.id, formed, self._clock(), self._worker)
         for chunk in claimed:
-            await self._give_back(chunk.number, chunk.claims, chunk.formed)
+            if not chunk.formed:
+                await self._give_back(chunk.number, chunk.claims, chunk.formed)
             if self._loading is not None:
                 self._loading.done(chunk)
         return finished

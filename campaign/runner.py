@@ -170,25 +170,41 @@ def _iso(moment: datetime) -> str:
 
 
 async def dry_run(
-    spec: campaignfile.CampaignSpec, config: Config, out: Callable[[str], None]
+    spec: campaignfile.CampaignSpec,
+    config: Config,
+    out: Callable[[str], None],
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """The preflight of ``spec``: reads the whole file, writes and sends nothing. A signal
+    stops it between two slices (or during the first pass), exit 3."""
+    stop = stop or asyncio.Event()
     source = open_source(spec)
     rows = valid = duplicates = 0
     rejected: dict[str, int] = {}
     zones: Counter[str | None] = Counter()
     async with FirstPass(source) as first:
-        found = await first.duplicates()
-        async for frame in _slices(source, found.mark, first.numbers):
-            rows += frame.height
-            for reason, count in (
-                frame.filter(pl.col("reason").is_not_null())["reason"].value_counts().iter_rows()
-            ):
-                rejected[reason] = rejected.get(reason, 0) + count
-            sendable = pl.col("reason").is_null()
-            duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
-            sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
-            valid += sent.height
-            zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
+        found = await _unless_stopped(first.duplicates(), stop)
+        if found is None:
+            out(f"{spec.name}: dry run interrupted")
+            return EXIT_INTERRUPTED
+        frames = _slices(source, found.mark, first.numbers)
+        async with contextlib.aclosing(frames) as slices:
+            async for frame in slices:
+                if stop.is_set():
+                    out(f"{spec.name}: dry run interrupted")
+                    return EXIT_INTERRUPTED
+                rows += frame.height
+                for reason, count in (
+                    frame.filter(pl.col("reason").is_not_null())["reason"]
+                    .value_counts()
+                    .iter_rows()
+                ):
+                    rejected[reason] = rejected.get(reason, 0) + count
+                sendable = pl.col("reason").is_null()
+                duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
+                sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
+                valid += sent.height
+                zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
     plan = planning.preflight(
         rows=rows,
         valid=valid,
@@ -234,6 +250,18 @@ class Loaded:
     """What this run's load stored so far (the progress total grows with it)."""
 
     sendable: int = 0
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None when ``stop`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
 
 
 class FirstPass:
@@ -406,7 +434,7 @@ async def run(
 ) -> int:
     spec = prepare_spec(options)
     if options.dry_run:
-        return await dry_run(spec, config, out)
+        return await dry_run(spec, config, out, stop)
     source = open_source(spec)  # file-level problems stop us before anything is written
     template = rendering.MessageTemplate.compile(spec.message)
     window = windows.Window(spec.send_after, spec.deadline)

@@ -281,18 +281,30 @@ class BatchQueries:
         """A formed chunk claimed and not sent (the run stopped first, or Sinch never got it):
         PENDING again, for any worker. With ``worker_id``, only while that worker holds it (a
         worker declared dead meanwhile must not hand back a chunk that another one sends)."""
+        await self.unclaim_chunks(campaign_id, [number], now, worker_id)
+
+    async def unclaim_chunks(
+        self,
+        campaign_id: int,
+        numbers: Sequence[int],
+        now: datetime,
+        worker_id: int | None = None,
+    ) -> None:
+        """:meth:`unclaim_chunk` for many chunks in one transaction (a stopped run may hold a
+        thousand, claimed as a load beside it stored them)."""
         held = [B.worker_id == worker_id] if worker_id is not None else []
         async with self.writes.begin() as conn:
-            await conn.execute(
-                update(batches)
-                .where(
-                    B.campaign_id == campaign_id,
-                    B.chunk == number,
-                    B.status == chunks.SENDING,
-                    *held,
+            for start in range(0, len(numbers), 500):
+                await conn.execute(
+                    update(batches)
+                    .where(
+                        B.campaign_id == campaign_id,
+                        B.chunk.in_(list(numbers[start : start + 500])),
+                        B.status == chunks.SENDING,
+                        *held,
+                    )
+                    .values(status=chunks.UNSENT, worker_id=None, updated_at=now)
                 )
-                .values(status=chunks.UNSENT, worker_id=None, updated_at=now)
-            )
 
     async def dissolve_chunks(
         self, campaign_id: int, now: datetime, larger_than: int | None = None
