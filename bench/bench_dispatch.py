@@ -179,6 +179,18 @@ def arrivals(url: str) -> list[tuple[float, int]]:
     return [(r["arrived"], r["status"]) for r in answer["requests"] if "/messages" in r["path"]]
 
 
+def at_arrival(timed: list[tuple[float, int]]) -> str:
+    """The figures of a run as the sandbox timed it: requests, the rate from the first to the
+    last arrival, the largest sliding second, 429s."""
+    moments = [t for t, _ in timed]
+    whole = (len(moments) - 1) / (max(moments) - min(moments))
+    limited = sum(1 for _, status in timed if status == 429)
+    return (
+        f"{len(moments):,} requests, whole run {whole:6.1f} requests/s at arrival, "
+        f"largest sliding second {largest_second(moments)}, 429s {limited}"
+    )
+
+
 def largest_second(moments: list[float]) -> int:
     """The most arrivals in any sliding second."""
     moments = sorted(moments)
@@ -199,12 +211,8 @@ def held_rate(workdir: Path, rows: int, run: int) -> None:
             engine_run(url, workdir, rows, rate, planning.default_max_in_flight(rate))
         )
         timed = arrivals(url)
-    moments = [t for t, _ in timed]
-    whole = (len(moments) - 1) / (max(moments) - min(moments))
-    limited = sum(1 for _, status in timed if status == 429)
     print(
-        f"(a) {rows:>7,} recipients, run {run}: whole run {whole:6.1f} requests/s at arrival, "
-        f"largest sliding second {largest_second(moments)}, 429s {limited}, "
+        f"(a) {rows:>7,} recipients, run {run}: {at_arrival(timed)}, "
         f"sender's steady {result['steady']:.1f}/s, all queued {result['queued'] == rows}"
     )
 

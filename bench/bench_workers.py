@@ -24,7 +24,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_dispatch import arrivals, largest_second
+from bench.bench_dispatch import arrivals, at_arrival
 from bench.common import sandbox_process, write_recipients
 from campaign import config
 
@@ -79,13 +79,8 @@ def one_run(workdir: Path, rows: int, workers: int, run: int) -> None:
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    sends = [t for t, _ in timed]
-    whole = (len(sends) - 1) / (max(sends) - min(sends))
-    limited = sum(1 for _, status in timed if status == 429)
     print(
-        f"{workers} workers, {rows:,} recipients, run {run}: exit codes {codes}, "
-        f"{len(sends):,} requests, whole run {whole:.1f}/s at arrival, "
-        f"largest sliding second {largest_second(sends)}, 429s {limited}"
+        f"{workers} workers, {rows:,} recipients, run {run}: exit codes {codes}, {at_arrival(timed)}"
     )
 
 

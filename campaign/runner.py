@@ -397,6 +397,25 @@ def _as_now(
     }
 
 
+async def _create(
+    store: Store,
+    spec: campaignfile.CampaignSpec,
+    source: loading.RecipientSource,
+    key: str,
+) -> CampaignRow:
+    """The campaign's row, created with ``key`` (or the row another run created first)."""
+    return await store.create_campaign(
+        name=spec.name,
+        key=key,
+        mode=spec.mode,
+        channel=spec.channel.value,
+        definition=orjson.dumps(spec.definition()).decode(),
+        source=str(spec.recipients),
+        source_digest=source.digest,
+        now=_now(),
+    )
+
+
 async def _schedule(
     config: Config, spec: campaignfile.CampaignSpec, source: loading.RecipientSource
 ) -> None:
@@ -407,16 +426,7 @@ async def _schedule(
         campaign = await store.find_campaign(spec.name)
         if campaign is None:
             key = str(ulid.ULID())
-            campaign = await store.create_campaign(
-                name=spec.name,
-                key=key,
-                mode=spec.mode,
-                channel=spec.channel.value,
-                definition=orjson.dumps(spec.definition()).decode(),
-                source=str(spec.recipients),
-                source_digest=source.digest,
-                now=_now(),
-            )
+            campaign = await _create(store, spec, source, key)
             if campaign.key != key:  # another run created it first: that one decides
                 return
         elif campaign.state != SCHEDULED:
@@ -467,16 +477,7 @@ async def run(
             # sent on, they would fail every recipient.
             await check_credentials(runtime.need_client().tokens, runtime.config.sinch)
         if campaign is None:
-            campaign = await store.create_campaign(
-                name=spec.name,
-                key=str(ulid.ULID()),
-                mode=spec.mode,
-                channel=spec.channel.value,
-                definition=orjson.dumps(spec.definition()).decode(),
-                source=str(spec.recipients),
-                source_digest=source.digest,
-                now=_now(),
-            )
+            campaign = await _create(store, spec, source, str(ulid.ULID()))
         elif campaign.state == SCHEDULED:  # due now: it begins as a new campaign would
             await store.set_campaign(campaign.id, now=_now(), **_as_now(spec, source, "LOADING"))
             campaign = await store.find_campaign(spec.name)
