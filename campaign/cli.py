@@ -405,8 +405,14 @@ def _cause(exc: BaseException) -> BaseException | None:
     return None if exc.__suppress_context__ else exc.__context__
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: a driver's message of several lines (psycopg's hints, a
+    deadlock's detail) joined."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _describe(exc: BaseException, verbose: bool) -> str:
-    text = str(exc) or type(exc).__name__
+    text = _one_line(str(exc)) or type(exc).__name__
     if verbose:
         cause = _cause(exc)
         while cause is not None:
@@ -424,10 +430,7 @@ def _database_error(exc: SQLAlchemyError, url: str | None) -> str:
 
 
 def _error(text: str) -> None:
-    """Print an error for the user, with any secret value masked: one line (a driver's message
-    of several lines is joined), unless ``-v`` added a traceback on purpose."""
-    if "\n  " not in text and "Traceback" not in text:
-        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    """Print an error for the user, with any secret value masked."""
     print(f"campaign: error: {secrets.redact(text)}", file=sys.stderr)
 
 
@@ -479,5 +482,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             _error("internal error\n" + "".join(traceback.format_exception(exc)).rstrip())
         else:
-            _error(f"internal error: {type(exc).__name__}: {exc} (-v shows where)")
+            _error(f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (-v shows where)")
         return EXIT_FAILED

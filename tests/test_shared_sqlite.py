@@ -9,7 +9,6 @@ that reads and then writes cannot wait for a lock that another process took in b
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
-from tests.runs import identities
+from tests.runs import identities, sandbox_env
 from tests.test_tracking_e2e import free_port
 
 pytestmark = pytest.mark.crash
@@ -52,15 +50,9 @@ class Shared:
             f"port = {port}\n"
             "external = true\n"
         )
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SINCH_", "CAMPAIGN_"))},
-            "SINCH_PROJECT_ID": config.SANDBOX_PROJECT_ID,
-            "SINCH_APP_ID": config.SANDBOX_APP_ID,
-            "SINCH_KEY_ID": config.SANDBOX_KEY_ID,
-            "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
-            "SINCH_WEBHOOK_SECRET": SECRET,
-            "CAMPAIGN_CONFIG": str(tmp / "config.toml"),
-        }
+        self.env = sandbox_env(
+            SINCH_WEBHOOK_SECRET=SECRET, CAMPAIGN_CONFIG=str(tmp / "config.toml")
+        )
 
     def campaign(
         self, name: str, rows: list[str], mode: str, send: str = "", top: str = ""
