@@ -67,17 +67,18 @@ class DispatchStats:
 
 
 def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:
-    """The pacer: a leaky bucket that spreads requests evenly at ``rate`` per ``1 + guard``
-    seconds, the rate that the sliding window (:mod:`campaign.pacing`) holds by construction,
-    so that the window rarely has to make a request wait.
+    """The pacer: a leaky bucket that spreads requests evenly at just under ``rate`` per
+    ``1 + guard`` seconds, the most that the sliding window (:mod:`campaign.pacing`) lets
+    through, so that the window, which holds the limit, rarely has to make a request wait.
 
-    ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once and then keep
-    going: up to twice the rate in the first second. A bucket of ``b`` leaking at ``budget - b``
-    per second admits at most ``budget`` in any second.
+    ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once: the window
+    would then send in bursts, each request of a burst a guard's width from going over. A
+    bucket of a few requests catches up after the loop's short stalls (a claim, a flush) and
+    no more.
     """
     budget = rate / (1.0 + guard)
     bucket = max(1, min(4, math.floor(budget / 25)))
-    leak = budget - bucket if budget > 2 * bucket else budget / 2
+    leak = budget - 1 if budget > 2 * bucket else budget / 2
     return AsyncLimiter(bucket, bucket / leak)
 
 
@@ -338,47 +339,60 @@ class Dispatcher:
             self._log = None
         elif self._log is None:
             self._log = pacing.SlidingWindow(rate, guard=guard)
-        else:  # in place: what was written in the last second still counts
+        else:  # in place: its part of what was written in the last second still counts
             self._log.limit = rate
 
     def _claim_size(self) -> int:
-        """How many rows to claim at once: what the limiter admits in the next tenth of a second
-        (so that claimed rows wait little before they leave), or the in-flight bound when there
-        is no limit."""
+        """How many rows to claim at once: what the limiter admits in the next quarter of a
+        second (claimed rows wait little before they leave, and the loop's stall of each claim
+        comes seldom), or the in-flight bound when there is no limit."""
         if self._rate is None:
             return self._settings.max_in_flight
-        return max(1, min(self._settings.max_in_flight, math.ceil(self._rate * 0.1)))
+        return max(1, min(self._settings.max_in_flight, math.ceil(self._rate * 0.25)))
 
     async def _produce(self) -> bool:
         """Claim chunks and pace them out: the limiter is taken here, one row at a time, so the
-        in-flight bound counts only requests really under way."""
-        while not self._stop.is_set():
-            self._check_recorder()
-            if self._closed():
-                return True
-            await self._keep_quiet()
-            claims = await self._store.claim(
-                self._campaign.id, self._claim_size(), self._clock(), self._worker
-            )
-            claims = await self._sendable(claims)
-            if not claims:
-                if await self._nothing_to_claim():
-                    return True
-                continue
-            for index, claim in enumerate(claims):
-                grant = await self._pace()
-                if grant is None or not await self._announce(claims, index):
-                    # Claimed, never sent: back to PENDING for the next run.
-                    if grant is not None:
-                        grant.release()
-                    self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
-                    return False
+        in-flight bound counts only requests really under way. The next claim is taken while
+        the last one is paced out: a claim holds the loop and the database for milliseconds,
+        in which nothing would be granted and the rate's window would go partly unused."""
+        ahead: asyncio.Future[list[repo.Claim]] | None = None
+        try:
+            while not self._stop.is_set():
+                self._check_recorder()
                 if self._closed():
-                    grant.release()
-                    self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
                     return True
-                self._start(self._send(claim, grant))
-        return False
+                # Quiet hours are looked at when the rows are about to leave, not when claimed.
+                claims = await self._sendable(await (ahead or self._next_claims()))
+                ahead = None
+                if not claims:
+                    if await self._nothing_to_claim():
+                        return True
+                    continue
+                ahead = asyncio.ensure_future(self._next_claims())
+                for index, claim in enumerate(claims):
+                    grant = await self._pace()
+                    if grant is None or not await self._announce(claims, index):
+                        # Claimed, never sent: back to PENDING for the next run.
+                        if grant is not None:
+                            grant.release()
+                        self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
+                        return False
+                    if self._closed():
+                        grant.release()
+                        self._outcomes.extend(repo.Release(c.id) for c in claims[index:])
+                        return True
+                    self._start(self._send(claim, grant))
+            return False
+        finally:
+            if ahead is not None:  # claimed, never sent
+                self._outcomes.extend(repo.Release(c.id) for c in await ahead)
+
+    async def _next_claims(self) -> list[repo.Claim]:
+        """Claim the next rows due (those of zones in quiet hours deferred first)."""
+        await self._keep_quiet()
+        return await self._store.claim(
+            self._campaign.id, self._claim_size(), self._clock(), self._worker
+        )
 
     # --- shared steps of every mode -----------------------------------------------------------
 
