@@ -191,12 +191,14 @@ async def serve_forever(
 
 
 # Seconds between two freezes of what the sandbox keeps (see short_collections).
-FREEZE_EVERY_S = 1.0
+FREEZE_EVERY_S = 0.1
 
 
 async def short_collections() -> None:
-    """Keep the cyclic collector's pauses short, for ever: every second, collect the young
-    generations and freeze what survives, so that a full collection never walks the history.
+    """Keep the cyclic collector's pauses short, for ever: every tenth of a second, collect the
+    young generations and freeze what survives, so that a full collection never walks the
+    history, and each young one walks a tenth of a second's worth (every second, the young
+    collection itself stopped the loop for 5-7 ms, arrivals timed together again).
 
     The sandbox times each request's arrival when its loop gets to it (as Sinch's ingress
     would on arrival). Its history (messages, arrivals) grows by thousands of objects a
