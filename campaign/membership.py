@@ -9,8 +9,9 @@ Each registers (:meth:`Membership.join`) and then, every ``interval`` seconds:
   pool or IN_DOUBT, see :mod:`campaign.store.workers`), and in batch mode their chunks;
 - notices when another worker declared *it* dead (a pause longer than the lease): it stops.
 
-A worker that joins while others run waits one and a half intervals before it sends, so that
-the others have lowered their share first: the sum of the rates never exceeds the limit.
+A worker that joins while others run waits until each has beaten since it registered (and so
+counts it), so that the others have lowered their share first: the sum of the rates never
+exceeds the limit.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from campaign.store.repository import Store
 from campaign.store.workers import CampaignBusyError
 
 logger = logging.getLogger(__name__)
+
+
+# A joining worker looks this often whether the others have counted it: every look it misses
+# is time that the others already send at their lower share, and this one not yet.
+LOOK_EVERY_S = 0.05
+# How long a worker takes from writing its beat to sending at the share that it returned.
+SHARE_APPLIED_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -107,13 +115,15 @@ class Membership:
         """Wait until every other live worker has beaten since we registered (and so counts
         us), or a lease has passed (a worker that silent is about to be declared dead)."""
         waited = 0.0
-        step = self.settings.interval / 2
+        step = min(self.settings.interval / 2, LOOK_EVERY_S)
         while waited < self.settings.lease:
             await asyncio.sleep(step)
             waited += step
             if not await self.store.unaware(
                 self.worker_id, registered, self._clock(), self.settings.lease
             ):
+                # Their beat is written before they lower their share: give them that long.
+                await asyncio.sleep(SHARE_APPLIED_S)
                 break
         await self.beat()
 

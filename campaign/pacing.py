@@ -71,9 +71,23 @@ class SlidingWindow:
 
     @limit.setter
     def limit(self, value: float) -> None:
-        """Change the limit in place (a worker's share): the log of what was written stays,
-        so a lower limit never lets a second hold more than the higher one allowed."""
-        self._limit = max(1, math.floor(value))
+        """Change the limit in place (a worker's share, as workers come and go).
+
+        A lower limit keeps its part of what was written, spread as it was (every other write
+        when it halves): this worker goes on at its new share at once, never more than the
+        higher limit in any window; a worker that joins now adds at most its own share to
+        what the others still count. Keeping every write would hold this worker back for
+        half a second, the joining one unable to use it; keeping none would add a burst."""
+        new = max(1, math.floor(value))
+        old = getattr(self, "_limit", new)
+        if new < old and self._writes:
+            part = new / old
+            self._writes = collections.deque(
+                moment
+                for index, moment in enumerate(self._writes)
+                if math.floor((index + 1) * part) > math.floor(index * part)
+            )
+        self._limit = new
         self._changed.set()
 
     async def acquire(self) -> Grant:

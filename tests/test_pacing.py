@@ -72,13 +72,28 @@ async def test_a_written_place_frees_when_it_leaves_the_window() -> None:
     assert time.monotonic() - at >= 0.09
 
 
-async def test_a_lower_limit_keeps_what_was_written() -> None:
-    """A worker's share shrinks when another joins: the writes of the last window still count
-    (a new, empty window would have let the new share through on top of them)."""
-    window = pacing.SlidingWindow(10, period=0.3, guard=0.0)
-    for _ in range(10):
+async def test_a_lower_limit_keeps_its_part_of_what_was_written() -> None:
+    """A worker's share halves when another joins. It goes on at once at its new share (not
+    after waiting for its last window to empty, while the joining worker may only use its own
+    share), and its writes never fill a window past the higher limit. Neither an empty window
+    (a burst on top of the last second) nor keeping every write (a pause) does both."""
+    period = 0.4
+    window = pacing.SlidingWindow(20, period=period, guard=0.0)
+    written: list[float] = []
+    for _ in range(20):  # the full share, spread over 0.3 s
         (await window.acquire()).written()
-    window.limit = 5
-    at = time.monotonic()
-    (await asyncio.wait_for(window.acquire(), 1.0)).release()
-    assert time.monotonic() - at >= 0.25
+        written.append(time.monotonic())
+        await asyncio.sleep(0.015)
+    window.limit = 10
+    halved = time.monotonic()
+    first_after = None
+    while time.monotonic() < halved + 2 * period:
+        (await window.acquire()).written()
+        written.append(time.monotonic())
+        first_after = first_after or written[-1]
+    assert first_after is not None
+    # Every other write is kept: sending resumes when the second oldest leaves the window,
+    # not when ten have left (keeping all twenty).
+    assert first_after < written[10] + period - 0.05
+    assert worst_window(written, period) <= 20
+    assert worst_window([t for t in written if t >= halved], period) <= 10
