@@ -8,30 +8,28 @@ import os
 import sys
 
 # A batch run loads slices while it sends, and the memory that both free piles up in the
-# allocators unless they give it back soon (docs/benchmarks.md: with both settings below, the
-# 10M-row run's peak RSS went from 440-590 MB to about 325 MB, for some 0.3 s more on 1M rows).
+# allocators unless they give it back soon (the settings below and their cost in time:
+# docs/benchmarks.md).
 #
 # Polars' allocator (jemalloc) keeps freed pages for a second or so (Polars' defaults:
-# dirty_decay_ms 500, muzzy_decay_ms 1000). We have it give them back after 100 ms: at once
-# (0 ms) the 10M-row run peaked 30 MB lower, but every page of every slice was faulted in again,
-# 400,000 more page faults per million rows, for 1-2 s more of the kernel's time
-# (docs/benchmarks.md). Polars adds this to its own settings, before it loads; a value set in the
-# environment is left as it is (but for Polars' own defaults, which a process that imported
-# Polars passes on to the commands it starts).
+# dirty_decay_ms 500, muzzy_decay_ms 1000). We have it give them back after 100 ms: at once,
+# every page of every slice would be faulted in again. Polars adds this to its own settings,
+# before it loads; a value set in the environment is left as it is (but for Polars' own
+# defaults, which a process that imported Polars passes on to the commands it starts).
 MALLOC_CONF = "_RJEM_MALLOC_CONF"
 RETURN_FREED_PAGES = "dirty_decay_ms:100,muzzy_decay_ms:100"
 # glibc's malloc raises its mmap threshold (up to 32 MiB) each time a large block is freed, after
 # which blocks of megabytes (a slice's JSON, a block of the CSV file) come from the heap, which
 # gives nothing back while anything above them lives. A fixed threshold of 1 MiB keeps them
-# mmap-ed, and unmapped when freed (128 KiB, glibc's own start, cost 1 s more on 1M rows:
-# the requests' and the entries' hundred-kilobyte blocks would be mapped and unmapped too).
+# mmap-ed, and unmapped when freed (not 128 KiB, glibc's own start: the requests' and the
+# entries' hundred-kilobyte blocks would be mapped and unmapped too).
 # MALLOC_MMAP_THRESHOLD_ in the environment, if set, is glibc's to apply.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1024 * 1024
 # glibc also gives each thread that allocates its own arena (up to 8 per core), each keeping
-# its own freed blocks: the load's threads write a slice's request entries, the sending frees
-# them, and the 10M-row run's peak RSS went from 374-398 MB to 345 MB with two arenas, at no
-# measurable cost (docs/benchmarks.md). MALLOC_ARENA_MAX in the environment, if set, wins.
+# its own freed blocks: the load's threads write a slice's request entries and the sending frees
+# them in another, so each arena holds what the other freed. Two arenas cost no measurable time
+# (docs/benchmarks.md). MALLOC_ARENA_MAX in the environment, if set, wins.
 _M_ARENA_MAX = -8
 ARENA_MAX = 2
 

@@ -96,12 +96,10 @@ def quiet_gc() -> None:
 
 
 # At most this much text of request entries kept for chunks that a load beside the dispatcher
-# formed, claimed or not (about 130 chunks of 1,000 SMS recipients, two and a half slices): when
-# sending falls behind, the next chunks are read back from the database instead. A slice's
-# entries are about 12 MB, so 8 MB (the earlier bound) left three chunks in four to be read back
-# even when sending kept up, 0.7 s more of the 1M-row run (docs/benchmarks.md). Sending that keeps
-# up holds a slice or two whatever the bound: the 10M-row run peaked at 374-377 MB with 8 MB and
-# with 64 MB alike; a bound only limits what a stalled sending holds.
+# formed, claimed or not (about two and a half slices): when sending falls behind, the next
+# chunks are read back from the database instead. It must hold more than a slice's entries, or
+# chunks are read back even when sending keeps up; sending that keeps up holds a slice or two
+# whatever the bound, which only limits what a stalled sending holds (docs/benchmarks.md).
 FORMED_ENTRIES_BYTES = 32 << 20
 
 

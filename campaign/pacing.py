@@ -19,9 +19,8 @@ import math
 import time
 from collections.abc import Callable
 
-# Seconds added to Sinch's one-second window: arrival jitter that the log must absorb. At 800
-# requests/s it costs 0.8% of the rate (793.6/s at most): 5 ms let one run in four go over
-# (docs/benchmarks.md).
+# Seconds added to Sinch's one-second window: the arrival jitter that the log must absorb. Each
+# millisecond costs 0.1% of the rate; too short a guard lets a run go over (docs/benchmarks.md).
 GUARD = 0.008
 
 

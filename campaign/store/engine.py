@@ -67,16 +67,15 @@ SQLITE_BUSY_TIMEOUT = 30.0
 
 
 # SQLite's page cache per connection, in MiB (SQLite's own default); ``?cache_mb=64`` sets
-# another. Every connection of the pool holds its own, so a larger one costs more memory than its
-# size (docs/benchmarks.md), and the 10M-row run's memory target leaves little room for it.
+# another. Every connection of the pool holds its own, so a larger one costs several times its
+# size in memory, which a 10M-row run cannot spare (docs/benchmarks.md).
 SQLITE_CACHE_MB = 2
 
 
 # WAL pages after which a commit copies the WAL into the database itself (SQLite's default:
-# 1,000). A load's slice writes about 2,000 pages, so at the default every slice's commit
-# waited for that copy and its fsyncs, 0.3-0.4 s of a 1M-row load (docs/benchmarks.md); the
-# load has a Checkpointer copy them beside the next slice's insert instead, and this is the
-# bound on the WAL (40 MB) for every writer, the load or not.
+# 1,000). A load's slice writes about 2,000 pages, so at the default every slice's commit would
+# wait for that copy and its fsyncs; the load has a Checkpointer copy them beside the next
+# slice's insert instead, and this is the bound on the WAL (40 MB) for every writer.
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 
 
