@@ -80,20 +80,6 @@ class BatchQueries:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    async def _next_chunk(self, conn: AsyncConnection, campaign_id: int) -> int:
-        """The campaign's next chunk number. Serialised: BEGIN IMMEDIATE on SQLite, a lock on
-        the campaign's row on Postgres (concurrent senders must not pick the same number)."""
-        if self.dialect == "postgresql":
-            await conn.execute(
-                select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
-            )
-        value = await conn.scalar(
-            select(func.coalesce(func.max(batches.c.chunk), 0) + 1).where(
-                batches.c.campaign_id == campaign_id
-            )
-        )
-        return int(value or 1)
-
     async def _add_batch(
         self,
         conn: AsyncConnection,
@@ -328,7 +314,7 @@ class BatchQueries:
     ) -> Chunk | None:
         """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
         async with self.writes.begin() as conn:
-            number = await self._next_chunk(conn, campaign_id)
+            number = await chunks.next_number(conn, campaign_id)
             statement = claim_statement(
                 self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
             )
@@ -354,7 +340,7 @@ class BatchQueries:
         chunk of no worker would be taken for a stopped run's, looked up before it left and
         its rows sent again)."""
         async with self.writes.begin() as conn:
-            number = await self._next_chunk(conn, campaign_id)
+            number = await chunks.next_number(conn, campaign_id)
             tag = await self._add_batch(
                 conn, campaign_id, campaign_key, number, len(ids), now, worker_id
             )

@@ -29,12 +29,27 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, bindparam, case, literal, select, update
+from sqlalchemy import and_, bindparam, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaign.models import Status
-from campaign.store.tables import batches, recipients
+from campaign.store.tables import batches, campaigns, recipients
+
+
+async def next_number(conn: AsyncConnection, campaign_id: int) -> int:
+    """The campaign's next chunk number, inside the caller's write transaction. Serialised: the
+    transaction holds SQLite's write lock (BEGIN IMMEDIATE); on Postgres it locks the campaign's
+    row, so that concurrent loads and senders never pick the same number."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
+        )
+    last = await conn.scalar(
+        select(func.max(batches.c.chunk)).where(batches.c.campaign_id == campaign_id)
+    )
+    return int(last or 0) + 1
+
 
 C = recipients.c
 B = batches.c

@@ -37,7 +37,7 @@ from campaign import planning
 from campaign.models import Status
 from campaign.store import chunks
 from campaign.store.records import IngestCounts, reject_code
-from campaign.store.tables import batches, campaigns, recipients
+from campaign.store.tables import batches, recipients
 
 C = recipients.c
 B = batches.c
@@ -236,12 +236,7 @@ async def ingest(
         raise ValueError("the slice was staged for another chunk size")
     first_chunk = 1
     if chunking is not None:
-        if conn.dialect.name == "postgresql":  # concurrent loads number chunks one at a time
-            await conn.execute(
-                select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
-            )
-        last = await conn.scalar(select(func.max(B.chunk)).where(B.campaign_id == campaign_id))
-        first_chunk = int(last or 0) + 1
+        first_chunk = await chunks.next_number(conn, campaign_id)
     params: dict[str, Any] = {"cid": campaign_id, "channel": channel, "first": first_chunk}
     if conn.dialect.name == "postgresql":
         sources = await _copy_to_temp(conn, staged.frame)
