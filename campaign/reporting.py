@@ -18,7 +18,8 @@ import polars as pl
 from campaign.errors import CampaignError
 from campaign.models import Status
 
-REPORT_COLUMNS = (
+# The columns of the report file, in order.
+REPORT_FILE_COLUMNS = (
     "row",
     "identity",
     "channel",
@@ -59,7 +60,8 @@ def defuse(value: str | None) -> str | None:
     return value
 
 
-# Report column names and types of the store's columns (campaign.store.records.REPORT_COLUMNS).
+# Report column names and types of the store's columns
+# (campaign.store.records.REPORT_READ_COLUMNS).
 _FROM_STORE: dict[str, tuple[str, Any]] = {
     "position": ("row", pl.UInt64),
     "identity": ("identity", pl.String),
@@ -80,14 +82,16 @@ _EMPTY_PAGE = pl.DataFrame(schema={name: dtype for name, (_, dtype) in _FROM_STO
 
 
 def report_frame(page: pl.DataFrame) -> pl.DataFrame:
-    """One page of store rows (:data:`campaign.store.repository.REPORT_COLUMNS`, timestamps
+    """One page of store rows (:data:`campaign.store.records.REPORT_READ_COLUMNS`, timestamps
     already ISO-8601 UTC text) as a report frame: identity falls back to the raw cell for
     rejected and duplicate rows; text that a spreadsheet would run as a formula is defused."""
     frame = page.select(
         pl.col(name).cast(dtype).alias(report) for name, (report, dtype) in _FROM_STORE.items()
     )
     frame = frame.with_columns(identity=pl.coalesce("identity", "identity_raw"))
-    return frame.select(REPORT_COLUMNS).with_columns(defuse_expr(name) for name in _TEXT_COLUMNS)
+    return frame.select(REPORT_FILE_COLUMNS).with_columns(
+        defuse_expr(name) for name in _TEXT_COLUMNS
+    )
 
 
 def defuse_expr(name: str) -> pl.Expr:

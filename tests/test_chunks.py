@@ -90,7 +90,7 @@ async def check(store: repo.Store, campaign_id: int, expected: dict[Status, int]
 
 async def report(store: repo.Store, campaign_id: int) -> dict[int, dict[str, Any]]:
     return {
-        row[0]: dict(zip(repo.REPORT_COLUMNS, row, strict=True))
+        row[0]: dict(zip(repo.REPORT_READ_COLUMNS, row, strict=True))
         async for page in store.report_pages(campaign_id)
         for row in page.iter_rows()
     }

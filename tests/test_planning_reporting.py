@@ -111,7 +111,7 @@ def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
             ]
         )
     )
-    assert frame.columns == list(reporting.REPORT_COLUMNS)
+    assert frame.columns == list(reporting.REPORT_FILE_COLUMNS)
     assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
     assert frame["sent_at"].to_list() == [at, None, None]
     assert frame["row"].to_list() == [1, 2, 3]
@@ -123,7 +123,7 @@ def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
 def store_page(rows: list[tuple[object, ...]]) -> pl.DataFrame:
     """Rows as :meth:`campaign.store.repository.Store.report_pages` gives them."""
     numbers = {"position": pl.Int64, "attempts": pl.Int64}
-    schema = {name: numbers.get(name, pl.String) for name in records.REPORT_COLUMNS}
+    schema = {name: numbers.get(name, pl.String) for name in records.REPORT_READ_COLUMNS}
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 

@@ -25,11 +25,11 @@ from sqlalchemy.engine import URL
 
 from campaign.errors import CampaignError
 from campaign.store import chunks
-from campaign.store.records import REPORT_COLUMNS
+from campaign.store.records import REPORT_READ_COLUMNS
 from campaign.store.tables import batches, recipients
 
 # A recipient's own columns, as stored, and its chunk number.
-_OWN = (*(name for name in REPORT_COLUMNS if name != "status"), "status", "chunk")
+_OWN = (*(name for name in REPORT_READ_COLUMNS if name != "status"), "status", "chunk")
 _CHUNK = ("chunk", "status", "batch_id", "sent_at", "updated_at")
 _TIMESTAMPS = ("sent_at", "updated_at", "status_at")
 ISO_UTC = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -72,7 +72,8 @@ def page_bounds(first: int, last: int, size: int) -> Iterator[tuple[int, int]]:
 
 def read_page(source: ReportSource, campaign_id: int, after: int, up_to: int) -> pl.DataFrame:
     """The recipients with ``after < position <= up_to``, in position order, as columns
-    :data:`REPORT_COLUMNS` (timestamps as ISO-8601 UTC text). Blocking: run it in a thread."""
+    :data:`REPORT_READ_COLUMNS` (timestamps as ISO-8601 UTC text). Blocking: run it in a
+    thread."""
     chunk_rows = _read(
         source,
         [
@@ -94,7 +95,7 @@ def read_page(source: ReportSource, campaign_id: int, after: int, up_to: int) ->
         own = own.sort("position")
     # Formatted before the join: a chunk's times once, not once per recipient that follows it.
     frame = chunks.follower_view(_iso_text(own), _iso_text(chunk_rows))
-    return frame.select(REPORT_COLUMNS)
+    return frame.select(REPORT_READ_COLUMNS)
 
 
 def _iso_text(frame: pl.DataFrame) -> pl.DataFrame:

@@ -225,7 +225,9 @@ def chunk_params(outcome: ChunkSent) -> dict[str, Any]:
     }
 
 
-REPORT_COLUMNS = (
+# The columns of a page of the report read, as stored (the report file renames and drops some:
+# campaign.reporting.REPORT_FILE_COLUMNS).
+REPORT_READ_COLUMNS = (
     "position",
     "identity",
     "identity_raw",

@@ -29,7 +29,7 @@ from campaign.store.ingest import Chunking, Staged, stage
 from campaign.store.ingest import ingest as bulk_ingest
 from campaign.store.records import (
     OUTCOME_VALUES,
-    REPORT_COLUMNS,
+    REPORT_READ_COLUMNS,
     CampaignRow,
     Chunk,
     ChunkSent,
@@ -55,7 +55,7 @@ B = batches.c
 
 # The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.
 __all__ = [
-    "REPORT_COLUMNS",
+    "REPORT_READ_COLUMNS",
     "CampaignRow",
     "Chunk",
     "ChunkSent",
@@ -415,7 +415,7 @@ class Store(BatchQueries, WorkerQueries):
     async def report_pages(
         self, campaign_id: int, page_size: int = 200_000
     ) -> AsyncIterator[pl.DataFrame]:
-        """Every recipient in input order, as frames of :data:`REPORT_COLUMNS`, page by page
+        """Every recipient in input order, as frames of :data:`REPORT_READ_COLUMNS`, page by page
         (at most ``page_size`` positions each).
 
         Timestamps come as ISO-8601 UTC text (``2026-11-21T12:00:00.000000Z``). The rows are
