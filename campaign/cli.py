@@ -43,7 +43,6 @@ from campaign.store import engine as store_engine
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 3
 
 Command = Callable[[argparse.Namespace, Config | None], Coroutine[Any, Any, int]]
 
@@ -477,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("campaign: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return errors.EXIT_INTERRUPTED
     except Exception as exc:  # the supervision point of last resort: no secret in a crash
         if args.verbose:
             _error("internal error\n" + "".join(traceback.format_exception(exc)).rstrip())

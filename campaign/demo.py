@@ -22,7 +22,7 @@ from campaign.config import (
     SandboxConfig,
     SinchConfig,
 )
-from campaign.errors import InputFileError
+from campaign.errors import EXIT_INTERRUPTED, InputFileError
 from campaign.progress import ProgressDisplay
 from campaign.runtime import open_runtime
 from campaign.secrets import Secret
@@ -85,7 +85,7 @@ async def run_demo(
         campaign_file=campaign_file, mode="individual", wait_for_delivery=60.0
     )
     code = await runner.run(config, options, stop=stop, display=display)
-    if code == runner.EXIT_INTERRUPTED:
+    if code == EXIT_INTERRUPTED:
         return code
     spec = runner.prepare_spec(options)
     report = output_dir / "report.csv"

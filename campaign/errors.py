@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The exit code of a run that stopped part-way (a signal, Ctrl-C, a failed database): what was
+# sent is recorded, and the next run resumes.
+EXIT_INTERRUPTED = 3
+
 
 class CampaignError(Exception):
     """Root of every error raised by campaign."""
@@ -85,7 +89,7 @@ class RunInterruptedError(CampaignError):
     """The run stopped part-way, after sending, for a reason other than a signal (the
     database failed). What was sent is recorded, or settled by the next run, which resumes."""
 
-    exit_code = 3
+    exit_code = EXIT_INTERRUPTED
 
 
 class CampaignRefusedError(CampaignError):

@@ -29,7 +29,7 @@ from campaign import campaignfile, loading, planning, rendering, windows
 from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
 from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats, Loading
-from campaign.errors import CampaignError, ConfigError
+from campaign.errors import EXIT_INTERRUPTED, CampaignError, ConfigError
 from campaign.loading import Duplicates
 from campaign.membership import Membership, MembershipSettings, share, worker_name
 from campaign.models import Status
@@ -44,8 +44,6 @@ from campaign.store.repository import CampaignRow, Chunking, Store
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-EXIT_INTERRUPTED = 3
 
 
 @dataclass(frozen=True)
