@@ -318,11 +318,8 @@ async def _db_upgrade(args: argparse.Namespace, config: Config | None) -> int:
 
 async def _receiver(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    settings = receiver_mod.ReceiverSettings(
-        path=args.path or config.receiver.path,
-        secret=config.sinch.webhook_secret,
-        allow_unsigned=args.unsigned,
-        timestamp_window_s=config.receiver.timestamp_window,
+    settings = receiver_mod.ReceiverSettings.from_config(
+        config.receiver, config.sinch, allow_unsigned=args.unsigned, path=args.path
     )
     settings.require_secret()  # refuse to start unsigned before opening anything
     stop = _stop_event()

@@ -82,11 +82,7 @@ async def open_runtime(
             from campaign.receiver import ReceiverServer, ReceiverSettings
 
             assert runtime.store is not None
-            settings = ReceiverSettings(
-                path=config.receiver.path,
-                secret=config.sinch.webhook_secret,
-                timestamp_window_s=config.receiver.timestamp_window,
-            )
+            settings = ReceiverSettings.from_config(config.receiver, config.sinch)
             # Behind the embedded sandbox, any free local port; for Sinch, the configured one.
             host, port = (
                 ("127.0.0.1", 0)

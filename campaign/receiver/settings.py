@@ -74,11 +74,17 @@ class ReceiverSettings:
 
     @classmethod
     def from_config(
-        cls, receiver: ReceiverConfig, sinch: SinchConfig, *, allow_unsigned: bool = False
+        cls,
+        receiver: ReceiverConfig,
+        sinch: SinchConfig,
+        *,
+        allow_unsigned: bool = False,
+        path: str | None = None,
     ) -> ReceiverSettings:
-        """The settings for ``campaign receiver`` / ``campaign run`` from the loaded config."""
+        """The settings for ``campaign receiver`` / ``campaign run`` from the loaded config;
+        ``path`` (``--path``) replaces the configured one when given."""
         return cls(
-            path=receiver.path,
+            path=path or receiver.path,
             secret=sinch.webhook_secret,
             allow_unsigned=allow_unsigned,
             timestamp_window_s=receiver.timestamp_window,
