@@ -19,6 +19,7 @@ from types import TracebackType
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
 
+from campaign import serving
 from campaign.receiver import app as receiver_app
 from campaign.receiver.connections import ConnectionLimit
 from campaign.receiver.settings import ReceiverSettings, ReceiverStats
@@ -27,7 +28,6 @@ from campaign.store import repository
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 4096
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in flight get this long to be answered when stopping
 
 
@@ -84,8 +84,7 @@ class ReceiverServer:
         self.host = host
         self.port = port
         self._shutdown_timeout = shutdown_timeout
-        self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
+        self._serving: serving.Listening | None = None
         self._app: web.Application | None = None
 
     async def __aenter__(self) -> ReceiverServer:
@@ -111,18 +110,10 @@ class ReceiverServer:
             access_log=None,
             logger=_HTTP_LOG,
         )
-        await runner.setup()
-        try:
-            assert runner.server is not None  # set up just now
-            limit = ConnectionLimit(self.settings.max_connections, app[receiver_app.STATE].stats)
-            listener = await asyncio.get_running_loop().create_server(
-                limit.factory(runner.server), self.host, self.port, backlog=BACKLOG
-            )
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._app, self._runner, self._listener = app, runner, listener
-        self.port = int(listener.sockets[0].getsockname()[1])
+        limit = ConnectionLimit(self.settings.max_connections, app[receiver_app.STATE].stats)
+        listening = await serving.listen(runner, self.host, self.port, wrap=limit.factory)
+        self._app, self._serving = app, listening
+        self.port = listening.port
         log.info(
             "receiver listening on %s (%s)",
             self.url,
@@ -132,12 +123,9 @@ class ReceiverServer:
 
     async def close(self) -> None:
         """Stop listening, answer the requests in flight, drain the committer."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()  # the connections it accepted are aiohttp's to close
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listening, self._serving = self._serving, None
+        if listening is not None:
+            await listening.close()
             stats = self.stats
             log.info(
                 "receiver stopped: %d received, %d stored, %d refused, %d unmatched",
@@ -151,8 +139,7 @@ class ReceiverServer:
     @property
     def base_url(self) -> str:
         """``http://host:port`` (no trailing slash)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return serving.base_url(self.host, self.port)
 
     @property
     def url(self) -> str:

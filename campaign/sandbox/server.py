@@ -18,6 +18,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from campaign import serving
 from campaign.sandbox import app as sandbox_app
 from campaign.sandbox import keys
 from campaign.sandbox.settings import SandboxSettings
@@ -25,7 +26,6 @@ from campaign.sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 4096
 SHUTDOWN_TIMEOUT_S = 2.0
 THREAD_START_TIMEOUT_S = 30.0
 
@@ -47,7 +47,7 @@ class SandboxServer:
         self.settings = settings or SandboxSettings()
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self._serving: serving.Listening | None = None
         self._app: web.Application | None = None
 
     async def __aenter__(self) -> SandboxServer:
@@ -66,29 +66,22 @@ class SandboxServer:
         """Build the app and start listening."""
         app = sandbox_app.make_app(self.settings)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port, backlog=BACKLOG)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._app, self._runner = app, runner
-        self.port = int(runner.addresses[0][1])
+        listening = await serving.listen(runner, self.host, self.port)
+        self._app, self._serving = app, listening
+        self.port = listening.port
         log.info("sandbox listening on %s", self.url, extra={"action": "sandbox.start"})
 
     async def close(self) -> None:
         """Stop listening and shut the app's services down."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listening, self._serving = self._serving, None
+        if listening is not None:
+            await listening.close()
             log.info("sandbox stopped", extra={"action": "sandbox.stop"})
 
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return serving.base_url(self.host, self.port)
 
     @property
     def state(self) -> SandboxState:
