@@ -30,6 +30,7 @@ from aiolimiter import AsyncLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import errors, pacing, planning, quiet, rendering, retry, windows
+from campaign.models import DispatchStats
 from campaign.sinch.client import SinchClient
 from campaign.sinch.responses import field_violations
 from campaign.store import repository as repo
@@ -50,20 +51,6 @@ class DispatchSettings:
     # With quiet hours: when nothing is due for longer than this, the run ends and says when
     # the next window opens (cron runs it again then) instead of waiting.
     idle_limit: float = 60.0
-
-
-@dataclass
-class DispatchStats:
-    """Live counters, read by the progress display."""
-
-    started: float = field(default_factory=time.monotonic)
-    sent: int = 0  # requests answered 200
-    failed: int = 0
-    in_doubt: int = 0
-    retried: int = 0
-    rate_limited: int = 0
-    in_flight: int = 0
-    requests: int = 0
 
 
 def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:

@@ -1,7 +1,10 @@
-"""Pure domain types shared by every layer: channels, statuses, message content keys."""
+"""Pure domain types shared by every layer: channels, statuses, message content keys, the
+counters of a run."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -59,3 +62,18 @@ class Status(StrEnum):
 
 # Never sent, and never will be.
 UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE})
+
+
+@dataclass
+class DispatchStats:
+    """Live counters of a run's sending: written by the dispatcher, read by the progress
+    display and the summary."""
+
+    started: float = field(default_factory=time.monotonic)
+    sent: int = 0  # requests answered 200
+    failed: int = 0
+    in_doubt: int = 0
+    retried: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    requests: int = 0

@@ -1,6 +1,6 @@
 """Live progress of a run: a rich progress bar on a terminal, a line every few seconds otherwise.
 
-It only reads counters (:class:`campaign.dispatcher.DispatchStats`); it never touches the store.
+It only reads counters (:class:`campaign.models.DispatchStats`); it never touches the store.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from campaign.dispatcher import DispatchStats
+from campaign.models import DispatchStats
 
 
 @dataclass(frozen=True)

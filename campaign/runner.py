@@ -28,11 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from campaign import campaignfile, loading, planning, rendering, windows
 from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
-from campaign.dispatcher import Dispatcher, DispatchSettings, DispatchStats, Loading
+from campaign.dispatcher import Dispatcher, DispatchSettings, Loading
 from campaign.errors import EXIT_INTERRUPTED, CampaignError, ConfigError
 from campaign.loading import Duplicates
 from campaign.membership import Membership, MembershipSettings, share, worker_name
-from campaign.models import Status
+from campaign.models import DispatchStats, Status
 from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
 from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy

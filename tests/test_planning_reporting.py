@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from campaign import planning, reporting
-from campaign.dispatcher import DispatchStats
-from campaign.models import Status
+from campaign.models import DispatchStats, Status
 from campaign.progress import RateMeter, snapshot
 from campaign.status_view import campaign_view, render_text
 from campaign.store import records
