@@ -14,8 +14,8 @@ in-flight bound, recorder, stop and drain); what differs is what is claimed and 
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import dataclasses
 import logging
 import random
 import re
@@ -26,7 +26,7 @@ import orjson
 
 from campaign import errors, pacing, planning, retry
 from campaign.dispatcher import Dispatcher, campaign_refusal, failure_code
-from campaign.sinch.client import BatchAccepted
+from campaign.sinch.client import BatchAccepted, BatchInfo
 from campaign.sinch.responses import field_violations
 from campaign.store import repository as repo
 from campaign.tracking import parse_time
@@ -326,25 +326,21 @@ class BatchDispatcher(Dispatcher):
 
     async def _look_up(self, tag: str) -> list[BatchAccepted] | None:
         """The batch Sinch holds under ``tag`` ([] if none), or None if we cannot tell."""
-        # A lookup changes nothing at Sinch: even a lost answer is safe to ask again.
-        for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
+
+        async def find() -> list[BatchInfo]:
             # It counts against the project's rate like a send, and waits out a 429 pause.
             grant = await self._grant()
             try:
-                try:
-                    found = await self._client.find_batches("chunk", tag, written=grant.written)
-                finally:
-                    grant.release()
-            except (errors.SinchAmbiguousError, errors.SinchRetryableError) as exc:
-                if attempt == _LOOKUP_ATTEMPTS:
-                    return None
-                delay = retry.backoff(self._settings.retry, attempt, random.random())
-                await asyncio.sleep(max(delay, getattr(exc, "retry_after", None) or 0.0))
-            except errors.SinchError:
-                return None
-            else:
-                return [BatchAccepted(b.batch_id, b.send_after) for b in found]
-        return None
+                return await self._client.find_batches("chunk", tag, written=grant.written)
+            finally:
+                grant.release()
+
+        policy = dataclasses.replace(self._settings.retry, max_attempts=_LOOKUP_ATTEMPTS)
+        try:
+            found = await retry.call(find, policy, retry_on=retry.repeatable)
+        except errors.SinchError:
+            return None
+        return [BatchAccepted(b.batch_id, b.send_after) for b in found]
 
     async def _record(
         self,

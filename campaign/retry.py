@@ -49,16 +49,32 @@ def backoff(policy: RetryPolicy, attempt: int, rand: float) -> float:
     return ceiling / 2 + ceiling / 2 * rand
 
 
+def delay(policy: RetryPolicy, attempt: int, error: errors.SinchError, rand: float) -> float:
+    """The wait after attempt ``attempt`` (from 1) failed with ``error``: :func:`backoff`,
+    never shorter than Sinch's ``Retry-After`` (plus jitter, so that waiters spread out)."""
+    wait = backoff(policy, attempt, rand)
+    if isinstance(error, errors.SinchRetryableError) and error.retry_after is not None:
+        wait = max(wait, error.retry_after + policy.retry_after_jitter * rand)
+    return wait
+
+
+def retryable(error: errors.SinchError) -> bool:
+    """Safe to send again as it is: nothing reached Sinch, or Sinch asked to come back."""
+    return isinstance(error, errors.SinchRetryableError)
+
+
+def repeatable(error: errors.SinchError) -> bool:
+    """For a call that changes nothing at Sinch (a lookup): a lost answer is safe to ask again."""
+    return retryable(error) or isinstance(error, errors.SinchAmbiguousError)
+
+
 def decide(policy: RetryPolicy, attempt: int, error: errors.SinchError, rand: float) -> Decision:
     """What to do after attempt number ``attempt`` (from 1) failed with ``error``."""
     if isinstance(error, errors.SinchAmbiguousError):
         return Decision(Outcome.IN_DOUBT)
-    if not isinstance(error, errors.SinchRetryableError) or attempt >= policy.max_attempts:
+    if not retryable(error) or attempt >= policy.max_attempts:
         return Decision(Outcome.FAIL)
-    delay = backoff(policy, attempt, rand)
-    if error.retry_after is not None:
-        delay = max(delay, error.retry_after + policy.retry_after_jitter * rand)
-    return Decision(Outcome.RETRY, delay)
+    return Decision(Outcome.RETRY, delay(policy, attempt, error, rand))
 
 
 _T = TypeVar("_T")
@@ -68,21 +84,23 @@ async def call(
     fn: Callable[[], Awaitable[_T]],
     policy: RetryPolicy,
     *,
+    retry_on: Callable[[errors.SinchError], bool] = retryable,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> _T:
-    """Run ``fn`` until it succeeds, retrying what :func:`decide` says to retry.
+    """Run ``fn`` until it succeeds, up to ``policy.max_attempts`` times in all, waiting
+    :func:`delay` after each failure that ``retry_on`` accepts.
 
     For idempotent calls (lookups, cancels, tokens) and for sends whose every failure is
-    classified; an ambiguous or permanent error is raised to the caller.
+    classified. Any other error, or the last one, is raised to the caller. A lookup, which
+    changes nothing at Sinch, may also retry an ambiguous error through ``retry_on``.
     """
     attempt = 1
     while True:
         try:
             return await fn()
         except errors.SinchError as exc:
-            decision = decide(policy, attempt, exc, rand())
-            if decision.outcome is not Outcome.RETRY:
+            if attempt >= policy.max_attempts or not retry_on(exc):
                 raise
-            await sleep(decision.delay)
+            await sleep(delay(policy, attempt, exc, rand()))
             attempt += 1

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from campaign import errors, retry
+from campaign.config import SinchConfig
+from campaign.sinch import auth
 
 POLICY = retry.RetryPolicy(max_attempts=4, base_delay=1.0, factor=2.0, max_delay=5.0)
 
@@ -74,6 +76,80 @@ async def test_call_raises_permanent_at_once() -> None:
     with pytest.raises(errors.SinchPermanentError):
         await retry.call(fn, POLICY, sleep=sleep)
     assert calls == 1
+
+
+def test_delay_is_backoff_with_retry_after_as_a_floor() -> None:
+    unavailable = errors.SinchRetryableError("x", status=503)
+    assert retry.delay(POLICY, 2, unavailable, 0.0) == retry.backoff(POLICY, 2, 0.0) == 1.0
+    limited = errors.SinchRateLimitedError("y", status=429, retry_after=3.0)
+    assert retry.delay(POLICY, 1, limited, 0.0) == 3.0
+    assert retry.delay(POLICY, 1, errors.SinchAmbiguousError("lost"), 0.0) == 0.5
+
+
+class _Failing:
+    """``fn`` for :func:`retry.call` failing with ``error`` every time; counts its calls."""
+
+    def __init__(self, error: errors.SinchError) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        raise self.error
+
+
+async def test_call_gives_up_after_max_attempts_with_the_last_error() -> None:
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    fn = _Failing(errors.SinchRetryableError("down", status=503))
+    with pytest.raises(errors.SinchRetryableError):
+        await retry.call(fn, POLICY, sleep=sleep, rand=lambda: 0.0)
+    assert fn.calls == POLICY.max_attempts == 4
+    assert slept == [0.5, 1.0, 2.0]
+
+
+async def test_call_retries_a_lost_answer_only_when_told_to() -> None:
+    async def sleep(delay: float) -> None:
+        pass
+
+    lost = _Failing(errors.SinchAmbiguousError("lost"))
+    with pytest.raises(errors.SinchAmbiguousError):
+        await retry.call(lost, POLICY, sleep=sleep)
+    assert lost.calls == 1
+    lookup = _Failing(errors.SinchAmbiguousError("lost"))
+    with pytest.raises(errors.SinchAmbiguousError):
+        await retry.call(lookup, POLICY, retry_on=retry.repeatable, sleep=sleep)
+    assert lookup.calls == 4
+    assert not retry.repeatable(errors.SinchPermanentError("no", status=404))
+
+
+class _Tokens:
+    def __init__(self, error: errors.SinchError) -> None:
+        self.token = _Failing(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "calls"),
+    [
+        (errors.SinchRetryableError("down", status=503), errors.SinchUnavailableError, 3),
+        (errors.SinchAuthError("refused", status=401), errors.ConfigError, 1),
+        (errors.SinchPermanentError("odd", status=404), None, 1),
+    ],
+)
+async def test_check_credentials_retries_only_an_unavailable_token_endpoint(
+    error: errors.SinchError, raised: type[Exception] | None, calls: int
+) -> None:
+    tokens = _Tokens(error)
+    check = auth.check_credentials(tokens, SinchConfig(), backoff=0.001)  # type: ignore[arg-type]
+    if raised is None:
+        await check
+    else:
+        with pytest.raises(raised):
+            await check
+    assert tokens.token.calls == calls
 
 
 def test_one_failure_code_for_every_mode() -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import yarl
 
-from campaign import errors, secrets
+from campaign import errors, retry, secrets
 from campaign.config import SinchConfig
 from campaign.sinch import responses
 
@@ -137,31 +137,28 @@ async def check_credentials(
 
     - refused credentials (401/403) raise :class:`~campaign.errors.ConfigError`;
     - an unreachable or failing token endpoint (refused connection, timeout, 5xx) is tried
-      ``attempts`` times, ``backoff`` seconds apart and doubling, then raises
-      :class:`~campaign.errors.SinchUnavailableError`.
+      ``attempts`` times, then raises :class:`~campaign.errors.SinchUnavailableError`. The
+      waits are :func:`campaign.retry.delay`'s, at most ``backoff`` seconds and doubling
+      (unless the endpoint asks for a longer ``Retry-After``).
 
     With ``auth = "basic"`` no token is used and nothing is checked. The token fetched is
     ``tokens``' own: the senders use it.
     """
     if config.auth != "oauth":
         return
-    for attempt in range(1, attempts + 1):
-        try:
-            await tokens.token()
-        except errors.SinchAuthError as exc:
-            raise errors.ConfigError(str(exc.message)) from None
-        except errors.SinchRetryableError as exc:
-            if attempt == attempts:
-                where = _public_url(config.resolved_url(config.auth_url))
-                raise errors.SinchUnavailableError(
-                    f"the Sinch token endpoint {where} is unavailable ({exc}); "
-                    "nothing was sent, run again later"
-                ) from exc
-            await asyncio.sleep(backoff * 2 ** (attempt - 1))
-        except errors.SinchError:
-            return  # anything else is the senders' to classify, recipient by recipient
-        else:
-            return
+    policy = retry.RetryPolicy(max_attempts=attempts, base_delay=backoff)
+    try:
+        await retry.call(tokens.token, policy)
+    except errors.SinchAuthError as exc:
+        raise errors.ConfigError(str(exc.message)) from None
+    except errors.SinchRetryableError as exc:
+        where = _public_url(config.resolved_url(config.auth_url))
+        raise errors.SinchUnavailableError(
+            f"the Sinch token endpoint {where} is unavailable ({exc}); "
+            "nothing was sent, run again later"
+        ) from exc
+    except errors.SinchError:
+        return  # anything else is the senders' to classify, recipient by recipient
 
 
 def _public_url(url: str) -> str:
