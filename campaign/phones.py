@@ -14,7 +14,7 @@ calling code, the default country's code written without ``+``, national prefix 
 own metadata, choosing the region among those sharing a calling code as phonenumbers does.
 Whatever it does not replay (other characters, an unknown calling code, a national prefix
 transform rule, a ``00`` number it finds invalid) goes to :func:`normalise_one`, once per
-distinct text. ``tests/test_phones.py`` compares the two over thousands of numbers.
+distinct text. ``tests/unit/test_phones.py`` compares the two over thousands of numbers.
 """
 
 from __future__ import annotations

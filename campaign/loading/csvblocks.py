@@ -6,7 +6,7 @@ when its consumer is slower than the parser, as ours is). Blocks end at record e
 newline preceded by an even number of double quotes, since a quoted field (which may hold
 newlines, and ``""`` for a quote) always adds an even number of them; a quote anywhere else is
 malformed CSV, which Polars refuses anyway. So each block parses as it would within the whole
-file (``tests/test_loading.py`` compares the two).
+file (``tests/unit/test_loading.py`` compares the two).
 """
 
 from __future__ import annotations

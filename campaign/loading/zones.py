@@ -16,7 +16,7 @@ the code as phonenumbers chooses it, then its ``national_number_pattern`` and po
 phonenumbers' order), geographical or not. Whatever it does not replay (text that is not ``+``
 and digits, a national number with leading zeros, a calling code with fewer than
 :data:`_MIN_GROUP` numbers) goes to :func:`phone_zone_key`, once per distinct number.
-``tests/test_zones.py`` compares the two.
+``tests/unit/test_zones.py`` compares the two.
 """
 
 from __future__ import annotations

@@ -249,7 +249,8 @@ def create_engine_sync(url: str) -> Engine:
 # schema is to be changed or inspected: every command checks that the schema is at
 # HEAD_REVISION by reading Alembic's version table itself.
 
-# The newest migration under migrations/versions (tests/test_store.py checks it against them).
+# The newest migration under migrations/versions (tests/integration/test_store.py checks it
+# against them).
 HEAD_REVISION = "0011"
 
 

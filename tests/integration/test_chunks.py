@@ -21,8 +21,8 @@ from campaign.models import Status
 from campaign.store import chunks
 from campaign.store import repository as repo
 from campaign.store.tables import batches, recipients
+from tests.integration.test_events_store import callback, new
 from tests.recipients import deduplicated, loaded, us_numbers
-from tests.test_events_store import callback, new
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 C = recipients.c

@@ -17,11 +17,11 @@ from sqlalchemy.engine import make_url
 
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store.engine import HEAD_REVISION, downgrade_sync
-from tests.test_cli_e2e import Cli
+from tests.e2e.test_cli_e2e import Cli
 
 HEAD = next(
     p.stem
-    for p in (Path(__file__).resolve().parents[1] / "migrations" / "versions").glob("*.py")
+    for p in (Path(__file__).resolve().parents[2] / "migrations" / "versions").glob("*.py")
     if p.stem.startswith(HEAD_REVISION + "_")
 )
 

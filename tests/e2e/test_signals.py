@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_cli_e2e import Cli
-from tests.test_cli_e2e import cli as cli
-from tests.test_cli_e2e import sandbox as sandbox
+from tests.e2e.test_cli_e2e import Cli
+from tests.e2e.test_cli_e2e import cli as cli
+from tests.e2e.test_cli_e2e import sandbox as sandbox
 
 pytestmark = pytest.mark.crash
 

@@ -32,7 +32,7 @@ import pytest
 
 from campaign import cli as cli_module
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
-from tests.test_cli_e2e import Cli, read_report
+from tests.e2e.test_cli_e2e import Cli, read_report
 
 HEADER = "phone,first_name,code\n"
 ROW = "+12015550101,Ann,1\n"

@@ -32,7 +32,7 @@ from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store.repository import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 SMS_TEXT = "Hi {first_name}, your code is {code}. Reply STOP to opt out."
 

@@ -15,9 +15,9 @@ from campaign.batch_dispatcher import BatchDispatcher
 from campaign.dispatcher import DispatchSettings, Loading
 from campaign.models import Status
 from campaign.store import repository as repo
+from tests.integration.test_dispatcher import MESSAGE, NOW, World
+from tests.integration.test_dispatcher import world as world
 from tests.recipients import loaded
-from tests.test_dispatcher import MESSAGE, NOW, World
-from tests.test_dispatcher import world as world
 
 CARD = {
     "card_message": {

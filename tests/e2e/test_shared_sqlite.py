@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
+from tests.e2e.test_tracking_e2e import free_port
 from tests.runs import identities, sandbox_env
-from tests.test_tracking_e2e import free_port
 
 pytestmark = pytest.mark.crash
 

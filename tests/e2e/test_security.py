@@ -45,10 +45,10 @@ from campaign.sinch import responses, signature
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
 from tests.conftest import FIXTURES, POSTGRES_URL, REQUIRE_POSTGRES
+from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.recipients import loaded, us_numbers
-from tests.test_cli_e2e import Cli, read_report
-from tests.test_planning_reporting import store_page
-from tests.test_signature import DOTNET_VECTOR as VECTOR
+from tests.unit.test_planning_reporting import store_page
+from tests.unit.test_signature import DOTNET_VECTOR as VECTOR
 
 KEY_SECRET = "ks-SECRET-7f3e9a1c5d"
 WRONG_KEY_SECRET = "ks-WRONG-2b6d8e0f4a"

@@ -35,8 +35,15 @@ from campaign.sinch import signature
 from campaign.store import repository as repo
 from campaign.store.events import NewEvent
 from campaign.store.tables import events as events_table
+from tests.integration.test_receiver import (
+    NOW,
+    SECRET,
+    delivery,
+    eventually,
+    queued_recipient,
+    signed,
+)
 from tests.recipients import loaded, us_numbers
-from tests.test_receiver import NOW, SECRET, delivery, eventually, queued_recipient, signed
 
 E = events_table.c
 DEFAULT_IDLE_S = 5.0  # ReceiverSettings.idle_timeout_s, the bound promised in the README
