@@ -138,8 +138,9 @@ async def check_credentials(
     - refused credentials (401/403) raise :class:`~campaign.errors.ConfigError`;
     - an unreachable or failing token endpoint (refused connection, timeout, 5xx) is tried
       ``attempts`` times, then raises :class:`~campaign.errors.SinchUnavailableError`. The
-      waits are :func:`campaign.retry.delay`'s, at most ``backoff`` seconds and doubling
-      (unless the endpoint asks for a longer ``Retry-After``).
+      waits are :func:`campaign.retry.delay`'s, at most ``backoff`` seconds and doubling; an
+      endpoint that asks for a ``Retry-After`` over ``MAX_START_WAIT_S`` is not waited for (a
+      run started by cron had better stop and say so than hang).
 
     With ``auth = "basic"`` no token is used and nothing is checked. The token fetched is
     ``tokens``' own: the senders use it.
@@ -148,7 +149,7 @@ async def check_credentials(
         return
     policy = retry.RetryPolicy(max_attempts=attempts, base_delay=backoff)
     try:
-        await retry.call(tokens.token, policy)
+        await retry.call(tokens.token, policy, retry_on=_worth_waiting_for)
     except errors.SinchAuthError as exc:
         raise errors.ConfigError(str(exc.message)) from None
     except errors.SinchRetryableError as exc:
@@ -159,6 +160,17 @@ async def check_credentials(
         ) from exc
     except errors.SinchError:
         return  # anything else is the senders' to classify, recipient by recipient
+
+
+# The longest Retry-After that the start-up check waits for.
+MAX_START_WAIT_S = 5.0
+
+
+def _worth_waiting_for(error: errors.SinchError) -> bool:
+    if not retry.retryable(error):
+        return False
+    wait = error.retry_after if isinstance(error, errors.SinchRetryableError) else None
+    return wait is None or wait <= MAX_START_WAIT_S
 
 
 def _public_url(url: str) -> str:

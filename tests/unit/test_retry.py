@@ -135,6 +135,16 @@ class _Tokens:
     ("error", "raised", "calls"),
     [
         (errors.SinchRetryableError("down", status=503), errors.SinchUnavailableError, 3),
+        (  # a wait shorter than the start-up's bound is waited out
+            errors.SinchRetryableError("busy", status=429, retry_after=0),
+            errors.SinchUnavailableError,
+            3,
+        ),
+        (  # a long one is not: the run stops at once and says so
+            errors.SinchRetryableError("busy", status=429, retry_after=3600),
+            errors.SinchUnavailableError,
+            1,
+        ),
         (errors.SinchAuthError("refused", status=401), errors.ConfigError, 1),
         (errors.SinchPermanentError("odd", status=404), None, 1),
     ],
