@@ -1,9 +1,11 @@
 """Individual sends: claim -> rate limit -> send -> record; stop, drain, resume.
 
 - Rows are claimed (PENDING -> IN_FLIGHT, one transaction) in small chunks sized to what the
-  limiter admits in the next tenth of a second, so few rows wait IN_FLIGHT before leaving.
-- Two separate knobs: the rate (a small aiolimiter bucket whose burst plus rate never exceeds
-  the configured requests per second in any sliding second) and a bound on requests in flight.
+  limiter admits in the next quarter second, the next chunk while the last is paced out, so
+  few rows wait IN_FLIGHT before leaving.
+- Two separate knobs: the rate (held by a sliding log of the moments requests are written,
+  :mod:`campaign.pacing`, with a small aiolimiter bucket spreading them evenly) and a bound on
+  requests in flight.
 - Outcomes are recorded in batched transactions by one recorder task.
 - A 429 pauses every sender, not only the one that got it.
 - On stop: no new claims, claimed-but-unsent rows are released, in-flight requests get a
