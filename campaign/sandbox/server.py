@@ -190,16 +190,14 @@ FREEZE_EVERY_S = 0.1
 async def short_collections() -> None:
     """Keep the cyclic collector's pauses short, for ever: every tenth of a second, collect the
     young generations and freeze what survives, so that a full collection never walks the
-    history, and each young one walks a tenth of a second's worth (every second, the young
-    collection itself stopped the loop for 5-7 ms, arrivals timed together again).
+    history and each young one walks only a tenth of a second's worth of objects.
 
     The sandbox times each request's arrival when its loop gets to it (as Sinch's ingress
     would on arrival). Its history (messages, arrivals) grows by thousands of objects a
-    second, and the collector's full collections, each walking all of it, stopped the loop
-    for tens of milliseconds (40-50 ms at 8,000 messages, more as it grows): the requests that
-    waited meanwhile were timed together, a burst that no client sent, and 429s for it
-    (docs/benchmarks.md). Frozen objects that later become cyclic garbage are not reclaimed:
-    at most the cycles of the requests under way at a freeze."""
+    second; a collection that walks it stops the loop, and the requests that waited meanwhile
+    are timed together: a burst that no client sent, and 429s for it (docs/benchmarks.md).
+    Frozen objects that later become cyclic garbage are not reclaimed: the cycles of requests
+    under way at a freeze. The memory that costs was not measurable next to the history."""
     while True:
         await asyncio.sleep(FREEZE_EVERY_S)
         gc.collect(1)
