@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Timer, sandbox_process, sinch_config, write_recipients
 from campaign import loading, planning, rendering
-from campaign.dispatcher import Dispatcher, DispatchSettings
 from campaign.models import Channel, Status
 from campaign.retry import RetryPolicy
+from campaign.sending import SendLoop, SendSettings
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store.repository import Store
 
@@ -85,7 +85,7 @@ async def engine_run(
             worker = await store.register(
                 campaign.id, "bench", datetime.now(UTC), 10.0, exclusive=False
             )
-            dispatcher = Dispatcher(
+            dispatcher = SendLoop(
                 worker_id=worker,
                 store=store,
                 client=client,
@@ -93,7 +93,7 @@ async def engine_run(
                 channel="SMS",
                 template=rendering.MessageTemplate.compile(MESSAGE),
                 send_fields={},
-                settings=DispatchSettings(rate=rate, max_in_flight=in_flight, retry=RetryPolicy()),
+                settings=SendSettings(rate=rate, max_in_flight=in_flight, retry=RetryPolicy()),
                 stop=asyncio.Event(),
             )
             samples: list[tuple[float, int]] = []

@@ -26,9 +26,7 @@ import ulid
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import campaignfile, loading, planning, rendering, windows
-from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import Config
-from campaign.dispatcher import Dispatcher, DispatchSettings, Loading
 from campaign.errors import EXIT_INTERRUPTED, CampaignError, ConfigError
 from campaign.loading import Duplicates
 from campaign.membership import Membership, MembershipSettings, share, worker_name
@@ -37,6 +35,7 @@ from campaign.progress import ProgressDisplay, RateMeter, Snapshot, snapshot
 from campaign.reporting import exit_code_for, summary_lines
 from campaign.retry import RetryPolicy
 from campaign.runtime import Runtime, open_runtime
+from campaign.sending import LoadFeed, SendLoop, SendSettings
 from campaign.sinch.auth import check_credentials
 from campaign.store.ingest import Staged
 from campaign.store.repository import CampaignRow, Chunking, Store
@@ -304,7 +303,7 @@ async def _ingest(
     chunks: Chunking | None,
     stop: asyncio.Event,
     loaded: Loaded | None = None,
-    feed: Loading | None = None,
+    feed: LoadFeed | None = None,
 ) -> bool:
     """Load the file into the campaign: a first pass decides duplicates, the second stores the
     rows, a slice per transaction, and tells ``feed`` of each. False when a stop came first:
@@ -315,7 +314,7 @@ async def _ingest(
         found = await first_pass.duplicates()
 
         def stage(frame: pl.DataFrame) -> Staged:
-            # The chunks' entries only for a dispatcher beside the load, and only while there
+            # The chunks' entries only for a sending beside the load, and only while there
             # is room to keep them (else they are read back when claimed).
             room = feed.room() if feed is not None else 0
             return store.stage(found.mark(frame), chunks, entries_room=room)
@@ -365,12 +364,13 @@ def _check_same_file(campaign: CampaignRow, source: loading.RecipientSource) -> 
         )
 
 
-def dispatch_settings(config: Config) -> DispatchSettings:
+def send_settings(config: Config) -> SendSettings:
     rate = config.sending.requests_per_second
-    return DispatchSettings(
+    return SendSettings(
         rate=rate,
         max_in_flight=config.sending.max_in_flight or planning.default_max_in_flight(rate),
         retry=RetryPolicy(max_attempts=config.sending.max_attempts),
+        batch_size=config.sending.batch_size,
     )
 
 
@@ -489,7 +489,7 @@ async def run(
             await store.set_campaign(campaign.id, now=_now(), mode=spec.mode)
             out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
             campaign = dataclasses.replace(campaign, mode=spec.mode)
-        load: Callable[[Loaded, Loading], Coroutine[Any, Any, bool]] | None = None
+        load: Callable[[Loaded, LoadFeed], Coroutine[Any, Any, bool]] | None = None
         if campaign.state == "LOADING":
             _check_same_file(campaign, source)
             chunks = chunking(spec, runtime.config, campaign.key)
@@ -536,16 +536,16 @@ async def _work(
     stop: asyncio.Event,
     display: ProgressDisplay,
     out: Callable[[str], None],
-    load: Callable[[Loaded, Loading], Coroutine[Any, Any, bool]] | None = None,
+    load: Callable[[Loaded, LoadFeed], Coroutine[Any, Any, bool]] | None = None,
 ) -> int:
     """Send the campaign as the worker ``member``, then wait for delivery and summarise. With
     ``load``, the campaign is loaded meanwhile, and its chunks sent as they are stored."""
     lease = member.settings.lease
-    dispatcher_class = BatchDispatcher if spec.mode == "batch" else Dispatcher
-    settings = dispatch_settings(runtime.config)
+    settings = send_settings(runtime.config)
     stats = DispatchStats()
-    feed = Loading() if load is not None else None
-    dispatcher = dispatcher_class(
+    feed = LoadFeed() if load is not None else None
+    sending = SendLoop(
+        mode=spec.mode,
         store=store,
         client=runtime.need_client(),
         campaign=campaign,
@@ -558,28 +558,24 @@ async def _work(
         worker_id=member.worker_id,
         window=windows.Window(spec.send_after, spec.deadline),
         quiet_hours=spec.quiet_plan,
-        loading=feed,
+        feed=feed,
     )
-    dispatcher.set_rate(share(settings.rate, member.live))
+    sending.set_rate(share(settings.rate, member.live))
     # Chunks formed at ingest for another way of sending (a switched mode, quiet hours, a
     # smaller batch size) are broken up into ordinary rows first.
     formed_for = chunking(spec, runtime.config, campaign.key)
     await store.dissolve_chunks(
         campaign.id, _now(), larger_than=formed_for.size if formed_for else None
     )
-    settle: Callable[[], Awaitable[object]] | None = None
-    if isinstance(dispatcher, BatchDispatcher):
-        batches = dispatcher
-        batches.batch_size = runtime.config.sending.batch_size
-        queued, released = await batches.settle_lost_chunks(lease)
-        if queued or released:
-            out(
-                f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
-                f"found accepted by Sinch, {released:,} not (to be sent)"
-            )
+    queued, released = await sending.settle(lease)
+    if queued or released:
+        out(
+            f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
+            f"found accepted by Sinch, {released:,} not (to be sent)"
+        )
 
-        async def settle() -> None:
-            await batches.settle_lost_chunks(lease)
+    async def settle() -> None:
+        await sending.settle(lease)
 
     reaped = await store.reap(campaign.id, _now(), lease)
     if reaped.in_doubt or reaped.released:
@@ -608,7 +604,7 @@ async def _work(
 
     beats = asyncio.create_task(
         member.run(
-            on_share=lambda live: dispatcher.set_rate(share(settings.rate, live)),
+            on_share=lambda live: sending.set_rate(share(settings.rate, live)),
             on_lost=stop.set,
             settle=settle,
         ),
@@ -616,7 +612,7 @@ async def _work(
     )
     try:
         async with display.track(spec.name, read):
-            finished = await dispatcher.run()
+            finished = await sending.run()
     except BaseException:
         if loader is not None:  # the sending failed: so does the run, loaded or not
             loader.cancel()
@@ -627,7 +623,7 @@ async def _work(
         await asyncio.gather(beats, *([loader] if loader else []), return_exceptions=True)
     if loader is not None and not await loader:  # its error, if it failed, is the run's
         finished = False  # stopped while loading: the next run resumes the load
-    deferred = dispatcher.deferred_until
+    deferred = sending.deferred_until
     if spec.deadline is not None and (deferred or _now()) >= spec.deadline:
         # Past the deadline, or what is left is held by quiet hours until after it.
         closed = await store.cancel_pending(

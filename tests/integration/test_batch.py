@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,9 +10,8 @@ from typing import Any
 import pytest
 
 from campaign import cancelling, rendering, retry
-from campaign.batch_dispatcher import BatchDispatcher
-from campaign.dispatcher import DispatchSettings, Loading
 from campaign.models import Status
+from campaign.sending import LoadFeed, SendLoop, SendSettings
 from campaign.store import repository as repo
 from tests.integration.test_dispatcher import MESSAGE, NOW, World
 from tests.integration.test_dispatcher import world as world
@@ -36,21 +34,26 @@ def batch_dispatcher(
     message: dict[str, Any] = MESSAGE,
     send: dict[str, Any] | None = None,
     stop: asyncio.Event | None = None,
-) -> BatchDispatcher:
-    dispatcher = BatchDispatcher(
+    policy: retry.RetryPolicy | None = None,
+    feed: LoadFeed | None = None,
+) -> SendLoop:
+    return SendLoop(
+        mode="batch",
         store=world.store,
         client=world.client,
         campaign=campaign,
         channel="SMS",
         template=rendering.MessageTemplate.compile(message),
         send_fields=send or {},
-        settings=DispatchSettings(
-            rate=None, max_in_flight=8, retry=retry.RetryPolicy(max_attempts=6, base_delay=0.02)
+        settings=SendSettings(
+            rate=None,
+            max_in_flight=8,
+            retry=policy or retry.RetryPolicy(max_attempts=6, base_delay=0.02),
+            batch_size=size,
         ),
         stop=stop or asyncio.Event(),
+        feed=feed,
     )
-    dispatcher.batch_size = size
-    return dispatcher
 
 
 async def rows(world: World, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
@@ -110,8 +113,7 @@ async def test_retryable_errors_retry_the_batch(world: World) -> None:
     await world.control("PATCH", "settings", {"error_rate_503": 0.5})
     campaign = await world.campaign(300)
     policy = retry.RetryPolicy(max_attempts=30, base_delay=0.01, max_delay=0.05)
-    dispatcher = batch_dispatcher(world, campaign, size=100)
-    dispatcher._settings = dataclasses.replace(dispatcher._settings, retry=policy)
+    dispatcher = batch_dispatcher(world, campaign, size=100, policy=policy)
     assert await dispatcher.run() is True
     assert await world.store.counts(campaign.id) == {Status.QUEUED: 300}
     assert len(await world.sent()) == 300
@@ -139,8 +141,8 @@ async def test_a_run_stopped_mid_batch_is_settled_by_lookup(world: World) -> Non
     assert first is not None
     assert second is not None
     dispatcher = batch_dispatcher(world, campaign)
-    await world.client.send_batch(dispatcher._batch_body(first.tag, first.claims))
-    queued, released = await dispatcher.settle_lost_chunks(lease=10)
+    await world.client.send_batch(dispatcher.sender.body(first.tag, first.claims))
+    queued, released = await dispatcher.settle(lease=10)
     assert (queued, released) == (100, 100)
     assert await world.store.counts(campaign.id) == {Status.QUEUED: 100, Status.PENDING: 100}
     assert await batch_dispatcher(world, campaign).run() is True
@@ -164,9 +166,8 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     parameters = [f'{{"name":"N{i}","code":"{i:06d}"}}' for i in range(1, 601)]
     whole = loaded(numbers, parameters)
     chunking = repo.Chunking(100, campaign.key)
-    feed = Loading()
-    dispatcher = batch_dispatcher(world, campaign, size=100)
-    dispatcher._loading = feed
+    feed = LoadFeed()
+    dispatcher = batch_dispatcher(world, campaign, size=100, feed=feed)
     sending = asyncio.create_task(dispatcher.run())
     # The first slice's chunks come with their entries, as `campaign run` stores them: the
     # dispatcher sends them as they are; the second slice's are read from the database.
@@ -201,7 +202,7 @@ def test_a_load_keeps_the_entries_it_formed_within_its_bound() -> None:
     def taken(number: int, text: str) -> repo.Chunk:
         return repo.Chunk(number, f"K:{number}", [], repo.Members(None, text, 1, 1))
 
-    feed = Loading(keep_bytes=25)
+    feed = LoadFeed(keep_bytes=25)
     feed.stored({1: (1, "[aaaaaaaaaa]"), 2: (1, "[bbbbbbbbbb]"), 3: (1, "[cccccccccc]")})
     assert sorted(feed.formed) == [1, 2]  # the third would pass 25 characters
     second = taken(2, "[bbbbbbbbbb]")
@@ -224,7 +225,7 @@ async def test_the_last_slice_is_sent_when_the_load_ends_while_a_claim_finds_not
         name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     numbers = [f"+1201555{i:04d}" for i in range(1, 151)]
-    feed = Loading()
+    feed = LoadFeed()
     claim = world.store.claim_formed_chunks
 
     async def claim_then_load(*args: Any, **kwargs: Any) -> list[repo.Chunk]:
@@ -238,8 +239,7 @@ async def test_the_last_slice_is_sent_when_the_load_ends_while_a_claim_finds_not
         return found
 
     monkeypatch.setattr(world.store, "claim_formed_chunks", claim_then_load)
-    dispatcher = batch_dispatcher(world, campaign, size=100)
-    dispatcher._loading = feed
+    dispatcher = batch_dispatcher(world, campaign, size=100, feed=feed)
     async with asyncio.timeout(10):
         assert await dispatcher.run() is True
     assert len(await world.sent()) == 150

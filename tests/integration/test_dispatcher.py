@@ -14,12 +14,11 @@ import aiohttp
 import pytest
 
 from campaign import config, errors, pacing, quiet, rendering, retry, windows
-from campaign.batch_dispatcher import BatchDispatcher
 from campaign.config import SinchConfig
-from campaign.dispatcher import Dispatcher, DispatchSettings, make_limiter
 from campaign.models import Status
 from campaign.sandbox import SandboxServer, SandboxSettings
 from campaign.secrets import Secret
+from campaign.sending import SendLoop, SendSettings, make_limiter
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
@@ -68,15 +67,18 @@ class World:
         *,
         clock: Callable[[], datetime] | None = None,
         quiet_hours: quiet.Plan | None = None,
+        window: windows.Window | None = None,
+        mode: str = "individual",
         **settings: Any,
-    ) -> Dispatcher:
-        base = DispatchSettings(
+    ) -> SendLoop:
+        base = SendSettings(
             rate=None,
             max_in_flight=50,
             retry=retry.RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2),
             flush_interval=0.05,
         )
-        return Dispatcher(
+        return SendLoop(
+            mode=mode,
             store=self.store,
             client=self.client,
             campaign=campaign,
@@ -87,6 +89,7 @@ class World:
             stop=stop or asyncio.Event(),
             clock=clock or (lambda: datetime.now(UTC)),
             quiet_hours=quiet_hours,
+            window=window,
         )
 
 
@@ -241,9 +244,12 @@ async def test_nothing_leaves_after_the_deadline_and_ttls_end_with_it(world: Wor
     campaign = await world.campaign(400)
     moments = iter(NOW + timedelta(milliseconds=50 * i) for i in range(1_000_000))
     deadline = NOW + timedelta(seconds=20)
-    dispatcher = world.dispatcher(campaign, max_in_flight=5)
-    dispatcher._clock = lambda: next(moments)
-    dispatcher._window = windows.Window(deadline=deadline)
+    dispatcher = world.dispatcher(
+        campaign,
+        max_in_flight=5,
+        clock=lambda: next(moments),
+        window=windows.Window(deadline=deadline),
+    )
     assert await dispatcher.run() is True  # done: nothing more may be sent
     sent = await world.sent()
     counts = await world.store.counts(campaign.id)
@@ -311,7 +317,7 @@ async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: Wo
     assert deferred == datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
     claims = await world.store.claim(campaign.id, 10, start)
     dispatcher = world.dispatcher(campaign, clock=lambda: start, quiet_hours=NIGHT)
-    assert await dispatcher._sendable(claims) == []
+    assert await dispatcher.sender.sendable(claims) == []
     assert await world.store.next_retry_at(campaign.id) == deferred
     (row,) = await report(world, campaign)
     assert row[4] == Status.PENDING.value and row[11] == 0  # the attempt is not counted
@@ -324,9 +330,8 @@ async def test_credentials_refused_mid_run_stop_the_run_and_fail_nobody(
 ) -> None:
     campaign = await world.campaign(300)
     settings: dict[str, Any] = {"rate": 100.0} if mode == "individual" else {"rate": 20.0}
-    dispatcher = world.dispatcher(campaign, **settings)
-    if mode == "batch":
-        dispatcher = _as_batch(dispatcher, world, campaign, **settings)
+    batch: dict[str, Any] = {"mode": "batch", "batch_size": 10} if mode == "batch" else {}
+    dispatcher = world.dispatcher(campaign, **settings, **batch)
 
     async def revoke() -> None:
         while len(await world.sent()) < 20:
@@ -345,26 +350,7 @@ async def test_credentials_refused_mid_run_stop_the_run_and_fail_nobody(
 
     # The key fixed, the next run sends the rest, nobody twice.
     await world.control("PATCH", "settings", {"key_secret": config.SANDBOX_KEY_SECRET})
-    again = world.dispatcher(campaign, rate=None)
-    if mode == "batch":
-        again = _as_batch(again, world, campaign, rate=None)
+    again = world.dispatcher(campaign, rate=None, **batch)
     assert await again.run() is True
     sent = Counter(m["identity"] for m in await world.sent())
     assert len(sent) == 300 and max(sent.values()) == 1
-
-
-def _as_batch(
-    base: Dispatcher, world: World, campaign: repo.CampaignRow, **settings: Any
-) -> BatchDispatcher:
-    dispatcher = BatchDispatcher(
-        store=world.store,
-        client=world.client,
-        campaign=campaign,
-        channel="SMS",
-        template=rendering.MessageTemplate.compile(MESSAGE),
-        send_fields={"channel_properties": {"SMS_SENDER": "+15550000000"}},
-        settings=base._settings,
-        stop=asyncio.Event(),
-    )
-    dispatcher.batch_size = 10
-    return dispatcher

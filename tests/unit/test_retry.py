@@ -166,12 +166,11 @@ def test_one_failure_code_for_every_mode() -> None:
     """Sinch's code when its answer has one, else the HTTP status (a bodiless 5xx), else the
     kind of error: individual and batch sends record the same (batch mode once recorded
     nothing for a bodiless 503, and those rows left the error summary)."""
-    from campaign import batch_dispatcher, dispatcher
+    from campaign.sending import outcomes
 
-    assert dispatcher.failure_code(errors.SinchRetryableError("x", status=503)) == "HTTP_503"
+    assert outcomes.failure_code(errors.SinchRetryableError("x", status=503)) == "HTTP_503"
     assert (
-        dispatcher.failure_code(errors.SinchRetryableError("x", status=503, code="UNAVAILABLE"))
+        outcomes.failure_code(errors.SinchRetryableError("x", status=503, code="UNAVAILABLE"))
         == "UNAVAILABLE"
     )
-    assert dispatcher.failure_code(errors.SinchAmbiguousError("gone")) == "SinchAmbiguousError"
-    assert batch_dispatcher.failure_code is dispatcher.failure_code
+    assert outcomes.failure_code(errors.SinchAmbiguousError("gone")) == "SinchAmbiguousError"

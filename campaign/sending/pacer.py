@@ -1,0 +1,77 @@
+"""The rate a campaign sends at: a sliding log that holds the limit where Sinch counts it
+(:mod:`campaign.pacing`), a small leaky bucket that spreads requests evenly under it, and the
+pause that a 429 imposes on every sender."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from aiolimiter import AsyncLimiter
+
+from campaign import pacing
+
+
+def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:
+    """The pacer: a leaky bucket that spreads requests evenly at just under ``rate`` per
+    ``1 + guard`` seconds, the most that the sliding window (:mod:`campaign.pacing`) lets
+    through, so that the window, which holds the limit, rarely has to make a request wait.
+
+    ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once: the window
+    would then send in bursts, each request of a burst a guard's width from going over. A
+    bucket of a few requests catches up after the loop's short stalls (a claim, a flush) and
+    no more.
+    """
+    budget = rate / (1.0 + guard)
+    bucket = max(1, min(4, math.floor(budget / 25)))
+    leak = budget - 1 if budget > 2 * bucket else budget / 2
+    return AsyncLimiter(bucket, bucket / leak)
+
+
+class Pacer:
+    """Places in the rate window, one per request, at this worker's share of the rate."""
+
+    def __init__(self, rate: float | None, guard: float = pacing.GUARD) -> None:
+        self._guard = guard
+        self.rate: float | None = None
+        self._limiter: AsyncLimiter | None = None
+        self._log: pacing.SlidingWindow | None = None
+        self._paused_until = 0.0
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float | None) -> None:
+        """Send at ``rate`` from now on (this worker's share, as workers come and go)."""
+        if rate == self.rate:
+            return
+        self.rate = rate
+        self._limiter = make_limiter(rate, self._guard) if rate else None
+        if not rate:
+            self._log = None
+        elif self._log is None:
+            self._log = pacing.SlidingWindow(rate, guard=self._guard)
+        else:  # in place: its part of what was written in the last second still counts
+            self._log.limit = rate
+
+    def admits(self, seconds: float) -> int | None:
+        """How many requests the rate admits in ``seconds`` (None: no limit)."""
+        return None if self.rate is None else max(1, math.ceil(self.rate * seconds))
+
+    async def grant(self) -> pacing.Grant:
+        """A place in the rate window, after the bucket and any 429 pause."""
+        await self._wait_if_paused()
+        if self._limiter is None or self._log is None:
+            return pacing.unlimited()
+        await self._limiter.acquire()
+        grant = await self._log.acquire()
+        await self._wait_if_paused()  # a 429 may have come while this one waited its turn
+        return grant
+
+    def pause(self, delay: float) -> None:
+        """Every sender waits ``delay`` seconds (Sinch said 429)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + delay)
+
+    async def _wait_if_paused(self) -> None:
+        # A loop, not an event: another 429 may push the deadline out while we sleep.
+        while (delay := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
