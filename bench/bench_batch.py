@@ -122,10 +122,10 @@ def timed_command(*args: str) -> tuple[float, float, str]:
 async def export_in_process(database: Path, name: str, out: Path) -> tuple[float, int]:
     store = await Store.open(f"sqlite:///{database}")
     try:
-        campaign = await store.find_campaign(name)
+        campaign = await store.campaigns.find(name)
         assert campaign is not None
         started = time.perf_counter()
-        rows = await reporting.export(store.report_pages(campaign.id), out)
+        rows = await reporting.export(store.export.pages(campaign.id), out)
         return time.perf_counter() - started, rows
     finally:
         await store.close()

@@ -39,7 +39,7 @@ MESSAGE = {"text_message": {"text": "Hi ${first_name}, your code is ${code}"}}
 
 
 async def load(store: Store, csv_path: Path) -> int:
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="bench",
         key="BENCH",
         mode="individual",
@@ -59,7 +59,7 @@ async def load(store: Store, csv_path: Path) -> int:
         )
     )
     for frame in source.slices():
-        await store.ingest(campaign.id, "SMS", frame, datetime.now(UTC))
+        await store.ingest.write(campaign.id, "SMS", frame, datetime.now(UTC))
     return campaign.id
 
 
@@ -74,7 +74,7 @@ async def engine_run(
     store = await Store.open(f"sqlite:///{db}")
     try:
         await load(store, csv_path)
-        campaign = await store.find_campaign("bench")
+        campaign = await store.campaigns.find("bench")
         assert campaign is not None
         config = sinch_config(url)
         async with open_session(config) as session:
@@ -82,7 +82,7 @@ async def engine_run(
             await client.tokens.token()
             # As `campaign run` does: a registered worker, which writes ahead before requests
             # leave (one write per 25 ms of requests).
-            worker = await store.register(
+            worker = await store.workers.register(
                 campaign.id, "bench", datetime.now(UTC), 10.0, exclusive=False
             )
             dispatcher = SendLoop(
@@ -108,7 +108,7 @@ async def engine_run(
                 finished = await dispatcher.run()
             sampler.cancel()
         assert finished
-        counts = await store.counts(campaign.id)
+        counts = await store.recipients.counts(campaign.id)
     finally:
         await store.close()
     return {

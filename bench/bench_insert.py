@@ -40,7 +40,7 @@ async def empty_database(path: Path) -> int:
     """A database at the schema's head with one campaign; its id."""
     store = await Store.open(f"sqlite:///{path}")
     try:
-        campaign = await store.create_campaign(
+        campaign = await store.campaigns.create(
             name="bench", key="K", mode="batch", channel="SMS", definition="{}", source="-", now=NOW
         )
         return campaign.id

@@ -160,7 +160,7 @@ def generate(args: argparse.Namespace) -> None:
 async def sent_campaign(store: repo.Store, rows: int) -> None:
     """A campaign of ``rows`` recipients, all sent: QUEUED with the message ids the callbacks name."""
     now = datetime.now(UTC)
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="bench",
         key=CAMPAIGN_KEY,
         mode="individual",
@@ -180,9 +180,11 @@ async def sent_campaign(store: repo.Store, rows: int) -> None:
         }
     )
     for start in range(0, rows, 20_000):
-        await store.ingest(campaign.id, "SMS", frame.slice(start, 20_000), now)
-    while claims := await store.claim(campaign.id, 5000, now):
-        await store.record([repo.Sent(c.id, f"01BENCH{c.position - 1:019d}") for c in claims], now)
+        await store.ingest.write(campaign.id, "SMS", frame.slice(start, 20_000), now)
+    while claims := await store.recipients.claim(campaign.id, 5000, now):
+        await store.recipients.record(
+            [repo.Sent(c.id, f"01BENCH{c.position - 1:019d}") for c in claims], now
+        )
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> int:

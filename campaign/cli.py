@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
 from campaign import (
     __version__,
     cancelling,
@@ -35,7 +33,7 @@ from campaign import (
 )
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
-from campaign.config import Config, load_config, masked_url
+from campaign.config import Config, load_config
 from campaign.progress import ProgressDisplay
 from campaign.runtime import open_runtime
 from campaign.store import engine as store_engine
@@ -237,12 +235,12 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
     async with open_runtime(config, sinch=False) as runtime:
         store = runtime.need_store()
         if args.name:
-            found = await store.find_campaign(args.name)
+            found = await store.campaigns.find(args.name)
             if found is None:
                 raise errors.CampaignError(f"no campaign named {args.name!r}")
             campaigns = [found]
         else:
-            campaigns = await store.list_campaigns()
+            campaigns = await store.campaigns.all()
         views = []
         now = datetime.now(UTC)
         for campaign in campaigns:
@@ -251,12 +249,14 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
             views.append(
                 status_view.campaign_view(
                     campaign,
-                    await store.counts(campaign.id),
-                    await store.error_summary(campaign.id) if args.name else [],
-                    await store.delivery_summary(campaign.id),
-                    await store.stale_queued(campaign.id, now - timedelta(seconds=stale_after)),
+                    await store.recipients.counts(campaign.id),
+                    await store.recipients.error_summary(campaign.id) if args.name else [],
+                    await store.recipients.delivery_summary(campaign.id),
+                    await store.recipients.stale_queued(
+                        campaign.id, now - timedelta(seconds=stale_after)
+                    ),
                     str(definition.get("in_doubt_policy", "hold")),
-                    await store.batches_by_status(campaign.id),
+                    await store.chunks.by_status(campaign.id),
                     definition.get("send_after"),
                 )
             )
@@ -274,13 +274,13 @@ async def _cancel(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
     async with open_runtime(config) as runtime:
         store = runtime.need_store()
-        campaign = await store.find_campaign(args.name)
+        campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
         cancelled = await cancelling.cancel_scheduled(
-            runtime.need_client(), await store.queued_batch_ids(campaign.id)
+            runtime.need_client(), await store.chunks.queued_batch_ids(campaign.id)
         )
-        counts = await store.cancel(campaign.id, cancelled, datetime.now(UTC))
+        counts = await store.campaigns.cancel(campaign.id, cancelled, datetime.now(UTC))
     print(
         f"{args.name}: cancelled {counts['pending']:,} recipients not yet sent and "
         f"{counts['scheduled']:,} in {len(cancelled):,} scheduled batches"
@@ -292,10 +292,10 @@ async def _report(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
     async with open_runtime(config, sinch=False) as runtime:
         store = runtime.need_store()
-        campaign = await store.find_campaign(args.name)
+        campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
-        rows = await reporting.export(store.report_pages(campaign.id), args.output)
+        rows = await reporting.export(store.export.pages(campaign.id), args.output)
     print(f"wrote {rows:,} rows to {args.output}")
     return EXIT_OK
 
@@ -417,14 +417,6 @@ def _describe(exc: BaseException, verbose: bool) -> str:
     return text
 
 
-def _database_error(exc: SQLAlchemyError, url: str | None) -> str:
-    """One line about a database failure: where (password masked) and what the driver said."""
-    where = f"database {masked_url(url)}" if url else "database"
-    reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
-    first = next((line.strip() for line in reason.splitlines() if line.strip()), "")
-    return f"{where}: {first or type(exc).__name__}"
-
-
 def _error(text: str) -> None:
     """Print an error for the user, with any secret value masked."""
     print(f"campaign: error: {secrets.redact(text)}", file=sys.stderr)
@@ -461,16 +453,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             credentials = getattr(args, "needs_sinch", True)
             config = load_config(args.config, database_url=args.database, credentials=credentials)
         return asyncio.run(_supervised(handler(args, config), args.verbose > 0))
-    except errors.CampaignError as exc:
-        _error(_describe(exc, args.verbose > 0))
-        return exc.exit_code
-    except SQLAlchemyError as exc:
-        # Unreachable, refusing, or missing database: a configuration problem, one line.
-        text = _database_error(exc, config.database.url if config else None)
+    except errors.StoreError as exc:
+        # Unreachable, locked, full or not migrated: the store's one line names the database
+        # (password masked) and what the driver said; -v adds the whole story.
+        text = str(exc)
         if args.verbose:
             text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
         _error(text)
-        return EXIT_USAGE
+        return exc.exit_code
+    except errors.CampaignError as exc:
+        _error(_describe(exc, args.verbose > 0))
+        return exc.exit_code
     except KeyboardInterrupt:
         print("campaign: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED

@@ -91,9 +91,9 @@ async def run_demo(
     report = output_dir / "report.csv"
     async with open_runtime(dataclasses.replace(config), sinch=False) as runtime:
         store = runtime.need_store()
-        campaign = await store.find_campaign(spec.name)
+        campaign = await store.campaigns.find(spec.name)
         assert campaign is not None
-        rows = await reporting.export(store.report_pages(campaign.id), report)
+        rows = await reporting.export(store.export.pages(campaign.id), report)
     display.console.print(f"report: {report} ({rows:,} rows, one per input row)")
     display.console.print(
         f"database: {database}  (try: campaign status --database sqlite:///{database})"

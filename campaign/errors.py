@@ -108,3 +108,48 @@ class SinchAmbiguousError(SinchError):
 
     Sinch may have accepted it: it must not be re-sent blindly.
     """
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class StoreError(CampaignError):
+    """The database failed (raised at the store's edge, :mod:`campaign.store.edge`, with the
+    driver's error as ``__cause__``). The message says which database (its URL with the password
+    masked) and the driver's first line, never SQL or its parameters; ``reason`` is that line
+    alone."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason if reason is not None else message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be used now: unreachable, connection lost, locked by another
+    process, disk full. Trying again later may succeed."""
+
+
+class StoreSchemaError(StoreError):
+    """The database's schema is not the one this version uses (not migrated: run
+    ``campaign db upgrade``)."""
+
+
+class StoreRefusedError(StoreError):
+    """The database refused the data written (a constraint, a value too long or invalid):
+    writing the same again gives the same answer."""
+
+
+class CampaignBusyError(StoreError):
+    """An exclusive campaign has another live worker already (raised by
+    ``store.workers.register``)."""
+
+    def __init__(self, message: str | int = "", *, reason: str | None = None) -> None:
+        super().__init__(str(message), reason=reason)
+
+
+class ReportReadError(StoreError):
+    """The report's rows cannot be read from the database."""

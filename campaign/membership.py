@@ -25,11 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from campaign import errors
+from campaign.errors import CampaignBusyError, StoreError
 from campaign.store.repository import Store
-from campaign.store.workers import CampaignBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +95,7 @@ class Membership:
         clock: Callable[[], datetime],
     ) -> Membership:
         try:
-            worker_id = await store.register(
+            worker_id = await store.workers.register(
                 campaign_id, name, clock(), settings.lease, exclusive=exclusive
             )
         except CampaignBusyError:
@@ -119,7 +117,7 @@ class Membership:
         while waited < self.settings.lease:
             await asyncio.sleep(step)
             waited += step
-            if not await self.store.unaware(
+            if not await self.store.workers.unaware(
                 self.worker_id, registered, self._clock(), self.settings.lease
             ):
                 # Their beat is written before they lower their share: give them that long.
@@ -128,7 +126,9 @@ class Membership:
         await self.beat()
 
     async def beat(self) -> None:
-        beat = await self.store.heartbeat(self.worker_id, self._clock(), self.settings.lease)
+        beat = await self.store.workers.heartbeat(
+            self.worker_id, self._clock(), self.settings.lease
+        )
         self.live = beat.live
         self.lost = self.lost or beat.reaped
 
@@ -152,7 +152,9 @@ class Membership:
                     on_lost()
                     return
                 on_share(self.live)
-                reaped = await self.store.reap(self.campaign_id, self._clock(), self.settings.lease)
+                reaped = await self.store.workers.reap(
+                    self.campaign_id, self._clock(), self.settings.lease
+                )
                 if reaped.workers:
                     logger.warning(
                         "settled %d dead workers: %d recipients IN_DOUBT, %d back to send",
@@ -163,7 +165,7 @@ class Membership:
                     )
                 if settle is not None:
                     await settle()
-            except (SQLAlchemyError, OSError) as exc:  # retried; the lease allows several
+            except (StoreError, OSError) as exc:  # retried; the lease allows several
                 logger.warning(
                     "heartbeat failed: %s",
                     type(exc).__name__,
@@ -171,5 +173,5 @@ class Membership:
                 )
 
     async def leave(self, reason: str) -> None:
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            await self.store.stop_worker(self.worker_id, self._clock(), reason)
+        with contextlib.suppress(StoreError, OSError):
+            await self.store.workers.stop(self.worker_id, self._clock(), reason)

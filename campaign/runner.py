@@ -23,11 +23,10 @@ from typing import Any, TypeVar
 import orjson
 import polars as pl
 import ulid
-from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import campaignfile, loading, planning, rendering, windows
 from campaign.config import Config
-from campaign.errors import EXIT_INTERRUPTED, CampaignError, ConfigError
+from campaign.errors import EXIT_INTERRUPTED, CampaignError, ConfigError, StoreError
 from campaign.loading import Duplicates
 from campaign.membership import Membership, MembershipSettings, share, worker_name
 from campaign.models import DispatchStats, Status
@@ -317,12 +316,14 @@ async def _ingest(
             # The chunks' entries only for a sending beside the load, and only while there
             # is room to keep them (else they are read back when claimed).
             room = feed.room() if feed is not None else 0
-            return store.stage(found.mark(frame), chunks, entries_room=room)
+            return store.ingest.stage(found.mark(frame), chunks, entries_room=room)
 
         numbers = first_pass.numbers
         async with contextlib.aclosing(_slices(first_pass.source, stage, numbers)) as slices:
             async for staged in slices:
-                counts = await store.ingest(campaign.id, campaign.channel, staged, _now(), chunks)
+                counts = await store.ingest.write(
+                    campaign.id, campaign.channel, staged, _now(), chunks
+                )
                 rows += staged.height
                 if loaded is not None:
                     loaded.sendable += counts.stored
@@ -335,7 +336,7 @@ async def _ingest(
                     )
                 if stop.is_set():
                     return False
-        await store.set_campaign(campaign.id, now=_now(), state="READY", total_rows=rows)
+        await store.campaigns.update(campaign.id, now=_now(), state="READY", total_rows=rows)
     finally:
         await first_pass.close()  # the kept numbers are let go with the load
         if feed is not None:
@@ -402,7 +403,7 @@ async def _create(
     key: str,
 ) -> CampaignRow:
     """The campaign's row, created with ``key`` (or the row another run created first)."""
-    return await store.create_campaign(
+    return await store.campaigns.create(
         name=spec.name,
         key=key,
         mode=spec.mode,
@@ -421,7 +422,7 @@ async def _schedule(
     with its files). A campaign that has begun is left as it is."""
     async with open_runtime(config, sinch=False) as runtime:
         store = runtime.need_store()
-        campaign = await store.find_campaign(spec.name)
+        campaign = await store.campaigns.find(spec.name)
         if campaign is None:
             key = str(ulid.ULID())
             campaign = await _create(store, spec, source, key)
@@ -429,7 +430,7 @@ async def _schedule(
                 return
         elif campaign.state != SCHEDULED:
             return
-        await store.set_campaign(campaign.id, now=_now(), **_as_now(spec, source, SCHEDULED))
+        await store.campaigns.update(campaign.id, now=_now(), **_as_now(spec, source, SCHEDULED))
 
 
 async def run(
@@ -467,7 +468,7 @@ async def run(
         store = runtime.need_store()
         if runtime.receiver is not None:
             out(f"receiving delivery callbacks on {runtime.receiver.url}")
-        campaign = await store.find_campaign(spec.name)
+        campaign = await store.campaigns.find(spec.name)
         if campaign is not None and campaign.state not in ("LOADING", SCHEDULED):
             await first.close()  # loaded already: the pass begun on the way is not needed
         if campaign is None or campaign.state not in ("DONE", "CANCELLED"):
@@ -477,8 +478,10 @@ async def run(
         if campaign is None:
             campaign = await _create(store, spec, source, str(ulid.ULID()))
         elif campaign.state == SCHEDULED:  # due now: it begins as a new campaign would
-            await store.set_campaign(campaign.id, now=_now(), **_as_now(spec, source, "LOADING"))
-            campaign = await store.find_campaign(spec.name)
+            await store.campaigns.update(
+                campaign.id, now=_now(), **_as_now(spec, source, "LOADING")
+            )
+            campaign = await store.campaigns.find(spec.name)
             assert campaign is not None
         elif campaign.mode != spec.mode:
             if not options.force_mode:
@@ -486,7 +489,7 @@ async def run(
                     f"{spec.name}: the campaign was started in {campaign.mode} mode and stays "
                     f"in it (pass --force-mode to switch it to {spec.mode})"
                 )
-            await store.set_campaign(campaign.id, now=_now(), mode=spec.mode)
+            await store.campaigns.update(campaign.id, now=_now(), mode=spec.mode)
             out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
             campaign = dataclasses.replace(campaign, mode=spec.mode)
         load: Callable[[Loaded, LoadFeed], Coroutine[Any, Any, bool]] | None = None
@@ -564,7 +567,7 @@ async def _work(
     # Chunks formed at ingest for another way of sending (a switched mode, quiet hours, a
     # smaller batch size) are broken up into ordinary rows first.
     formed_for = chunking(spec, runtime.config, campaign.key)
-    await store.dissolve_chunks(
+    await store.chunks.dissolve(
         campaign.id, _now(), larger_than=formed_for.size if formed_for else None
     )
     queued, released = await sending.settle(lease)
@@ -577,7 +580,7 @@ async def _work(
     async def settle() -> None:
         await sending.settle(lease)
 
-    reaped = await store.reap(campaign.id, _now(), lease)
+    reaped = await store.workers.reap(campaign.id, _now(), lease)
     if reaped.in_doubt or reaped.released:
         out(
             f"{spec.name}: {reaped.in_doubt:,} recipients were in flight when a run stopped:"
@@ -585,10 +588,10 @@ async def _work(
         )
     if spec.in_doubt_policy == "resend":
         older = _now() - timedelta(seconds=spec.in_doubt_grace)
-        again = await store.resend_in_doubt(campaign.id, older, _now())
+        again = await store.recipients.resend_in_doubt(campaign.id, older, _now())
         if again:
             out(f"{spec.name}: {again:,} IN_DOUBT recipients had no callback: sending again")
-    counts = await store.counts(campaign.id)
+    counts = await store.recipients.counts(campaign.id)
     total = sum(v for k, v in counts.items() if k not in (Status.REJECTED, Status.DUPLICATE))
     already = total - counts.get(Status.PENDING, 0)
     meter = RateMeter(start=time.monotonic())
@@ -626,7 +629,7 @@ async def _work(
     deferred = sending.deferred_until
     if spec.deadline is not None and (deferred or _now()) >= spec.deadline:
         # Past the deadline, or what is left is held by quiet hours until after it.
-        closed = await store.cancel_pending(
+        closed = await store.recipients.cancel_pending(
             campaign.id, _now(), windows.DEADLINE_CODE, windows.DEADLINE_REASON
         )
         if closed:
@@ -642,15 +645,15 @@ async def _work(
         )
         return EXIT_INTERRUPTED
     if finished and deferred is None:
-        await store.set_campaign(campaign.id, now=_now(), state="DONE")
+        await store.campaigns.update(campaign.id, now=_now(), state="DONE")
         if options.wait_for_delivery is not None:
             await wait_for_delivery(
                 store, campaign.id, options.wait_for_delivery, stop, display, out
             )
-    counts = await store.counts(campaign.id)
-    errors = await store.error_summary(campaign.id)
+    counts = await store.recipients.counts(campaign.id)
+    errors = await store.recipients.error_summary(campaign.id)
     lines = summary_lines(spec.name, counts, errors)
-    delivery = await store.delivery_summary(campaign.id)
+    delivery = await store.recipients.delivery_summary(campaign.id)
     if delivery["accepted"]:
         accepted = delivery["accepted"]
         lines.append(("delivered (of accepted)", f"{delivery['delivered'] / accepted:.1%}"))
@@ -684,7 +687,7 @@ async def wait_for_delivery(
 ) -> bool:
     """Wait until no sent recipient still expects a callback (True), or time runs out."""
     deadline = time.monotonic() + seconds
-    counts = await store.counts(campaign_id)
+    counts = await store.recipients.counts(campaign_id)
     received = await store.events.count(campaign_id)
     meter = RateMeter(start=time.monotonic())
 
@@ -701,9 +704,9 @@ async def wait_for_delivery(
     first = received
     async with display.track("delivery", read):
         while True:
-            with contextlib.suppress(SQLAlchemyError):  # another applier got there first
+            with contextlib.suppress(StoreError):  # another applier got there first
                 await store.events.apply(_now())
-            counts = await store.counts(campaign_id)
+            counts = await store.recipients.counts(campaign_id)
             received = await store.events.count(campaign_id)
             if not any(counts.get(s, 0) for s in AWAITING):
                 return True

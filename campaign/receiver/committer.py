@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
+from campaign.errors import StoreError, StoreRefusedError
 from campaign.receiver.settings import ReceiverSettings, ReceiverStats
 from campaign.store import repository
 from campaign.store.events import NewEvent
@@ -57,7 +56,9 @@ class _Item:
 def describe_error(exc: BaseException) -> str:
     """A one-line description of a database error, without the SQL or its parameters
     (they hold callback bodies)."""
-    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    if isinstance(exc, StoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the store's edge keeps the database's error as the cause
+    orig = getattr(exc, "orig", None) or exc
     first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
     return f"{type(orig).__name__}: {first_line}"[:300]
 
@@ -157,7 +158,7 @@ class Committer:
         try:
             async with self._write_lock:
                 added = await self._store.events.insert([item.event for item in batch])
-        except (sa_exc.DataError, sa_exc.IntegrityError) as exc:
+        except StoreRefusedError as exc:
             if len(batch) > 1:
                 half = len(batch) // 2
                 await self._commit(batch[:half])

@@ -1,84 +1,29 @@
-"""Batch-mode queries: chunks of recipients sent as one Batch API request each."""
+"""``store.chunks``: batch mode's chunks of recipients, each sent as one Batch API request
+(what a chunk is, and how its recipients follow it: :mod:`campaign.store.chunks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, bindparam, cast, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaign import planning
 from campaign.models import Status
 from campaign.planning import ChunkEntries
-from campaign.store import chunks
-from campaign.store.engine import WriteGate
+from campaign.store import chunks, statements
+from campaign.store.edge import Group
 from campaign.store.records import Chunk, Claim, Members
-from campaign.store.tables import batches, campaigns, recipients, workers
+from campaign.store.tables import batches, recipients
 
 C = recipients.c
 B = batches.c
-_CLAIMED = (C.id, C.position, C.identity, C.parameters, C.attempts, C.time_zone)
 
 
-def claim_statement(
-    dialect: str,
-    campaign_id: int,
-    limit: int,
-    now: datetime,
-    chunk: int | None = None,
-    worker_id: int | None = None,
-) -> Any:
-    """``UPDATE … RETURNING`` that moves up to ``limit`` due PENDING rows to IN_FLIGHT (in
-    ``chunk`` when given) for ``worker_id``, atomically; on Postgres, rows locked by another
-    worker are skipped."""
-    due = (
-        select(C.id)
-        .where(
-            C.campaign_id == campaign_id,
-            C.status == Status.PENDING.value,
-            or_(C.next_attempt_at.is_(None), C.next_attempt_at <= now),
-        )
-        .order_by(C.id)
-        .limit(limit)
-    )
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    return (
-        update(recipients)
-        .where(C.id.in_(due.scalar_subquery()))
-        .values(
-            status=Status.IN_FLIGHT.value,
-            attempts=C.attempts + 1,
-            next_attempt_at=None,
-            chunk=chunk,
-            worker_id=worker_id,
-            updated_at=now,
-        )
-        .returning(*_CLAIMED)
-    )
-
-
-def running_workers(now: datetime, lease: float) -> Any:
-    """The ids of workers that are running (their heartbeat within the lease), as a subquery."""
-    return select(workers.c.id).where(
-        workers.c.stopped_at.is_(None),
-        workers.c.heartbeat_at >= now - timedelta(seconds=lease),
-    )
-
-
-class BatchQueries:
-    """The batch half of :class:`campaign.store.repository.Store` (a base class of it)."""
-
-    engine: AsyncEngine
-    writes: WriteGate
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
+class Chunks(Group):
+    """``store.chunks``: claiming, splitting, accepting and settling batch chunks."""
 
     async def _add_batch(
         self,
@@ -106,7 +51,7 @@ class BatchQueries:
         )
         return tag
 
-    async def claim_formed_chunks(
+    async def claim_formed(
         self,
         campaign_id: int,
         now: datetime,
@@ -134,32 +79,7 @@ class BatchQueries:
         stored). Such a chunk is not read back while all its rows still follow it: rows only
         ever leave a chunk, so the same count means the same rows, none of them sent yet (a
         first attempt)."""
-        first = (
-            select(B.id)
-            .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
-            .order_by(B.chunk)
-            .limit(limit)
-        )
-        taken = [first]
-        if known:  # beyond the limit: their entries cost no reading, nor any more memory
-            taken.append(
-                select(B.id).where(
-                    B.campaign_id == campaign_id,
-                    B.status == chunks.UNSENT,
-                    B.chunk.in_(sorted(known)),
-                )
-            )
-        if self.dialect == "postgresql":
-            taken = [query.with_for_update(skip_locked=True) for query in taken]
-        async with self.writes.begin() as conn:
-            claimed = (
-                await conn.execute(
-                    update(batches)
-                    .where(or_(*(B.id.in_(query.scalar_subquery()) for query in taken)))
-                    .values(status=chunks.SENDING, worker_id=worker_id, updated_at=now)
-                    .returning(B.chunk, B.tag, B.followers)
-                )
-            ).all()
+        claimed = await self._take_formed(campaign_id, now, worker_id, limit, known)
         if not claimed:
             return []
         tags = {int(number): str(tag) for number, tag, _ in claimed}
@@ -186,12 +106,50 @@ class BatchQueries:
                 )
         return [Chunk(n, tags[n], [], members[n]) for n in sorted(members)]
 
+    async def _take_formed(
+        self,
+        campaign_id: int,
+        now: datetime,
+        worker_id: int | None,
+        limit: int,
+        known: Mapping[int, ChunkEntries] | None,
+    ) -> list[Any]:
+        """The claim of :meth:`claim_formed` itself: ``(number, tag, followers)`` rows."""
+        first = (
+            select(B.id)
+            .where(B.campaign_id == campaign_id, B.status == chunks.UNSENT)
+            .order_by(B.chunk)
+            .limit(limit)
+        )
+        taken = [first]
+        if known:  # beyond the limit: their entries cost no reading, nor any more memory
+            taken.append(
+                select(B.id).where(
+                    B.campaign_id == campaign_id,
+                    B.status == chunks.UNSENT,
+                    B.chunk.in_(sorted(known)),
+                )
+            )
+        if self.dialect == "postgresql":
+            taken = [query.with_for_update(skip_locked=True) for query in taken]
+        async with self.writes.begin() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        update(batches)
+                        .where(or_(*(B.id.in_(query.scalar_subquery()) for query in taken)))
+                        .values(status=chunks.SENDING, worker_id=worker_id, updated_at=now)
+                        .returning(B.chunk, B.tag, B.followers)
+                    )
+                ).all()
+            )
+
     async def _read_members(
         self, campaign_id: int, numbers: list[int], channel: str, campaign_key: str
     ) -> dict[int, Members]:
         """The members of claimed chunks ``numbers``, their entries written by the database
         (a chunk none of whose rows follows it any more is not there)."""
-        ids, entries = self._entries(channel, campaign_key)
+        ids, entries = statements.entries(self.dialect, channel, campaign_key)
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -210,50 +168,19 @@ class BatchQueries:
             found[int(number)] = Members(members, f"[{text}]", int(attempts) + 1, len(members))
         return found
 
-    def _entries(self, channel: str, campaign_key: str) -> tuple[Any, Any]:
-        """Aggregates of a chunk's rows: their ids, and their request entries (the text of
-        :func:`campaign.planning.batch_entries`), both comma-separated, in the same order."""
-        head, middle, tail, end = planning.entry_pieces(channel)
-        prefix = planning.recipient_key_prefix(campaign_key)
-        if self.dialect == "postgresql":
-
-            def quote(value: Any) -> Any:
-                return cast(func.to_json(cast(value, Text)), Text)
-
-            def joined(value: Any) -> Any:
-                return func.string_agg(value, aggregate_order_by(literal(","), C.id))
-
-        else:  # SQLite: both aggregates of a group see its rows in the same order
-            quote = func.json_quote
-
-            def joined(value: Any) -> Any:
-                return func.group_concat(value, ",")
-
-        key = literal(prefix, Text) + cast(C.position, Text)
-        entry = (
-            literal(head, Text)
-            + quote(C.identity)
-            + literal(middle, Text)
-            + C.parameters
-            + literal(tail, Text)
-            + quote(key)
-            + literal(end, Text)
-        )
-        return joined(cast(C.id, Text)), joined(entry)
-
     async def claims_of(self, campaign_id: int, number: int, members: Members) -> list[Claim]:
         """The recipients of formed chunk ``number`` one by one, in the order of its entries,
         each attempt counted as the chunk's: for the rare sends that need them (a refused or
         failed one)."""
         if members.ids is None:  # entries in the order of positions: the rows that follow it
-            query = select(*_CLAIMED).where(
+            query = select(*statements.CLAIMED).where(
                 C.campaign_id == campaign_id, C.chunk == number, C.status == chunks.FOLLOWS
             )
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query.order_by(C.position))).all()
         else:
             async with self.engine.connect() as conn:
-                found = await conn.execute(select(*_CLAIMED).where(C.id.in_(members.ids)))
+                found = await conn.execute(select(*statements.CLAIMED).where(C.id.in_(members.ids)))
                 by_id = {row[0]: row for row in found.all()}
             rows = [by_id[i] for i in members.ids if i in by_id]
         return [
@@ -261,22 +188,22 @@ class BatchQueries:
             for rid, position, identity, parameters, _, zone in rows
         ]
 
-    async def unclaim_chunk(
+    async def unclaim(
         self, campaign_id: int, number: int, now: datetime, worker_id: int | None = None
     ) -> None:
         """A formed chunk claimed and not sent (the run stopped first, or Sinch never got it):
         PENDING again, for any worker. With ``worker_id``, only while that worker holds it (a
         worker declared dead meanwhile must not hand back a chunk that another one sends)."""
-        await self.unclaim_chunks(campaign_id, [number], now, worker_id)
+        await self.unclaim_many(campaign_id, [number], now, worker_id)
 
-    async def unclaim_chunks(
+    async def unclaim_many(
         self,
         campaign_id: int,
         numbers: Sequence[int],
         now: datetime,
         worker_id: int | None = None,
     ) -> None:
-        """:meth:`unclaim_chunk` for many chunks in one transaction (a stopped run may hold a
+        """:meth:`unclaim` for many chunks in one transaction (a stopped run may hold a
         thousand, claimed as a load beside it stored them)."""
         held = [B.worker_id == worker_id] if worker_id is not None else []
         async with self.writes.begin() as conn:
@@ -292,7 +219,7 @@ class BatchQueries:
                     .values(status=chunks.UNSENT, worker_id=None, updated_at=now)
                 )
 
-    async def dissolve_chunks(
+    async def dissolve(
         self, campaign_id: int, now: datetime, larger_than: int | None = None
     ) -> int:
         """Break up the formed chunks not sent yet (all, or those of more than
@@ -304,7 +231,7 @@ class BatchQueries:
                 conn, campaign_id, chunks.DISSOLVED, now, larger_than=larger_than
             )
 
-    async def claim_chunk(
+    async def claim(
         self,
         campaign_id: int,
         campaign_key: str,
@@ -315,7 +242,7 @@ class BatchQueries:
         """Claim up to ``size`` rows as the campaign's next batch chunk, recorded as SENDING."""
         async with self.writes.begin() as conn:
             number = await chunks.next_number(conn, campaign_id)
-            statement = claim_statement(
+            statement = statements.claim_statement(
                 self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
             )
             rows = (await conn.execute(statement)).all()
@@ -326,7 +253,7 @@ class BatchQueries:
             )
         return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
 
-    async def new_chunk(
+    async def new(
         self,
         campaign_id: int,
         campaign_key: str,
@@ -368,7 +295,7 @@ class BatchQueries:
             )
             return sorted({str(b) for b in rows.scalars()})
 
-    async def set_batch(
+    async def update(
         self,
         campaign_id: int,
         chunk: int,
@@ -394,61 +321,7 @@ class BatchQueries:
                 .values(values)
             )
 
-    async def record_chunks(
-        self,
-        conn: AsyncConnection,
-        params: list[dict[str, Any]],
-        now: datetime,
-        worker_id: int | None = None,
-    ) -> None:
-        """Accepted chunks (:func:`campaign.store.records.chunk_params`): a statement per kind
-        of row, not per recipient; only recipients still IN_FLIGHT change."""
-        for follows in (False, True):
-            part = [p for p in params if p["follows"] is follows]
-            if not part:
-                continue
-            # A formed chunk's recipients follow it: its rows IN_FLIGHT, if any, are found by
-            # status (``chunk + 0`` keeps the planner off the chunk's index, whose thousand
-            # rows it would read for none: 0.13 s per 1,000 chunks, under the write lock).
-            chunk = C.chunk + 0 if follows else C.chunk
-            await conn.execute(
-                update(recipients)
-                .where(
-                    C.campaign_id == bindparam("cid"),
-                    chunk == bindparam("num"),
-                    C.status == Status.IN_FLIGHT.value,
-                    *([C.worker_id == worker_id] if worker_id is not None else []),
-                )
-                .values(
-                    status=Status.QUEUED.value,
-                    batch_id=bindparam("bid"),
-                    error_code=None,
-                    error_description=None,
-                    sent_at=now,
-                    updated_at=now,
-                ),
-                part,
-            )
-        await conn.execute(
-            update(batches)
-            .where(
-                B.campaign_id == bindparam("cid"),
-                B.chunk == bindparam("num"),
-                B.status == chunks.SENDING,
-                # A formed chunk's recipients follow its row: only its worker may accept it.
-                *([or_(B.worker_id.is_(None), B.worker_id == worker_id)] if worker_id else []),
-            )
-            .values(
-                status=bindparam("bstatus"),
-                batch_id=bindparam("bid"),
-                send_after=bindparam("after"),
-                sent_at=now,
-                updated_at=now,
-            ),
-            params,
-        )
-
-    async def in_flight_chunks(
+    async def in_flight(
         self, campaign_id: int, now: datetime, lease: float
     ) -> list[tuple[int, str, list[int], bool]]:
         """Chunks still being sent whose worker no longer runs (a run stopped while sending
@@ -468,7 +341,10 @@ class BatchQueries:
             lost = select(B.chunk).where(
                 B.campaign_id == campaign_id,
                 B.chunk.in_(sorted(candidates)),
-                or_(B.worker_id.is_(None), B.worker_id.not_in(running_workers(now, lease))),
+                or_(
+                    B.worker_id.is_(None),
+                    B.worker_id.not_in(statements.running_workers(now, lease)),
+                ),
             )
             numbers = list((await conn.execute(lost)).scalars()) if candidates else []
             if not numbers:
@@ -491,7 +367,7 @@ class BatchQueries:
             found.setdefault(chunk, (tag, [], status == chunks.FOLLOWS))[1].append(rid)
         return [(chunk, tag, ids, formed) for chunk, (tag, ids, formed) in found.items()]
 
-    async def batches_by_status(self, campaign_id: int, status: str | None = None) -> Any:
+    async def by_status(self, campaign_id: int, status: str | None = None) -> Any:
         """``{status: count}``, or with ``status`` the (chunk, batch_id) pairs in it."""
         async with self.engine.connect() as conn:
             if status is None:
@@ -507,46 +383,3 @@ class BatchQueries:
                 )
             )
             return [(int(c), str(b)) for c, b in rows.all()]
-
-    async def cancel(
-        self, campaign_id: int, batch_ids: Sequence[str], now: datetime
-    ) -> dict[str, int]:
-        """Cancel what is not sent: PENDING rows, and QUEUED rows of the given (scheduled,
-        cancelled at Sinch) batches. Returns how many of each."""
-        note = {"error_code": "CANCELLED", "error_description": "cancelled by `campaign cancel`"}
-        async with self.writes.begin() as conn:
-            # Chunks not sent yet, and those of the scheduled batches: their rows first.
-            await chunks.close_unsent(conn, campaign_id, "CANCELLED", now)
-            if batch_ids:
-                await chunks.materialise(conn, campaign_id, B.batch_id.in_(list(batch_ids)))
-            pending = await conn.execute(
-                update(recipients)
-                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
-                .values(status=Status.CANCELLED.value, updated_at=now, **note)
-            )
-            scheduled = 0
-            if batch_ids:
-                result = await conn.execute(
-                    update(recipients)
-                    .where(
-                        C.campaign_id == campaign_id,
-                        C.batch_id.in_(list(batch_ids)),
-                        C.status == Status.QUEUED.value,
-                    )
-                    .values(status=Status.CANCELLED.value, updated_at=now, **note)
-                )
-                scheduled = int(result.rowcount)
-                await conn.execute(
-                    update(batches)
-                    .where(
-                        batches.c.campaign_id == campaign_id,
-                        batches.c.batch_id.in_(list(batch_ids)),
-                    )
-                    .values(status="CANCELLED", updated_at=now)
-                )
-            await conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id)
-                .values(state="CANCELLED", updated_at=now)
-            )
-        return {"pending": int(pending.rowcount), "scheduled": scheduled}

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, bindparam, case, func, literal, select, update
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -193,3 +193,57 @@ async def close_unsent(
     moved = await materialise(conn, campaign_id, unsent)
     await conn.execute(update(batches).where(unsent).values(status=status, updated_at=now))
     return moved
+
+
+async def record_accepted(
+    conn: AsyncConnection,
+    params: list[dict[str, Any]],
+    now: datetime,
+    worker_id: int | None = None,
+) -> None:
+    """Accepted chunks (:func:`campaign.store.records.chunk_params`): a statement per kind
+    of row, not per recipient; only recipients still IN_FLIGHT change."""
+    for follows in (False, True):
+        part = [p for p in params if p["follows"] is follows]
+        if not part:
+            continue
+        # A formed chunk's recipients follow it: its rows IN_FLIGHT, if any, are found by
+        # status (``chunk + 0`` keeps the planner off the chunk's index, whose thousand
+        # rows it would read for none: 0.13 s per 1,000 chunks, under the write lock).
+        chunk = C.chunk + 0 if follows else C.chunk
+        await conn.execute(
+            update(recipients)
+            .where(
+                C.campaign_id == bindparam("cid"),
+                chunk == bindparam("num"),
+                C.status == Status.IN_FLIGHT.value,
+                *([C.worker_id == worker_id] if worker_id is not None else []),
+            )
+            .values(
+                status=Status.QUEUED.value,
+                batch_id=bindparam("bid"),
+                error_code=None,
+                error_description=None,
+                sent_at=now,
+                updated_at=now,
+            ),
+            part,
+        )
+    await conn.execute(
+        update(batches)
+        .where(
+            B.campaign_id == bindparam("cid"),
+            B.chunk == bindparam("num"),
+            B.status == SENDING,
+            # A formed chunk's recipients follow its row: only its worker may accept it.
+            *([or_(B.worker_id.is_(None), B.worker_id == worker_id)] if worker_id else []),
+        )
+        .values(
+            status=bindparam("bstatus"),
+            batch_id=bindparam("bid"),
+            send_after=bindparam("after"),
+            sent_at=now,
+            updated_at=now,
+        ),
+        params,
+    )

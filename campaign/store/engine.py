@@ -21,7 +21,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from campaign.errors import ConfigError
+from campaign.errors import ConfigError, StoreSchemaError
+from campaign.store.edge import Place, translating
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -305,7 +306,13 @@ def revision_name(revision: str | None) -> str:
 
 
 def upgrade_sync(url: str, revision: str = "head") -> Migrated:
-    """Run the migrations up to ``revision`` (blocking), and say what was run."""
+    """Run the migrations up to ``revision`` (blocking), and say what was run. A database that
+    cannot be used: :class:`~campaign.errors.StoreError`."""
+    with translating(Place.of(url)):
+        return _upgrade(url, revision)
+
+
+def _upgrade(url: str, revision: str) -> Migrated:
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -339,6 +346,11 @@ def upgrade_sync(url: str, revision: str = "head") -> Migrated:
 def downgrade_sync(url: str, revision: str) -> None:
     from alembic import command
 
+    with translating(Place.of(url)):
+        _downgrade(command, url, revision)
+
+
+def _downgrade(command: Any, url: str, revision: str) -> None:
     engine = create_engine_sync(url)
     try:
         with engine.begin() as connection:
@@ -357,7 +369,7 @@ async def prepare(engine: AsyncEngine, url: str) -> None:
     if engine.dialect.name == "sqlite":
         await asyncio.to_thread(upgrade_sync, url)
         return
-    raise ConfigError(
+    raise StoreSchemaError(
         f"the database {safe_url(url)} is at schema revision {current or 'none'}, not "
         f"{HEAD_REVISION}: run `campaign db upgrade`"
     )

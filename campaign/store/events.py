@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign import planning, tracking
 from campaign.models import Status
 from campaign.store import chunks
-from campaign.store.engine import WriteGate
+from campaign.store.edge import Group, Handle
 from campaign.store.tables import campaigns, events, recipients
 
 E = events.c
@@ -126,10 +126,13 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-class EventStore:
-    def __init__(self, engine: AsyncEngine, writes: WriteGate) -> None:
-        self._engine = engine
-        self._writes = writes
+class EventStore(Group):
+    """``store.events``: delivery callbacks stored, and applied to their recipients."""
+
+    def __init__(self, db: Handle) -> None:
+        super().__init__(db)
+        self._engine = db.engine
+        self._writes = db.writes
         self._apply_lock = asyncio.Lock()  # one applier at a time in this process
         # When apply() next looks for due rechecks among recent (False) and older (True)
         # events; and the first recent id, as of when.

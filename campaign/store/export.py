@@ -15,16 +15,21 @@ status the chunk had not reached (a chunk formed since counts as not sent yet).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import polars as pl
+from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
-from campaign.errors import CampaignError
+from campaign.errors import ReportReadError
 from campaign.store import chunks
+from campaign.store.edge import Group
+from campaign.store.engine import sync_url
 from campaign.store.records import REPORT_READ_COLUMNS
 from campaign.store.tables import batches, recipients
 
@@ -33,10 +38,9 @@ _OWN = (*(name for name in REPORT_READ_COLUMNS if name != "status"), "status", "
 _CHUNK = ("chunk", "status", "batch_id", "sent_at", "updated_at")
 _TIMESTAMPS = ("sent_at", "updated_at", "status_at")
 ISO_UTC = "%Y-%m-%dT%H:%M:%S%.6fZ"
+C = recipients.c
 
-
-class ReportReadError(CampaignError):
-    """The report's rows cannot be read from the database."""
+__all__ = ["Export", "ReportReadError", "ReportSource", "page_bounds", "read_page", "report_source"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,45 @@ def _read(source: ReportSource, queries: list[str]) -> pl.DataFrame:
             f"database {source.shown}: cannot read the report: {reason}"
         ) from None
     return frame
+
+
+class Export(Group):
+    """``store.export``: a campaign's recipients read whole, for its report."""
+
+    async def pages(
+        self, campaign_id: int, page_size: int = 200_000
+    ) -> AsyncIterator[pl.DataFrame]:
+        """Every recipient in input order, as frames of :data:`REPORT_READ_COLUMNS`, page by page
+        (at most ``page_size`` positions each).
+
+        Timestamps come as ISO-8601 UTC text (``2026-11-21T12:00:00.000000Z``). The rows are
+        read by connectorx in a worker thread (:func:`read_page`), the next page
+        while the caller works on this one.
+        """
+        async with self.engine.connect() as conn:
+            first, last = (
+                await conn.execute(
+                    select(func.min(C.position), func.max(C.position)).where(
+                        C.campaign_id == campaign_id
+                    )
+                )
+            ).one()
+        if first is None:
+            return
+        source = report_source(sync_url(self._db.url))
+        pages = list(page_bounds(int(first), int(last), page_size))
+
+        def read(bounds: tuple[int, int]) -> asyncio.Future[pl.DataFrame]:
+            return asyncio.ensure_future(asyncio.to_thread(read_page, source, campaign_id, *bounds))
+
+        ahead = read(pages[0])
+        try:
+            for following in pages[1:]:
+                page = await ahead
+                ahead = read(following)
+                yield page
+            yield await ahead
+        finally:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead

@@ -1,34 +1,34 @@
-"""The repository: every read and write of campaign state, as short transactions.
+"""The store: every read and write of campaign state, as short transactions, in query groups.
 
-Rows become plain dataclasses here and nothing SQL leaks out. Status changes are guarded in the
-``WHERE`` clause (``status = 'IN_FLIGHT'``...), so a late or repeated write never moves a
-recipient backwards.
+:class:`Store` is one object per process, composed of groups, each a small class of its own
+module holding the engine, the write gate and the dialect (:class:`campaign.store.edge.Group`):
+
+- ``store.campaigns`` (:mod:`campaign.store.campaigns`): find, list, create, update, cancel;
+- ``store.recipients`` (:mod:`campaign.store.recipients`): claim, record outcomes, counts;
+- ``store.chunks`` (:mod:`campaign.store.batches`): batch mode's chunks;
+- ``store.workers`` (:mod:`campaign.store.workers`): workers, heartbeats, the dead settled;
+- ``store.events`` (:mod:`campaign.store.events`): delivery callbacks stored and applied;
+- ``store.ingest`` (:mod:`campaign.store.intake`): loaded rows stored, slice by slice;
+- ``store.export`` (:mod:`campaign.store.export`): the report's read of every row.
+
+Rows become plain dataclasses here and nothing SQL leaks out: a database failure leaves every
+group as a :class:`campaign.errors.StoreError` (:mod:`campaign.store.edge`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
-from typing import Any
-
-import polars as pl
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from campaign.models import Status
-from campaign.store import chunks, export
+from campaign.store import edge
 from campaign.store import engine as engine_mod
-from campaign.store.batches import BatchQueries, claim_statement
+from campaign.store.batches import Chunks
+from campaign.store.campaigns import Campaigns
 from campaign.store.events import EventStore
-from campaign.store.ingest import Chunking, Staged, stage
-from campaign.store.ingest import ingest as bulk_ingest
+from campaign.store.export import Export
+from campaign.store.ingest import Chunking
+from campaign.store.intake import Ingest
+from campaign.store.recipients import Recipients, tables_datetime
 from campaign.store.records import (
-    OUTCOME_VALUES,
     REPORT_READ_COLUMNS,
     CampaignRow,
     Chunk,
@@ -43,15 +43,9 @@ from campaign.store.records import (
     Release,
     Retry,
     Sent,
-    chunk_params,
-    outcome_params,
     reject_code,
 )
-from campaign.store.tables import UTCDateTime, batches, campaigns, recipients
-from campaign.store.workers import WorkerQueries
-
-C = recipients.c
-B = batches.c
+from campaign.store.workers import Workers
 
 # The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.
 __all__ = [
@@ -72,10 +66,11 @@ __all__ = [
     "Sent",
     "Store",
     "reject_code",
+    "tables_datetime",
 ]
 
 
-class Store(BatchQueries, WorkerQueries):
+class Store:
     """Campaign state in SQLite or Postgres. One per process; ``close`` it last."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
@@ -83,13 +78,27 @@ class Store(BatchQueries, WorkerQueries):
         self.url = url
         self.writes = engine_mod.WriteGate(engine)
         self.checkpoints = engine_mod.Checkpointer(engine)
-        self.events = EventStore(engine, self.writes)
+        db = edge.Handle(engine, self.writes, self.checkpoints, url, edge.Place.of(url))
+        self.campaigns = Campaigns(db)
+        self.recipients = Recipients(db)
+        self.chunks = Chunks(db)
+        self.workers = Workers(db)
+        self.events = EventStore(db)
+        self.ingest = Ingest(db)
+        self.export = Export(db)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @classmethod
     async def open(cls, url: str) -> Store:
+        """The store of ``url``, its schema at head (a :class:`~campaign.errors.StoreError`
+        when the database cannot be used)."""
         engine = engine_mod.create_engine_async(url)
         try:
-            await engine_mod.prepare(engine, url)
+            with edge.translating(edge.Place.of(url)):
+                await engine_mod.prepare(engine, url)
         except BaseException:
             await engine.dispose()
             raise
@@ -97,365 +106,5 @@ class Store(BatchQueries, WorkerQueries):
 
     async def close(self) -> None:
         await self.checkpoints.wait()
-        await self.engine.dispose()
-
-    # --- campaigns ----------------------------------------------------------------------------
-
-    async def find_campaign(self, name: str) -> CampaignRow | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(campaigns).where(campaigns.c.name == name))).first()
-        return CampaignRow(**row._mapping) if row else None
-
-    async def list_campaigns(self) -> list[CampaignRow]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(campaigns).order_by(campaigns.c.id))).all()
-        return [CampaignRow(**r._mapping) for r in rows]
-
-    async def create_campaign(
-        self,
-        *,
-        name: str,
-        key: str,
-        mode: str,
-        channel: str,
-        definition: str,
-        source: str,
-        now: datetime,
-        source_digest: str | None = None,
-    ) -> CampaignRow:
-        """Create the campaign, or return the one another process created first."""
-        values = {
-            "name": name,
-            "key": key,
-            "mode": mode,
-            "channel": channel,
-            "definition": definition,
-            "source": source,
-            "source_digest": source_digest,
-            "state": "LOADING",
-            "total_rows": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        try:
-            async with self.writes.begin() as conn:
-                await conn.execute(insert(campaigns).values(values))
-        except IntegrityError:
-            pass
-        found = await self.find_campaign(name)
-        assert found is not None
-        return found
-
-    async def set_campaign(self, campaign_id: int, *, now: datetime, **values: Any) -> None:
-        async with self.writes.begin() as conn:
-            await conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id)
-                .values(updated_at=now, **values)
-            )
-
-    # --- ingest -------------------------------------------------------------------------------
-
-    def stage(
-        self,
-        frame: pl.DataFrame,
-        chunking: Chunking | None = None,
-        entries_room: int | None = None,
-    ) -> Staged:
-        """``frame`` (loaded rows) made ready for :meth:`ingest`: CPU only, no I/O, safe to
-        run in a worker thread while another slice is being stored. ``entries_room``: see
-        :func:`campaign.store.ingest.stage`."""
-        return stage(frame, chunking, self.dialect, entries_room)
-
-    async def ingest(
-        self,
-        campaign_id: int,
-        channel: str,
-        frame: pl.DataFrame | Staged,
-        now: datetime,
-        chunking: Chunking | None = None,
-    ) -> IngestCounts:
-        """Store one slice of loaded rows (columns ``row, identity_raw, identity, reason,
-        parameters``; or that slice already :meth:`stage`-d), in one transaction, with
-        set-based SQL (:mod:`campaign.store.ingest`). Idempotent: rows already stored are left
-        alone.
-
-        A row with ``duplicate_of`` (decided by the load over the whole file:
-        :mod:`campaign.loading.duplicates`) is stored DUPLICATE; the store does not look for
-        duplicates itself. With ``chunking`` (batch mode), valid rows are put in chunks
-        (:mod:`campaign.store.chunks`).
-        """
-        if frame.height == 0:
-            return IngestCounts(0, 0, 0)
-        if isinstance(frame, pl.DataFrame):
-            frame = await asyncio.to_thread(self.stage, frame, chunking)
-        async with self.writes.begin() as conn:
-            counts = await bulk_ingest(conn, campaign_id, channel, frame, now, chunking)
-        # A slice is some 2,000 pages of WAL: copied into the database beside the next one's
-        # insert, not in the next commit (engine.Checkpointer).
-        self.checkpoints.soon()
-        return counts
-
-    # --- dispatch -----------------------------------------------------------------------------
-
-    async def claim(
-        self, campaign_id: int, limit: int, now: datetime, worker_id: int | None = None
-    ) -> list[Claim]:
-        """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
-        async with self.writes.begin() as conn:
-            statement = claim_statement(self.dialect, campaign_id, limit, now, worker_id=worker_id)
-            rows = (await conn.execute(statement)).all()
-        return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
-
-    async def record(
-        self,
-        outcomes: Sequence[Outcome | ChunkSent],
-        now: datetime,
-        worker_id: int | None = None,
-    ) -> None:
-        """Write send outcomes in one transaction; only rows still IN_FLIGHT change, and with
-        ``worker_id`` only rows that worker still holds (not rows settled after it died)."""
-        by_kind: dict[type, list[dict[str, Any]]] = {kind: [] for kind in OUTCOME_VALUES}
-        chunks: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            if isinstance(outcome, ChunkSent):
-                chunks.append(chunk_params(outcome))
-            else:
-                by_kind[type(outcome)].append(outcome_params(outcome))
-        in_flight = and_(C.id == bindparam("rid"), C.status == Status.IN_FLIGHT.value)
-        if worker_id is not None:
-            in_flight = and_(in_flight, C.worker_id == worker_id)
-        async with self.writes.begin() as conn:
-            for kind, params in by_kind.items():
-                if params:
-                    values = {**OUTCOME_VALUES[kind], "updated_at": now}
-                    if kind is Sent:
-                        values["sent_at"] = now
-                    await conn.execute(update(recipients).where(in_flight).values(values), params)
-            if chunks:
-                await self.record_chunks(conn, chunks, now, worker_id)
-
-    async def cancel_pending(
-        self, campaign_id: int, now: datetime, code: str, description: str
-    ) -> int:
-        """Every PENDING recipient of the campaign to CANCELLED, with ``code``; how many."""
-        async with self.writes.begin() as conn:
-            await chunks.close_unsent(conn, campaign_id, "CANCELLED", now)
-            result = await conn.execute(
-                update(recipients)
-                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
-                .values(
-                    status=Status.CANCELLED.value,
-                    error_code=code,
-                    error_description=description,
-                    updated_at=now,
-                )
-            )
-        return int(result.rowcount)
-
-    async def held_elsewhere(self, campaign_id: int, worker_id: int | None) -> int:
-        """IN_FLIGHT rows of the campaign that another worker holds (or held, until it is
-        settled): the campaign is not done while there are any."""
-        async with self.engine.connect() as conn:
-            query = select(func.count()).where(
-                C.campaign_id == campaign_id, C.status == Status.IN_FLIGHT.value
-            )
-            formed = select(func.coalesce(func.sum(B.followers), 0)).where(
-                B.campaign_id == campaign_id, B.status == chunks.SENDING
-            )
-            if worker_id is not None:
-                query = query.where(or_(C.worker_id.is_(None), C.worker_id != worker_id))
-                formed = formed.where(or_(B.worker_id.is_(None), B.worker_id != worker_id))
-            return int(await conn.scalar(query) or 0) + int(await conn.scalar(formed) or 0)
-
-    async def resend_in_doubt(self, campaign_id: int, older_than: datetime, now: datetime) -> int:
-        """IN_DOUBT rows that no callback settled since ``older_than``: back to PENDING.
-
-        Only for campaigns whose policy is to send them again; a callback that still comes
-        later is applied to the new send as well (status never moves backwards).
-        """
-        async with self.writes.begin() as conn:
-            result = await conn.execute(
-                update(recipients)
-                .where(
-                    C.campaign_id == campaign_id,
-                    C.status == Status.IN_DOUBT.value,
-                    C.updated_at < older_than,
-                )
-                .values(
-                    status=Status.PENDING.value,
-                    error_code="RESENT_IN_DOUBT",
-                    error_description="no callback within the grace period; sent again",
-                    updated_at=now,
-                )
-            )
-        return int(result.rowcount)
-
-    async def delivery_summary(self, campaign_id: int) -> dict[str, int]:
-        """Accepted by Sinch, delivered (or read), read, and failed after acceptance."""
-        accepted = C.message_id.is_not(None)
-        statuses = (Status.DELIVERED.value, Status.READ.value)
-        query = select(
-            func.count().filter(accepted),
-            func.count().filter(accepted, C.status.in_(statuses)),
-            func.count().filter(accepted, C.status == Status.READ.value),
-            func.count().filter(accepted, C.status == Status.FAILED.value),
-        ).where(
-            C.campaign_id == campaign_id,
-            # Rows of their own: a row that follows its chunk never holds a message id, and the
-            # status index skips the million of them (0.14 s at the end of a 1M-row run).
-            C.status.in_([status.value for status in Status]),
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).one()
-        return dict(zip(("accepted", "delivered", "read", "failed"), map(int, row), strict=True))
-
-    async def stale_queued(self, campaign_id: int, older_than: datetime) -> int:
-        """QUEUED rows sent before ``older_than`` that no callback has moved since."""
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                select(func.count()).where(
-                    C.campaign_id == campaign_id,
-                    C.status == Status.QUEUED.value,
-                    C.sent_at < older_than,
-                )
-            )
-            formed = await conn.scalar(
-                select(func.sum(B.followers)).where(
-                    B.campaign_id == campaign_id,
-                    B.status.in_(chunks.ACCEPTED),
-                    B.sent_at < older_than,
-                )
-            )
-        return int(value or 0) + int(formed or 0)
-
-    async def next_retry_at(self, campaign_id: int) -> datetime | None:
-        """When the earliest PENDING row waiting for a retry becomes due (None: none waits)."""
-        async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    select(func.min(C.next_attempt_at)).where(
-                        C.campaign_id == campaign_id, C.status == Status.PENDING.value
-                    )
-                )
-            ).scalar()
-        return tables_datetime(value)
-
-    async def pending_zones(self, campaign_id: int) -> dict[str | None, int]:
-        """How many PENDING rows each zone key holds (None: the campaign's own zone)."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(C.time_zone, func.count())
-                .where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
-                .group_by(C.time_zone)
-            )
-            return {key: int(n) for key, n in rows.all()}
-
-    async def defer(self, campaign_id: int, held: Mapping[str | None, datetime]) -> int:
-        """Quiet hours: PENDING rows of each zone key in ``held`` are not due before its time
-        (a later retry time is kept). Returns how many rows were pushed back."""
-        if not held:
-            return 0
-        moved = 0
-        async with self.writes.begin() as conn:
-            for key, until in held.items():
-                zone = C.time_zone.is_(None) if key is None else C.time_zone == key
-                result = await conn.execute(
-                    update(recipients)
-                    .where(
-                        C.campaign_id == campaign_id,
-                        C.status == Status.PENDING.value,
-                        zone,
-                        or_(C.next_attempt_at.is_(None), C.next_attempt_at < until),
-                    )
-                    .values(next_attempt_at=until)
-                )
-                moved += result.rowcount
-        return moved
-
-    # --- reading ------------------------------------------------------------------------------
-
-    async def counts(self, campaign_id: int) -> dict[Status, int]:
-        """How many recipients each status holds (those that follow a chunk by its status)."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(C.status, func.count())
-                    .where(C.campaign_id == campaign_id, C.status != chunks.FOLLOWS)
-                    .group_by(C.status)
-                )
-            ).all()
-            formed = (
-                await conn.execute(
-                    select(B.status, func.sum(B.followers))
-                    .where(B.campaign_id == campaign_id, B.followers > 0)
-                    .group_by(B.status)
-                )
-            ).all()
-        counts: Counter[Status] = Counter()
-        for status, count in rows:
-            counts[Status(status)] += int(count)
-        for chunk_status, count in formed:
-            counts[chunks.recipient_status(chunk_status)] += int(count)
-        return dict(counts)
-
-    async def error_summary(self, campaign_id: int) -> list[tuple[str, str, int]]:
-        """``(status, error_code, count)`` for rows that carry an error, most frequent first."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(C.status, C.error_code, func.count().label("n"))
-                    .where(C.campaign_id == campaign_id, C.error_code.is_not(None))
-                    .group_by(C.status, C.error_code)
-                    .order_by(func.count().desc())
-                )
-            ).all()
-        return [(str(s), str(code), int(n)) for s, code, n in rows]
-
-    async def report_pages(
-        self, campaign_id: int, page_size: int = 200_000
-    ) -> AsyncIterator[pl.DataFrame]:
-        """Every recipient in input order, as frames of :data:`REPORT_READ_COLUMNS`, page by page
-        (at most ``page_size`` positions each).
-
-        Timestamps come as ISO-8601 UTC text (``2026-11-21T12:00:00.000000Z``). The rows are
-        read by connectorx in a worker thread (:mod:`campaign.store.export`), the next page
-        while the caller works on this one.
-        """
-        async with self.engine.connect() as conn:
-            first, last = (
-                await conn.execute(
-                    select(func.min(C.position), func.max(C.position)).where(
-                        C.campaign_id == campaign_id
-                    )
-                )
-            ).one()
-        if first is None:
-            return
-        source = export.report_source(engine_mod.sync_url(self.url))
-        pages = list(export.page_bounds(int(first), int(last), page_size))
-
-        def read(bounds: tuple[int, int]) -> asyncio.Future[pl.DataFrame]:
-            return asyncio.ensure_future(
-                asyncio.to_thread(export.read_page, source, campaign_id, *bounds)
-            )
-
-        ahead = read(pages[0])
-        try:
-            for following in pages[1:]:
-                page = await ahead
-                ahead = read(following)
-                yield page
-            yield await ahead
-        finally:
-            ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ahead
-
-
-def tables_datetime(value: Any) -> datetime | None:
-    """Aggregates bypass the column type on SQLite; give them the same UTC treatment."""
-    return UTCDateTime().process_result_value(value, _SQLITE)
-
-
-_SQLITE = sqlite.dialect()
+        with edge.translating(edge.Place.of(self.url)):
+            await self.engine.dispose()

@@ -2,12 +2,12 @@
 
 A worker registers, beats a heartbeat, and before each request leaves it writes how far its
 requests may have started (``started_through``, a write-ahead mark). A worker whose heartbeat is
-older than the lease is dead; settling it (:meth:`WorkerQueries.reap`), in one transaction:
+older than the lease is dead; settling it (:meth:`Workers.reap`), in one transaction:
 
 - its IN_FLIGHT rows up to ``started_through`` may have reached Sinch: IN_DOUBT;
 - those above it were claimed but never sent: back to PENDING, the attempt not counted;
-- batch chunks it left SENDING stay for the batch lookup (:meth:`settle_lost_chunks`), which
-  asks Sinch whether each went out.
+- batch chunks it left SENDING stay for the batch lookup (``store.chunks.in_flight`` finds
+  them), which asks Sinch whether each went out.
 
 A reaped worker that turns out to be alive (a long pause) finds itself stopped at its next
 heartbeat and stops sending; its late outcomes change nothing, because outcomes are recorded
@@ -21,15 +21,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaign.errors import CampaignBusyError
 from campaign.models import Status
-from campaign.store.batches import running_workers
-from campaign.store.engine import WriteGate
+from campaign.store.edge import Group
+from campaign.store.statements import running_workers
 from campaign.store.tables import campaigns, recipients, workers
 
 C = recipients.c
 W = workers.c
+
+
+__all__ = ["Beat", "CampaignBusyError", "Reaped", "Workers"]
 
 
 @dataclass(frozen=True)
@@ -45,15 +49,8 @@ class Beat:
     reaped: bool  # this worker was declared dead by another: it must stop sending
 
 
-class CampaignBusyError(Exception):
-    """Raised inside :meth:`WorkerQueries.register` for an exclusive campaign already run."""
-
-
-class WorkerQueries:
-    """The workers half of :class:`campaign.store.repository.Store` (a base class of it)."""
-
-    engine: AsyncEngine
-    writes: WriteGate
+class Workers(Group):
+    """``store.workers``: register, beat, write ahead, stop, and settle the dead."""
 
     async def register(
         self, campaign_id: int, name: str, now: datetime, lease: float, *, exclusive: bool
@@ -66,7 +63,9 @@ class WorkerQueries:
                     select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update()
                 )
             if exclusive and await _live(conn, now, lease, campaign_id):
-                raise CampaignBusyError(campaign_id)
+                raise CampaignBusyError(
+                    f"campaign {campaign_id} is exclusive and another live worker runs it"
+                )
             result = await conn.execute(
                 insert(workers)
                 .values(
@@ -110,7 +109,7 @@ class WorkerQueries:
             )
         return result.rowcount == 1
 
-    async def stop_worker(self, worker_id: int, now: datetime, reason: str) -> None:
+    async def stop(self, worker_id: int, now: datetime, reason: str) -> None:
         async with self.writes.begin() as conn:
             await conn.execute(
                 update(workers)
@@ -130,7 +129,7 @@ class WorkerQueries:
             )
             return int(await conn.scalar(query) or 0)
 
-    async def live_workers(self, now: datetime, lease: float, campaign_id: int | None) -> int:
+    async def live(self, now: datetime, lease: float, campaign_id: int | None) -> int:
         async with self.engine.connect() as conn:
             return await _live(conn, now, lease, campaign_id)
 
@@ -169,31 +168,9 @@ class WorkerQueries:
             ).all()
             in_doubt = released = 0
             for worker_id, through in [*dead, *stopped]:
-                mine = and_(
-                    C.campaign_id == campaign_id,
-                    C.status == Status.IN_FLIGHT.value,
-                    C.worker_id == worker_id,
-                    C.chunk.is_(None),  # batch chunks are settled by lookup
-                )
-                released += (
-                    await conn.execute(
-                        update(recipients)
-                        .where(mine, C.id > through)
-                        .values(
-                            status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now
-                        )
-                    )
-                ).rowcount
-                in_doubt += (
-                    await conn.execute(
-                        update(recipients).where(mine, C.id <= through).values(**_in_doubt(now))
-                    )
-                ).rowcount
-                await conn.execute(
-                    update(workers)
-                    .where(W.id == worker_id, W.stopped_at.is_(None))
-                    .values(stopped_at=now, stop_reason="LEASE_EXPIRED")
-                )
+                doubted, back = await _settle(conn, campaign_id, worker_id, through, now)
+                in_doubt += doubted
+                released += back
             running = running_workers(now, lease)
             orphans = await conn.execute(
                 update(recipients)
@@ -216,6 +193,35 @@ def _in_doubt(now: datetime) -> dict[str, Any]:
         "error_description": "the process sending it stopped before Sinch answered",
         "updated_at": now,
     }
+
+
+async def _settle(
+    conn: AsyncConnection, campaign_id: int, worker_id: int, through: int, now: datetime
+) -> tuple[int, int]:
+    """A dead (or stopped) worker's IN_FLIGHT rows: up to its write-ahead mark IN_DOUBT, above
+    it back to PENDING; the worker stopped. ``(in doubt, released)``."""
+    mine = and_(
+        C.campaign_id == campaign_id,
+        C.status == Status.IN_FLIGHT.value,
+        C.worker_id == worker_id,
+        C.chunk.is_(None),  # batch chunks are settled by lookup
+    )
+    released = (
+        await conn.execute(
+            update(recipients)
+            .where(mine, C.id > through)
+            .values(status=Status.PENDING.value, attempts=C.attempts - 1, updated_at=now)
+        )
+    ).rowcount
+    in_doubt = (
+        await conn.execute(update(recipients).where(mine, C.id <= through).values(**_in_doubt(now)))
+    ).rowcount
+    await conn.execute(
+        update(workers)
+        .where(W.id == worker_id, W.stopped_at.is_(None))
+        .values(stopped_at=now, stop_reason="LEASE_EXPIRED")
+    )
+    return int(in_doubt), int(released)
 
 
 async def _live(

@@ -464,7 +464,7 @@ def test_a_load_resumes_only_over_the_file_it_began_with(cli: Cli) -> None:
     async def began_loading() -> None:  # what a run killed while loading leaves
         store = await Store.open(f"sqlite:///{cli.db}")
         try:
-            await store.create_campaign(
+            await store.campaigns.create(
                 name="e2e",
                 key="KE2E",
                 mode="individual",

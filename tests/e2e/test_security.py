@@ -534,7 +534,7 @@ async def test_the_store_binds_sql_names_and_values(store: repo.Store) -> None:
     now = datetime.now(UTC)
     names = [*SQL_COLUMNS_WITH_SPACES, SQL_NAME_1, SQL_NAME_2]
     parameters = [orjson.dumps({name: value for name in names}).decode() for value in SQL_VALUES]
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name=SQL_CAMPAIGN,
         key="01SQLKEY",
         mode="individual",
@@ -543,14 +543,14 @@ async def test_the_store_binds_sql_names_and_values(store: repo.Store) -> None:
         source=SQL_VALUES[0],
         now=now,
     )
-    counts = await store.ingest(campaign.id, "SMS", loaded(us_numbers(3), parameters), now)
+    counts = await store.ingest.write(campaign.id, "SMS", loaded(us_numbers(3), parameters), now)
     assert counts.pending == 3
-    found = await store.find_campaign(SQL_CAMPAIGN)
+    found = await store.campaigns.find(SQL_CAMPAIGN)
     assert found is not None and found.id == campaign.id and found.source == SQL_VALUES[0]
-    claims = await store.claim(campaign.id, 10, now)
+    claims = await store.recipients.claim(campaign.id, 10, now)
     assert [orjson.loads(c.parameters) for c in claims] == [orjson.loads(p) for p in parameters]
-    assert (await store.counts(campaign.id))[Status.IN_FLIGHT] == 3
-    assert [c.name for c in await store.list_campaigns()] == [SQL_CAMPAIGN]
+    assert (await store.recipients.counts(campaign.id))[Status.IN_FLIGHT] == 3
+    assert [c.name for c in await store.campaigns.all()] == [SQL_CAMPAIGN]
 
 
 # --- 3. the webhook receiver and the callback parser -------------------------------------------

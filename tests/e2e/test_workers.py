@@ -32,10 +32,10 @@ LEASE = 10.0
 
 
 async def campaign_with(store: repo.Store, rows: int) -> repo.CampaignRow:
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="w", key="WK", mode="individual", channel="SMS", definition="{}", source="x", now=NOW
     )
-    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), NOW)
+    await store.ingest.write(campaign.id, "SMS", loaded(us_numbers(rows)), NOW)
     return campaign
 
 
@@ -49,48 +49,48 @@ def test_each_worker_takes_its_share_of_the_rate() -> None:
 
 async def test_registration_heartbeat_and_exclusive(store: repo.Store) -> None:
     campaign = await campaign_with(store, 1)
-    first = await store.register(campaign.id, "a:1", NOW, LEASE, exclusive=False)
-    second = await store.register(campaign.id, "b:2", NOW, LEASE, exclusive=False)
+    first = await store.workers.register(campaign.id, "a:1", NOW, LEASE, exclusive=False)
+    second = await store.workers.register(campaign.id, "b:2", NOW, LEASE, exclusive=False)
     assert first != second
-    beat = await store.heartbeat(first, NOW + timedelta(seconds=1), LEASE)
+    beat = await store.workers.heartbeat(first, NOW + timedelta(seconds=1), LEASE)
     assert beat == Beat(live=2, reaped=False)
     # An exclusive run refuses to start while another worker is live...
     with pytest.raises(CampaignBusyError):
-        await store.register(campaign.id, "c:3", NOW, LEASE, exclusive=True)
-    await store.stop_worker(first, NOW, "FINISHED")
-    await store.stop_worker(second, NOW, "FINISHED")
+        await store.workers.register(campaign.id, "c:3", NOW, LEASE, exclusive=True)
+    await store.workers.stop(first, NOW, "FINISHED")
+    await store.workers.stop(second, NOW, "FINISHED")
     # ...and starts once none is.
-    assert await store.register(campaign.id, "c:3", NOW, LEASE, exclusive=True)
+    assert await store.workers.register(campaign.id, "c:3", NOW, LEASE, exclusive=True)
     # A worker that stopped beating is not live once its lease has run out.
     later = NOW + timedelta(seconds=LEASE + 1)
-    assert await store.live_workers(later, LEASE, campaign.id) == 0
+    assert await store.workers.live(later, LEASE, campaign.id) == 0
 
 
 async def test_a_dead_workers_rows_are_settled_by_its_write_ahead_mark(store: repo.Store) -> None:
     campaign = await campaign_with(store, 10)
-    dead = await store.register(campaign.id, "dead:1", NOW, LEASE, exclusive=False)
-    alive = await store.register(campaign.id, "alive:2", NOW, LEASE, exclusive=False)
-    held = await store.claim(campaign.id, 6, NOW, dead)
-    mine = await store.claim(campaign.id, 2, NOW, alive)
+    dead = await store.workers.register(campaign.id, "dead:1", NOW, LEASE, exclusive=False)
+    alive = await store.workers.register(campaign.id, "alive:2", NOW, LEASE, exclusive=False)
+    held = await store.recipients.claim(campaign.id, 6, NOW, dead)
+    mine = await store.recipients.claim(campaign.id, 2, NOW, alive)
     # The dead worker announced its first four requests, then died before the other two left.
-    assert await store.may_send(dead, held[3].id)
-    assert await store.may_send(dead, held[1].id)  # never lowers the mark
+    assert await store.workers.may_send(dead, held[3].id)
+    assert await store.workers.may_send(dead, held[1].id)  # never lowers the mark
     later = NOW + timedelta(seconds=LEASE + 1)
-    await store.heartbeat(alive, later, LEASE)
-    reaped = await store.reap(campaign.id, later, LEASE)
+    await store.workers.heartbeat(alive, later, LEASE)
+    reaped = await store.workers.reap(campaign.id, later, LEASE)
     assert reaped == Reaped(workers=1, in_doubt=4, released=2)
-    counts = await store.counts(campaign.id)
+    counts = await store.recipients.counts(campaign.id)
     # 2 PENDING from the start, 2 released; the live worker's 2 untouched.
     assert counts == {Status.IN_DOUBT: 4, Status.PENDING: 4, Status.IN_FLIGHT: 2}
-    again = await store.claim(campaign.id, 10, later, alive)
+    again = await store.recipients.claim(campaign.id, 10, later, alive)
     assert [c.attempts for c in again if c.id in {h.id for h in held}] == [1, 1]  # not counted
     # The dead worker, back from a long pause, may not send, and its late outcomes change
     # nothing: the released rows are the live worker's now.
-    assert not await store.may_send(dead, held[5].id)
-    assert (await store.heartbeat(dead, later, LEASE)).reaped
-    await store.record([repo.Failed(h.id, "LATE", "late") for h in held], later, dead)
-    await store.record([repo.Sent(c.id, f"M{c.id}") for c in mine + again], later, alive)
-    assert await store.counts(campaign.id) == {Status.IN_DOUBT: 4, Status.QUEUED: 6}
+    assert not await store.workers.may_send(dead, held[5].id)
+    assert (await store.workers.heartbeat(dead, later, LEASE)).reaped
+    await store.recipients.record([repo.Failed(h.id, "LATE", "late") for h in held], later, dead)
+    await store.recipients.record([repo.Sent(c.id, f"M{c.id}") for c in mine + again], later, alive)
+    assert await store.recipients.counts(campaign.id) == {Status.IN_DOUBT: 4, Status.QUEUED: 6}
 
 
 # --- real processes ----------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def batch_dispatcher(
 
 async def rows(world: World, campaign: repo.CampaignRow) -> dict[int, tuple[Any, ...]]:
     return {
-        r[0]: r async for page in world.store.report_pages(campaign.id) for r in page.iter_rows()
+        r[0]: r async for page in world.store.export.pages(campaign.id) for r in page.iter_rows()
     }
 
 
@@ -115,7 +115,7 @@ async def test_retryable_errors_retry_the_batch(world: World) -> None:
     policy = retry.RetryPolicy(max_attempts=30, base_delay=0.01, max_delay=0.05)
     dispatcher = batch_dispatcher(world, campaign, size=100, policy=policy)
     assert await dispatcher.run() is True
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 300}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 300}
     assert len(await world.sent()) == 300
 
 
@@ -123,28 +123,31 @@ async def test_cancel_of_a_scheduled_batch(world: World) -> None:
     campaign = await world.campaign(120)
     later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert await batch_dispatcher(world, campaign, send={"send_after": later}).run() is True
-    assert await world.store.batches_by_status(campaign.id) == {"SCHEDULED": 2}
-    batch_ids = await world.store.queued_batch_ids(campaign.id)
+    assert await world.store.chunks.by_status(campaign.id) == {"SCHEDULED": 2}
+    batch_ids = await world.store.chunks.queued_batch_ids(campaign.id)
     cancelled = await cancelling.cancel_scheduled(world.client, batch_ids)
     assert sorted(cancelled) == sorted(batch_ids)
-    counts = await world.store.cancel(campaign.id, cancelled, datetime.now(UTC))
+    counts = await world.store.campaigns.cancel(campaign.id, cancelled, datetime.now(UTC))
     assert counts == {"pending": 0, "scheduled": 120}
-    assert await world.store.counts(campaign.id) == {Status.CANCELLED: 120}
+    assert await world.store.recipients.counts(campaign.id) == {Status.CANCELLED: 120}
     assert await world.sent() == []  # the scheduled batches never went out
 
 
 async def test_a_run_stopped_mid_batch_is_settled_by_lookup(world: World) -> None:
     campaign = await world.campaign(200)
     # Simulate a crash: chunks claimed (IN_FLIGHT); the first reached Sinch, the second not.
-    first = await world.store.claim_chunk(campaign.id, campaign.key, 100, datetime.now(UTC))
-    second = await world.store.claim_chunk(campaign.id, campaign.key, 100, datetime.now(UTC))
+    first = await world.store.chunks.claim(campaign.id, campaign.key, 100, datetime.now(UTC))
+    second = await world.store.chunks.claim(campaign.id, campaign.key, 100, datetime.now(UTC))
     assert first is not None
     assert second is not None
     dispatcher = batch_dispatcher(world, campaign)
     await world.client.send_batch(dispatcher.sender.body(first.tag, first.claims))
     queued, released = await dispatcher.settle(lease=10)
     assert (queued, released) == (100, 100)
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 100, Status.PENDING: 100}
+    assert await world.store.recipients.counts(campaign.id) == {
+        Status.QUEUED: 100,
+        Status.PENDING: 100,
+    }
     assert await batch_dispatcher(world, campaign).run() is True
     assert len(await world.sent()) == 200  # the first chunk was not sent again
 
@@ -159,7 +162,7 @@ async def test_any_batch_size(world: World, size: int) -> None:
 async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_the_load(
     world: World,
 ) -> None:
-    campaign = await world.store.create_campaign(
+    campaign = await world.store.campaigns.create(
         name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     numbers = [f"+1201555{i:04d}" for i in range(1, 601)]
@@ -172,8 +175,10 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     # The first slice's chunks come with their entries, as `campaign run` stores them: the
     # dispatcher sends them as they are; the second slice's are read from the database.
     with_entries = repo.Chunking(100, campaign.key, channel="SMS")
-    staged = world.store.stage(whole.slice(0, 300), with_entries)
-    first = (await world.store.ingest(campaign.id, "SMS", staged, NOW, with_entries)).first_chunk
+    staged = world.store.ingest.stage(whole.slice(0, 300), with_entries)
+    first = (
+        await world.store.ingest.write(campaign.id, "SMS", staged, NOW, with_entries)
+    ).first_chunk
     assert first is not None
     feed.stored({first + n: entries for n, entries in staged.entries.items()})
     assert len(feed.formed) == 3
@@ -183,14 +188,14 @@ async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_th
     await asyncio.sleep(0.6)  # longer than the dispatcher's wait for a slice
     assert not sending.done()  # nothing to claim, but the load is not over
     assert feed.formed == {}  # claimed: no longer kept
-    await world.store.ingest(campaign.id, "SMS", whole.slice(300), NOW, chunking)
+    await world.store.ingest.write(campaign.id, "SMS", whole.slice(300), NOW, chunking)
     feed.stored()
     await asyncio.sleep(0.1)
     feed.end()
     assert await sending is True
     sent = await world.sent()
     assert sorted(m["identity"] for m in sent) == numbers  # each once
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 600}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 600}
     assert (await world.control("GET", "stats"))["batches"] == 6
 
 
@@ -221,26 +226,26 @@ def test_a_load_keeps_the_entries_it_formed_within_its_bound() -> None:
 async def test_the_last_slice_is_sent_when_the_load_ends_while_a_claim_finds_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    campaign = await world.store.create_campaign(
+    campaign = await world.store.campaigns.create(
         name="p", key="PK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     numbers = [f"+1201555{i:04d}" for i in range(1, 151)]
     feed = LoadFeed()
-    claim = world.store.claim_formed_chunks
+    claim = world.store.chunks.claim_formed
 
     async def claim_then_load(*args: Any, **kwargs: Any) -> list[repo.Chunk]:
         found = await claim(*args, **kwargs)
         if not feed.over:  # the load stores its last slice and ends while this claim runs
-            await world.store.ingest(
+            await world.store.ingest.write(
                 campaign.id, "SMS", loaded(numbers), NOW, repo.Chunking(100, campaign.key)
             )
             feed.stored()
             feed.end()
         return found
 
-    monkeypatch.setattr(world.store, "claim_formed_chunks", claim_then_load)
+    monkeypatch.setattr(world.store.chunks, "claim_formed", claim_then_load)
     dispatcher = batch_dispatcher(world, campaign, size=100, feed=feed)
     async with asyncio.timeout(10):
         assert await dispatcher.run() is True
     assert len(await world.sent()) == 150
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 150}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 150}

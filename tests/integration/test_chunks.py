@@ -30,10 +30,10 @@ B = batches.c
 
 
 async def formed(store: repo.Store, n: int, size: int = 4) -> repo.CampaignRow:
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
-    await store.ingest(
+    await store.ingest.write(
         campaign.id, "SMS", loaded(us_numbers(n)), NOW, repo.Chunking(size, campaign.key)
     )
     return campaign
@@ -42,7 +42,7 @@ async def formed(store: repo.Store, n: int, size: int = 4) -> repo.CampaignRow:
 async def claim(
     store: repo.Store, campaign: repo.CampaignRow, now: datetime, worker: int | None, limit: int = 1
 ) -> list[repo.Chunk]:
-    return await store.claim_formed_chunks(
+    return await store.chunks.claim_formed(
         campaign.id, now, worker, limit, channel="SMS", campaign_key=campaign.key
     )
 
@@ -51,7 +51,7 @@ async def members(
     store: repo.Store, campaign: repo.CampaignRow, chunk: repo.Chunk
 ) -> list[repo.Claim]:
     assert chunk.members is not None and chunk.claims == []
-    return await store.claims_of(campaign.id, chunk.number, chunk.members)
+    return await store.chunks.claims_of(campaign.id, chunk.number, chunk.members)
 
 
 async def slow_counts(store: repo.Store, campaign_id: int) -> dict[Status, int]:
@@ -84,14 +84,14 @@ async def slow_counts(store: repo.Store, campaign_id: int) -> dict[Status, int]:
 
 
 async def check(store: repo.Store, campaign_id: int, expected: dict[Status, int]) -> None:
-    assert await store.counts(campaign_id) == expected
+    assert await store.recipients.counts(campaign_id) == expected
     assert await slow_counts(store, campaign_id) == expected
 
 
 async def report(store: repo.Store, campaign_id: int) -> dict[int, dict[str, Any]]:
     return {
         row[0]: dict(zip(repo.REPORT_READ_COLUMNS, row, strict=True))
-        async for page in store.report_pages(campaign_id)
+        async for page in store.export.pages(campaign_id)
         for row in page.iter_rows()
     }
 
@@ -100,19 +100,21 @@ async def test_ingest_forms_chunks_that_claims_send_and_acceptance_records(
     store: repo.Store,
 ) -> None:
     campaign = await formed(store, 10)
-    assert await store.batches_by_status(campaign.id) == {"PENDING": 3}
+    assert await store.chunks.by_status(campaign.id) == {"PENDING": 3}
     await check(store, campaign.id, {Status.PENDING: 10})
     first, second = await claim(store, campaign, NOW, None, limit=2)
     assert [c.size for c in (first, second)] == [4, 4] and first.formed
     assert {c.attempts for c in await members(store, campaign, first)} == {1}
     await check(store, campaign.id, {Status.IN_FLIGHT: 8, Status.PENDING: 2})
-    await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED")], NOW)
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED")], NOW
+    )
     await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4, Status.PENDING: 2})
-    assert await store.queued_batch_ids(campaign.id) == ["B1"]
+    assert await store.chunks.queued_batch_ids(campaign.id) == ["B1"]
     row = (await report(store, campaign.id))[1]
     assert (row["status"], row["batch_id"], row["attempts"]) == ("QUEUED", "B1", 1)
     assert row["sent_at"] == "2026-11-21T12:00:00.000000Z"
-    assert await store.stale_queued(campaign.id, NOW + timedelta(hours=1)) == 4
+    assert await store.recipients.stale_queued(campaign.id, NOW + timedelta(hours=1)) == 4
     # The chunk's rows were never rewritten: they still follow it.
     async with store.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).where(C.status == chunks.FOLLOWS)) == 10
@@ -125,9 +127,11 @@ async def test_a_resumed_load_forms_no_chunk_twice_and_duplicates_follow_none(
     numbers = us_numbers(6)
     # the same rows, and a duplicate of the first
     (again,) = deduplicated(loaded([*numbers, numbers[0]]))
-    counts = await store.ingest(campaign.id, "SMS", again, NOW, repo.Chunking(4, campaign.key))
+    counts = await store.ingest.write(
+        campaign.id, "SMS", again, NOW, repo.Chunking(4, campaign.key)
+    )
     assert counts.duplicate == 1
-    assert await store.batches_by_status(campaign.id) == {"PENDING": 2}
+    assert await store.chunks.by_status(campaign.id) == {"PENDING": 2}
     await check(store, campaign.id, {Status.PENDING: 6, Status.DUPLICATE: 1})
 
 
@@ -141,7 +145,9 @@ async def test_a_callback_makes_its_recipient_an_ordinary_row(store: repo.Store)
     await store.events.insert([new(orjson.dumps(body), "n1")])
     assert (await store.events.apply(NOW)).waiting == 1  # the chunk is not recorded yet
     await check(store, campaign.id, {Status.IN_FLIGHT: 4})
-    await store.record([repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED")], NOW)
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED")], NOW
+    )
     assert (await store.events.apply_for(batch_ids=["B1"], now=NOW)).applied == 1
     await check(store, campaign.id, {Status.QUEUED: 3, Status.DELIVERED: 1})
     row = (await report(store, campaign.id))[2]
@@ -156,11 +162,15 @@ async def test_the_report_gives_followers_what_the_sql_join_gives_them(
     campaign = await formed(store, 18)  # 5 chunks of 4 (the last of 2)
     _sending, accepted, scheduled, mixed = await claim(store, campaign, NOW, None, limit=4)
     later = NOW + timedelta(minutes=5)
-    await store.record([repo.ChunkSent(campaign.id, accepted.number, "B1", "ACCEPTED")], later)
-    await store.record(
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, accepted.number, "B1", "ACCEPTED")], later
+    )
+    await store.recipients.record(
         [repo.ChunkSent(campaign.id, scheduled.number, "B2", "SCHEDULED", send_after=later)], NOW
     )
-    await store.record([repo.ChunkSent(campaign.id, mixed.number, "B3", "ACCEPTED")], NOW)
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, mixed.number, "B3", "ACCEPTED")], NOW
+    )
     body = orjson.loads(callback("DELIVERED", key=None))  # one row of B3 leaves its chunk
     body["message_delivery_report"]["metadata"] = orjson.dumps(
         {"_batch_id": "B3", "recipient": f"CK-{mixed.number * 4}"}
@@ -226,20 +236,20 @@ def test_a_follower_of_a_chunk_formed_after_the_chunks_were_read_is_pending() ->
 async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: repo.Store) -> None:
     campaign = await formed(store, 8)
     retried, failed = await claim(store, campaign, NOW, None, limit=2)
-    await store.set_batch(campaign.id, retried.number, "RETRY", NOW)
+    await store.chunks.update(campaign.id, retried.number, "RETRY", NOW)
     later = NOW + timedelta(seconds=5)
     retries = [
         repo.Retry(c.id, later, "HTTP_503", "busy") for c in await members(store, campaign, retried)
     ]
-    await store.record(retries, NOW)
-    await store.set_batch(campaign.id, failed.number, "FAILED", NOW)
-    await store.record(
+    await store.recipients.record(retries, NOW)
+    await store.chunks.update(campaign.id, failed.number, "FAILED", NOW)
+    await store.recipients.record(
         [repo.Failed(c.id, "BAD", "no") for c in await members(store, campaign, failed)], NOW
     )
     await check(store, campaign.id, {Status.PENDING: 4, Status.FAILED: 4})
     # The retries are claimed as an ordinary (new) chunk when due, counting a second attempt.
     assert await claim(store, campaign, later, None) == []
-    again = await store.claim_chunk(campaign.id, campaign.key, 10, later)
+    again = await store.chunks.claim(campaign.id, campaign.key, 10, later)
     assert again is not None and {c.attempts for c in again.claims} == {2}
     await check(store, campaign.id, {Status.IN_FLIGHT: 4, Status.FAILED: 4})
 
@@ -247,9 +257,9 @@ async def test_a_chunk_that_fails_hands_its_rows_to_ordinary_outcomes(store: rep
 async def test_an_unclaimed_chunk_is_sent_whole_again(store: repo.Store) -> None:
     campaign = await formed(store, 4)
     (chunk,) = await claim(store, campaign, NOW, 7)
-    await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=8)  # not its holder
+    await store.chunks.unclaim(campaign.id, chunk.number, NOW, worker_id=8)  # not its holder
     await check(store, campaign.id, {Status.IN_FLIGHT: 4})
-    await store.unclaim_chunk(campaign.id, chunk.number, NOW, worker_id=7)
+    await store.chunks.unclaim(campaign.id, chunk.number, NOW, worker_id=7)
     await check(store, campaign.id, {Status.PENDING: 4})
     (again,) = await claim(store, campaign, NOW, None)
     assert again.number == chunk.number and again.members == chunk.members
@@ -258,35 +268,41 @@ async def test_an_unclaimed_chunk_is_sent_whole_again(store: repo.Store) -> None
 async def test_cancel_and_the_deadline_reach_the_chunks_not_sent(store: repo.Store) -> None:
     campaign = await formed(store, 12)
     first, second = await claim(store, campaign, NOW, None, limit=2)
-    await store.record([repo.ChunkSent(campaign.id, first.number, "B1", "SCHEDULED")], NOW)
-    await store.record([repo.ChunkSent(campaign.id, second.number, "B2", "ACCEPTED")], NOW)
-    assert await store.cancel(campaign.id, ["B1"], NOW) == {"pending": 4, "scheduled": 4}
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, first.number, "B1", "SCHEDULED")], NOW
+    )
+    await store.recipients.record(
+        [repo.ChunkSent(campaign.id, second.number, "B2", "ACCEPTED")], NOW
+    )
+    assert await store.campaigns.cancel(campaign.id, ["B1"], NOW) == {"pending": 4, "scheduled": 4}
     await check(store, campaign.id, {Status.CANCELLED: 8, Status.QUEUED: 4})
-    other = await store.create_campaign(
+    other = await store.campaigns.create(
         name="d", key="DK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
-    await store.ingest(other.id, "SMS", loaded(us_numbers(5)), NOW, repo.Chunking(2, other.key))
-    assert await store.cancel_pending(other.id, NOW, "DEADLINE", "too late") == 5
+    await store.ingest.write(
+        other.id, "SMS", loaded(us_numbers(5)), NOW, repo.Chunking(2, other.key)
+    )
+    assert await store.recipients.cancel_pending(other.id, NOW, "DEADLINE", "too late") == 5
     await check(store, other.id, {Status.CANCELLED: 5})
 
 
 async def test_dissolved_chunks_are_claimed_row_by_row(store: repo.Store) -> None:
     campaign = await formed(store, 10)
-    assert await store.dissolve_chunks(campaign.id, NOW, larger_than=3) == 8  # the two of 4
-    assert await store.batches_by_status(campaign.id) == {"DISSOLVED": 2, "PENDING": 1}
-    assert await store.dissolve_chunks(campaign.id, NOW) == 2
+    assert await store.chunks.dissolve(campaign.id, NOW, larger_than=3) == 8  # the two of 4
+    assert await store.chunks.by_status(campaign.id) == {"DISSOLVED": 2, "PENDING": 1}
+    assert await store.chunks.dissolve(campaign.id, NOW) == 2
     await check(store, campaign.id, {Status.PENDING: 10})
-    claimed = await store.claim(campaign.id, 100, NOW)
+    claimed = await store.recipients.claim(campaign.id, 100, NOW)
     assert len(claimed) == 10 and {c.attempts for c in claimed} == {1}
 
 
 async def test_a_dead_workers_formed_chunk_is_found_for_settling(store: repo.Store) -> None:
     campaign = await formed(store, 4)
-    worker = await store.register(campaign.id, "w", NOW, 1.0, exclusive=False)
+    worker = await store.workers.register(campaign.id, "w", NOW, 1.0, exclusive=False)
     (chunk,) = await claim(store, campaign, NOW, worker)
-    assert await store.held_elsewhere(campaign.id, None) == 4
-    assert await store.in_flight_chunks(campaign.id, NOW, 60.0) == []  # its worker still runs
-    lost = await store.in_flight_chunks(campaign.id, NOW + timedelta(seconds=5), 1.0)
+    assert await store.recipients.held_elsewhere(campaign.id, None) == 4
+    assert await store.chunks.in_flight(campaign.id, NOW, 60.0) == []  # its worker still runs
+    lost = await store.chunks.in_flight(campaign.id, NOW + timedelta(seconds=5), 1.0)
     assert chunk.members is not None
     assert lost == [(chunk.number, chunk.tag, chunk.members.ids, True)]
 
@@ -301,16 +317,16 @@ async def test_the_database_writes_the_entries_that_planning_writes(store: repo.
         orjson.dumps({"a": "😀", "b": "x\u0001y"}).decode(),
         orjson.dumps({"n": "1"}).decode(),
     ]
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="batch", channel="MESSENGER", definition="{}", source="x", now=NOW
     )
     rows = loaded(identities, parameters)
-    await store.ingest(campaign.id, "MESSENGER", rows, NOW, repo.Chunking(4, campaign.key))
-    (chunk,) = await store.claim_formed_chunks(
+    await store.ingest.write(campaign.id, "MESSENGER", rows, NOW, repo.Chunking(4, campaign.key))
+    (chunk,) = await store.chunks.claim_formed(
         campaign.id, NOW, None, channel="MESSENGER", campaign_key=campaign.key
     )
     assert chunk.members is not None
-    claims = await store.claims_of(campaign.id, chunk.number, chunk.members)
+    claims = await store.chunks.claims_of(campaign.id, chunk.number, chunk.members)
     assert [c.position for c in claims] == [1, 2, 3, 4]
     expected = planning.batch_entries(
         "MESSENGER",
@@ -345,15 +361,15 @@ async def test_the_load_writes_the_entries_that_the_database_writes(store: repo.
         orjson.dumps({"n": "1"}).decode(),
         "{}",
     ]
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="batch", channel="MESSENGER", definition="{}", source="x", now=NOW
     )
     chunking = repo.Chunking(4, campaign.key, channel="MESSENGER")
-    staged = store.stage(loaded(identities, parameters), chunking)
+    staged = store.ingest.stage(loaded(identities, parameters), chunking)
     assert {n: size for n, (size, _) in staged.entries.items()} == {0: 4, 1: 1}
-    counts = await store.ingest(campaign.id, "MESSENGER", staged, NOW, chunking)
+    counts = await store.ingest.write(campaign.id, "MESSENGER", staged, NOW, chunking)
     assert counts.first_chunk == 1
-    from_sql = await store.claim_formed_chunks(
+    from_sql = await store.chunks.claim_formed(
         campaign.id, NOW, None, 2, channel="MESSENGER", campaign_key=campaign.key
     )
     assert [c.number for c in from_sql] == [1, 2]
@@ -372,18 +388,18 @@ async def test_a_claim_takes_the_entries_the_load_wrote_while_its_rows_follow(
     still follow it (a first attempt; its rows are read by chunk, in order, when a failed send
     needs them), and they are claimed beyond the limit asked for. Entries that do not count the
     chunk's followers are not used: it is read."""
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     chunking = repo.Chunking(4, campaign.key, channel="SMS")
-    staged = store.stage(loaded(us_numbers(8)), chunking)
-    counts = await store.ingest(campaign.id, "SMS", staged, NOW, chunking)
+    staged = store.ingest.stage(loaded(us_numbers(8)), chunking)
+    counts = await store.ingest.write(campaign.id, "SMS", staged, NOW, chunking)
     assert counts.first_chunk is not None
     known = {counts.first_chunk + n: entries for n, entries in staged.entries.items()}
     second = counts.first_chunk + 1
     known[second] = (3, "[]")  # as if a row had left the chunk since
     # One chunk asked for: the known ones come too (their entries cost no reading).
-    kept, read = await store.claim_formed_chunks(
+    kept, read = await store.chunks.claim_formed(
         campaign.id, NOW, None, 1, channel="SMS", campaign_key=campaign.key, known=known
     )
     assert kept.members is not None and read.members is not None
@@ -402,13 +418,13 @@ async def test_a_claim_takes_the_entries_the_load_wrote_while_its_rows_follow(
 async def test_a_slice_stored_in_part_gives_no_entries(store: repo.Store) -> None:
     """A resumed load whose slice was partly stored already forms other chunks than it staged:
     it says so (no first chunk), and its chunks are read from the database when claimed."""
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     chunking = repo.Chunking(4, campaign.key, channel="SMS")
     numbers = us_numbers(6)
-    await store.ingest(campaign.id, "SMS", loaded(numbers[:3]), NOW, chunking)
-    counts = await store.ingest(campaign.id, "SMS", loaded(numbers), NOW, chunking)
+    await store.ingest.write(campaign.id, "SMS", loaded(numbers[:3]), NOW, chunking)
+    counts = await store.ingest.write(campaign.id, "SMS", loaded(numbers), NOW, chunking)
     assert counts.first_chunk is None and counts.stored == 3
 
 
@@ -428,7 +444,7 @@ async def test_acceptance_queues_the_chunk_s_own_rows_however_they_are_found(
             assert moved == 1
     await check(store, campaign.id, {Status.IN_FLIGHT: 8})
     accepted = repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED", follows=follows)
-    await store.record([accepted], NOW)
+    await store.recipients.record([accepted], NOW)
     await check(store, campaign.id, {Status.QUEUED: 4, Status.IN_FLIGHT: 4})
     rows = await report(store, campaign.id)
     assert (rows[4]["status"], rows[4]["batch_id"]) == ("QUEUED", "B1")  # its own row

@@ -44,7 +44,7 @@ class World:
         return list((await self.control("GET", "messages"))["messages"])
 
     async def campaign(self, rows: int, *, bad: set[int] = frozenset()) -> repo.CampaignRow:  # type: ignore[assignment]
-        campaign = await self.store.create_campaign(
+        campaign = await self.store.campaigns.create(
             name="c",
             key="KEY",
             mode="individual",
@@ -57,7 +57,7 @@ class World:
             "+1201555" + (f"x{i}" if i in bad else f"{i:04d}") for i in range(1, rows + 1)
         ]
         parameters = [f'{{"name":"Nö{i}","code":"{i:06d}"}}' for i in range(1, rows + 1)]
-        await self.store.ingest(campaign.id, "SMS", loaded(identities, parameters), NOW)
+        await self.store.ingest.write(campaign.id, "SMS", loaded(identities, parameters), NOW)
         return campaign
 
     def dispatcher(
@@ -112,7 +112,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
 
 
 async def report(world: World, campaign: repo.CampaignRow) -> list[tuple[Any, ...]]:
-    return [row async for page in world.store.report_pages(campaign.id) for row in page.iter_rows()]
+    return [row async for page in world.store.export.pages(campaign.id) for row in page.iter_rows()]
 
 
 async def test_every_recipient_is_sent_once_with_its_own_text(world: World) -> None:
@@ -154,7 +154,7 @@ async def test_server_errors_are_retried_until_sent(world: World) -> None:
     sent = await world.sent()
     assert len(sent) == 80
     assert len({m["identity"] for m in sent}) == 80
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 80}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 80}
     assert (await world.control("GET", "stats"))["errors_injected"] > 0
 
 
@@ -166,7 +166,7 @@ async def test_429_slows_the_dispatcher_and_everyone_gets_through(world: World) 
     stats = await world.control("GET", "stats")
     assert stats["accepted_messages"] == 100
     assert dispatcher.stats.rate_limited > 0
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 100}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 100}
 
 
 async def test_retries_give_up_after_max_attempts(world: World) -> None:
@@ -193,7 +193,7 @@ async def test_lost_answers_are_in_doubt_and_never_resent(world: World) -> None:
     await world.control("PATCH", "settings", {"drop_rate": 1.0})
     campaign = await world.campaign(4)
     assert await world.dispatcher(campaign).run() is True
-    assert await world.store.counts(campaign.id) == {Status.IN_DOUBT: 4}
+    assert await world.store.recipients.counts(campaign.id) == {Status.IN_DOUBT: 4}
     assert len(await world.sent()) == 4  # Sinch got each once; none was sent again
 
 
@@ -207,14 +207,14 @@ async def test_stop_drains_then_a_new_run_resumes_without_duplicates(world: Worl
         await asyncio.sleep(0.01)
     stop.set()
     assert await task is False
-    counts = await world.store.counts(campaign.id)
+    counts = await world.store.recipients.counts(campaign.id)
     assert Status.IN_FLIGHT not in counts  # drained and recorded
     assert counts[Status.PENDING] > 0
     assert await world.dispatcher(campaign, rate=400.0).run() is True
     sent = await world.sent()
     assert sorted(m["identity"] for m in sent) == sorted({m["identity"] for m in sent})
     assert len(sent) == 200
-    assert await world.store.counts(campaign.id) == {Status.QUEUED: 200}
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 200}
 
 
 def worst_second(times: list[float]) -> int:
@@ -252,7 +252,7 @@ async def test_nothing_leaves_after_the_deadline_and_ttls_end_with_it(world: Wor
     )
     assert await dispatcher.run() is True  # done: nothing more may be sent
     sent = await world.sent()
-    counts = await world.store.counts(campaign.id)
+    counts = await world.store.recipients.counts(campaign.id)
     assert 0 < len(sent) < 400
     assert counts == {Status.QUEUED: len(sent), Status.PENDING: 400 - len(sent)}
     # Each message's ttl ends by the deadline (or is Sinch's least, 3 s, just before it).
@@ -276,7 +276,7 @@ async def _zoned_campaign(world: World, zones: list[str | None]) -> repo.Campaig
     campaign = await world.campaign(0)
     numbers = us_numbers(len(zones))
     params = [f'{{"name":"n{i}","code":"{i}"}}' for i in range(len(zones))]
-    await world.store.ingest(campaign.id, "SMS", loaded(numbers, params, zones), NOW)
+    await world.store.ingest.write(campaign.id, "SMS", loaded(numbers, params, zones), NOW)
     return campaign
 
 
@@ -306,7 +306,7 @@ async def test_a_recipient_whose_window_opens_mid_run_is_sent_then(world: World)
     assert abs(int(fallback["ttl"][:-1]) - 8 * 3600) <= 2
     rows = {row[0]: row for row in await report(world, campaign)}
     assert rows[4][4] == Status.PENDING.value
-    assert await world.store.next_retry_at(campaign.id) == dispatcher.deferred_until
+    assert await world.store.recipients.next_retry_at(campaign.id) == dispatcher.deferred_until
 
 
 async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: World) -> None:
@@ -315,10 +315,10 @@ async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: Wo
     campaign = await _zoned_campaign(world, ["America/New_York"])
     deferred = quiet.Gate(NIGHT).held_until("America/New_York", start)
     assert deferred == datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
-    claims = await world.store.claim(campaign.id, 10, start)
+    claims = await world.store.recipients.claim(campaign.id, 10, start)
     dispatcher = world.dispatcher(campaign, clock=lambda: start, quiet_hours=NIGHT)
     assert await dispatcher.sender.sendable(claims) == []
-    assert await world.store.next_retry_at(campaign.id) == deferred
+    assert await world.store.recipients.next_retry_at(campaign.id) == deferred
     (row,) = await report(world, campaign)
     assert row[4] == Status.PENDING.value and row[11] == 0  # the attempt is not counted
     assert await world.sent() == []
@@ -343,7 +343,7 @@ async def test_credentials_refused_mid_run_stop_the_run_and_fail_nobody(
     with pytest.raises(errors.RunInterruptedError, match="refused the credentials"):
         await dispatcher.run()
     await revoking
-    counts = await world.store.counts(campaign.id)
+    counts = await world.store.recipients.counts(campaign.id)
     sent = Counter(m["identity"] for m in await world.sent())
     assert Status.FAILED not in counts and Status.IN_FLIGHT not in counts
     assert counts[Status.QUEUED] == len(sent) and counts[Status.PENDING] == 300 - len(sent)

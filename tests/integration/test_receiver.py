@@ -542,7 +542,7 @@ async def test_stopping_drains_requests_in_flight(store: repo.Store) -> None:
 
 async def queued_recipient(store: repo.Store, message_id: str, rows: int = 1) -> repo.CampaignRow:
     """A campaign whose first recipient was sent (QUEUED with ``message_id``)."""
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c1",
         key="KC",
         mode="individual",
@@ -551,9 +551,9 @@ async def queued_recipient(store: repo.Store, message_id: str, rows: int = 1) ->
         source="r.csv",
         now=T0,
     )
-    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
-    claims = await store.claim(campaign.id, 1, T0)
-    await store.record([repo.Sent(claims[0].id, message_id)], T0)
+    await store.ingest.write(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
+    claims = await store.recipients.claim(campaign.id, 1, T0)
+    await store.recipients.record([repo.Sent(claims[0].id, message_id)], T0)
     return campaign
 
 
@@ -561,12 +561,15 @@ async def test_events_are_applied_to_recipients_after_commit(
     start: Start, store: repo.Store
 ) -> None:
     campaign = await queued_recipient(store, "MID", rows=2)
-    assert await store.counts(campaign.id) == {Status.QUEUED: 1, Status.PENDING: 1}
+    assert await store.recipients.counts(campaign.id) == {Status.QUEUED: 1, Status.PENDING: 1}
     async with start() as client:
         assert await client.post_signed(delivery("MID", "DELIVERED")) == 200
 
         async def delivered() -> bool:
-            return await store.counts(campaign.id) == {Status.DELIVERED: 1, Status.PENDING: 1}
+            return await store.recipients.counts(campaign.id) == {
+                Status.DELIVERED: 1,
+                Status.PENDING: 1,
+            }
 
         await eventually(delivered)
 
@@ -598,7 +601,7 @@ async def test_an_apply_failure_is_retried_and_never_stops_the_receiver(
             renamed = False
 
             async def delivered() -> bool:
-                return await store.counts(campaign.id) == {Status.DELIVERED: 1}
+                return await store.recipients.counts(campaign.id) == {Status.DELIVERED: 1}
 
             await eventually(delivered)  # the retry (timer or next commit) applied both
     finally:
@@ -619,7 +622,7 @@ async def test_events_behind_many_unmatched_ones_are_still_applied(
         assert await client.post_signed(delivery("MINE", "DELIVERED")) == 200
 
         async def delivered() -> bool:
-            return await store.counts(campaign.id) == {Status.DELIVERED: 1}
+            return await store.recipients.counts(campaign.id) == {Status.DELIVERED: 1}
 
         await eventually(delivered, within=2.0)
 
@@ -631,10 +634,10 @@ async def test_sandbox_callbacks_land_in_the_event_table_and_on_recipients(
     store: repo.Store,
 ) -> None:
     rows = 12
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="e2e", key="E2E", mode="individual", channel="SMS", definition="{}", source="x", now=T0
     )
-    await store.ingest(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
+    await store.ingest.write(campaign.id, "SMS", loaded(us_numbers(rows)), T0)
     settings = ReceiverSettings(secret=Secret(SECRET), apply_interval_s=0.01, apply_retry_s=0.2)
     async with ReceiverServer(store, settings) as receiver:
         sandbox_settings = SandboxSettings(
@@ -656,7 +659,7 @@ async def test_sandbox_callbacks_land_in_the_event_table_and_on_recipients(
             ).pointed_at(sandbox.url)
             async with open_session(sinch) as session:
                 client = SinchClient(sinch, session)
-                claims = await store.claim(campaign.id, rows, T0)
+                claims = await store.recipients.claim(campaign.id, rows, T0)
                 sent = []
                 for claim in claims:
                     key = planning.recipient_key("E2E", claim.position)
@@ -675,12 +678,12 @@ async def test_sandbox_callbacks_land_in_the_event_table_and_on_recipients(
                         }
                     )
                     sent.append(repo.Sent(claim.id, accepted.message_id))
-                await store.record(sent, T0)
+                await store.recipients.record(sent, T0)
 
             state = sandbox.state
 
             async def all_delivered() -> bool:
-                return await store.counts(campaign.id) == {Status.DELIVERED: rows}
+                return await store.recipients.counts(campaign.id) == {Status.DELIVERED: rows}
 
             await eventually(all_delivered)
 

@@ -336,7 +336,7 @@ async def test_callbacks_about_unknown_messages_are_given_up_after_the_window(
             return bool((await health(session, server))["waiting"] == count)
 
         await eventually(lambda: waiting(40))
-        assert await store.counts(campaign.id) == {Status.DELIVERED: 1}
+        assert await store.recipients.counts(campaign.id) == {Status.DELIVERED: 1}
 
         clock[0] = NOW + 24 * 3600 + 60
         await eventually(lambda: waiting(0))
@@ -433,12 +433,12 @@ async def test_apply_for_finds_a_batch_among_recent_events_and_the_rechecks_the_
 ) -> None:
     """There is no index on batch ids: apply_for reads only the events of the last ten
     minutes for them, however many older ones wait; an older one is applied by a recheck."""
-    campaign = await store.create_campaign(
+    campaign = await store.campaigns.create(
         name="c", key="CK", mode="individual", channel="SMS", definition="{}", source="x", now=START
     )
-    await store.ingest(campaign.id, "SMS", loaded(us_numbers(4)), START)
-    first = await store.claim_chunk(campaign.id, campaign.key, 2, START)
-    second = await store.claim_chunk(campaign.id, campaign.key, 2, START)
+    await store.ingest.write(campaign.id, "SMS", loaded(us_numbers(4)), START)
+    first = await store.chunks.claim(campaign.id, campaign.key, 2, START)
+    second = await store.chunks.claim(campaign.id, campaign.key, 2, START)
     assert first is not None and second is not None
     old = START - timedelta(minutes=11)
     flood = [unknown(f"F{i}", f"f{i}", at=old) for i in range(300)]
@@ -447,7 +447,7 @@ async def test_apply_for_finds_a_batch_among_recent_events_and_the_rechecks_the_
     await store.events.insert([batch_event("B2", "CK-4", "recent", START)])
     assert (await store.events.apply(START)).waiting == 302
 
-    await store.record(
+    await store.recipients.record(
         [
             repo.ChunkSent(campaign.id, first.number, "B1", "ACCEPTED"),
             repo.ChunkSent(campaign.id, second.number, "B2", "ACCEPTED"),
@@ -457,7 +457,7 @@ async def test_apply_for_finds_a_batch_among_recent_events_and_the_rechecks_the_
     found = await store.events.apply_for(batch_ids=["B1", "B2"], now=START)
     assert found.applied == 1  # B2's; B1's is eleven minutes old
     assert found.looked_at == 1  # and none of the flood
-    assert await store.counts(campaign.id) == {Status.QUEUED: 3, Status.DELIVERED: 1}
+    assert await store.recipients.counts(campaign.id) == {Status.QUEUED: 3, Status.DELIVERED: 1}
     recheck = await store.events.apply(START + timedelta(minutes=5, seconds=1))
     assert (recheck.applied, recheck.waiting) == (1, 300)
-    assert await store.counts(campaign.id) == {Status.QUEUED: 2, Status.DELIVERED: 2}
+    assert await store.recipients.counts(campaign.id) == {Status.QUEUED: 2, Status.DELIVERED: 2}

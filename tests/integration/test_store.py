@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 async def new_campaign(store: repo.Store, name: str = "c1") -> repo.CampaignRow:
-    return await store.create_campaign(
+    return await store.campaigns.create(
         name=name,
         key=f"K{name}",
         mode="individual",
@@ -99,7 +99,7 @@ def test_a_command_on_a_schema_at_head_does_not_import_alembic(tmp_path: Path) -
 
 async def test_create_campaign_is_idempotent(store: repo.Store) -> None:
     first = await new_campaign(store)
-    again = await store.create_campaign(
+    again = await store.campaigns.create(
         name="c1", key="other", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
     )
     assert again.id == first.id
@@ -122,13 +122,13 @@ async def test_ingest_stores_rejects_and_the_duplicates_the_load_decided(
         ),
         frame([(5, "+12015550001", "+12015550001", None), (6, "x", "+12015550002", None)]),
     )
-    assert await store.ingest(campaign.id, "SMS", first, NOW) == repo.IngestCounts(1, 2, 1)
-    assert await store.ingest(campaign.id, "SMS", second, NOW) == repo.IngestCounts(1, 0, 1)
+    assert await store.ingest.write(campaign.id, "SMS", first, NOW) == repo.IngestCounts(1, 2, 1)
+    assert await store.ingest.write(campaign.id, "SMS", second, NOW) == repo.IngestCounts(1, 0, 1)
     # Re-ingesting (a crashed load that is run again) changes nothing.
-    await store.ingest(campaign.id, "SMS", first, NOW)
-    counts = await store.counts(campaign.id)
+    await store.ingest.write(campaign.id, "SMS", first, NOW)
+    counts = await store.recipients.counts(campaign.id)
     assert counts == {Status.PENDING: 2, Status.REJECTED: 2, Status.DUPLICATE: 2}
-    rows = [r async for page in store.report_pages(campaign.id) for r in page.iter_rows()]
+    rows = [r async for page in store.export.pages(campaign.id) for r in page.iter_rows()]
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
     by_position = {r[0]: r for r in rows}
     assert by_position[2][4:][0] == "REJECTED"
@@ -156,8 +156,8 @@ async def test_ingest_keeps_every_value_byte_for_byte(store: repo.Store) -> None
         },
         schema=frame([]).schema,
     )
-    assert await store.ingest(campaign.id, "SMS", rows, NOW) == repo.IngestCounts(0, 8, 0)
-    stored = [r async for page in store.report_pages(campaign.id) for r in page.iter_rows()]
+    assert await store.ingest.write(campaign.id, "SMS", rows, NOW) == repo.IngestCounts(0, 8, 0)
+    stored = [r async for page in store.export.pages(campaign.id) for r in page.iter_rows()]
     assert [r[2] for r in stored] == awkward  # identity_raw
     assert [r[8] for r in stored] == [f"invalid: {value}" for value in awkward]
     assert all(r[1] is None for r in stored)  # identity
@@ -184,7 +184,7 @@ async def test_ingest_keeps_every_valid_row_byte_for_byte(store: repo.Store) -> 
         },
         schema={**frame([]).schema, "time_zone": pl.String},
     )
-    counts = await store.ingest(campaign.id, "SMS", rows, NOW, repo.Chunking(3, "Kc1"))
+    counts = await store.ingest.write(campaign.id, "SMS", rows, NOW, repo.Chunking(3, "Kc1"))
     assert counts.stored == len(awkward)
     async with store.engine.connect() as conn:
         stored = (
@@ -208,26 +208,26 @@ async def test_ingest_keeps_every_valid_row_byte_for_byte(store: repo.Store) -> 
 
 async def test_claim_moves_pending_to_in_flight_once(store: repo.Store) -> None:
     campaign = await new_campaign(store)
-    await store.ingest(
+    await store.ingest.write(
         campaign.id, "SMS", frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 11)]), NOW
     )
-    first = await store.claim(campaign.id, 4, NOW)
-    second = await store.claim(campaign.id, 100, NOW)
+    first = await store.recipients.claim(campaign.id, 4, NOW)
+    second = await store.recipients.claim(campaign.id, 100, NOW)
     assert [c.position for c in first] == [1, 2, 3, 4]
     assert [c.position for c in second] == [5, 6, 7, 8, 9, 10]
     assert all(c.attempts == 1 for c in first + second)
-    assert await store.claim(campaign.id, 100, NOW) == []
-    assert (await store.counts(campaign.id)) == {Status.IN_FLIGHT: 10}
+    assert await store.recipients.claim(campaign.id, 100, NOW) == []
+    assert (await store.recipients.counts(campaign.id)) == {Status.IN_FLIGHT: 10}
 
 
 async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> None:
     campaign = await new_campaign(store)
-    await store.ingest(
+    await store.ingest.write(
         campaign.id, "SMS", frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 6)]), NOW
     )
-    c = await store.claim(campaign.id, 5, NOW)
+    c = await store.recipients.claim(campaign.id, 5, NOW)
     later = NOW + timedelta(seconds=30)
-    await store.record(
+    await store.recipients.record(
         [
             repo.Sent(c[0].id, "MSG1"),
             repo.Retry(c[1].id, later, "HTTP_503", "unavailable"),
@@ -237,7 +237,7 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
         ],
         NOW,
     )
-    counts = await store.counts(campaign.id)
+    counts = await store.recipients.counts(campaign.id)
     assert counts == {
         Status.QUEUED: 1,
         Status.PENDING: 2,
@@ -245,15 +245,15 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
         Status.IN_DOUBT: 1,
     }
     # The retry is not due yet, the released row is (and its attempt was not counted).
-    due_now = await store.claim(campaign.id, 10, NOW)
+    due_now = await store.recipients.claim(campaign.id, 10, NOW)
     assert [(x.position, x.attempts) for x in due_now] == [(5, 1)]
-    assert await store.next_retry_at(campaign.id) == later
-    assert [x.position for x in await store.claim(campaign.id, 10, later)] == [2]
+    assert await store.recipients.next_retry_at(campaign.id) == later
+    assert [x.position for x in await store.recipients.claim(campaign.id, 10, later)] == [2]
     # A late duplicate outcome for an already-settled row changes nothing.
-    await store.record([repo.Failed(c[0].id, "X", "late")], NOW)
+    await store.recipients.record([repo.Failed(c[0].id, "X", "late")], NOW)
     rows = {
         r[0]: r
-        for page in [p async for p in store.report_pages(campaign.id)]
+        for page in [p async for p in store.export.pages(campaign.id)]
         for r in page.iter_rows()
     }
     assert rows[1][4] == "QUEUED"
@@ -264,11 +264,11 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
 
 async def test_rows_no_live_worker_holds_become_in_doubt(store: repo.Store) -> None:
     campaign = await new_campaign(store)
-    await store.ingest(campaign.id, "SMS", frame([(1, "x", "+12015550001", None)]), NOW)
-    await store.claim(campaign.id, 1, NOW)
-    assert (await store.reap(campaign.id, NOW, lease=10)).in_doubt == 1
-    assert await store.counts(campaign.id) == {Status.IN_DOUBT: 1}
-    errors = await store.error_summary(campaign.id)
+    await store.ingest.write(campaign.id, "SMS", frame([(1, "x", "+12015550001", None)]), NOW)
+    await store.recipients.claim(campaign.id, 1, NOW)
+    assert (await store.workers.reap(campaign.id, NOW, lease=10)).in_doubt == 1
+    assert await store.recipients.counts(campaign.id) == {Status.IN_DOUBT: 1}
+    errors = await store.recipients.error_summary(campaign.id)
     assert errors == [("IN_DOUBT", "IN_DOUBT", 1)]
 
 
@@ -276,10 +276,11 @@ async def test_campaigns_are_isolated(store: repo.Store) -> None:
     a = await new_campaign(store, "a")
     b = await new_campaign(store, "b")
     same = frame([(1, "x", "+12015550001", None)])
-    await store.ingest(a.id, "SMS", same, NOW)
-    await store.ingest(b.id, "SMS", same, NOW)  # same identity, other campaign: not a duplicate
-    assert await store.counts(b.id) == {Status.PENDING: 1}
-    assert [c.name for c in await store.list_campaigns()] == ["a", "b"]
+    await store.ingest.write(a.id, "SMS", same, NOW)
+    # same identity, other campaign: not a duplicate
+    await store.ingest.write(b.id, "SMS", same, NOW)
+    assert await store.recipients.counts(b.id) == {Status.PENDING: 1}
+    assert [c.name for c in await store.campaigns.all()] == ["a", "b"]
 
 
 async def test_the_sqlite_page_cache_is_set_by_the_url(tmp_path: Path) -> None:
@@ -314,7 +315,7 @@ async def test_a_stored_slice_leaves_the_wal_in_the_background(tmp_path: Path) -
             (i, f"+1201555{i:04d}", f"+1201555{i:04d}", None) for i in range(1, 3001)
         ]
         (rows,) = deduplicated(frame(numbers))
-        await store.ingest(campaign.id, "SMS", rows, NOW)
+        await store.ingest.write(campaign.id, "SMS", rows, NOW)
         await store.checkpoints.wait()
         # Only a checkpoint writes pages into the database file: 3,000 rows are some 100 pages.
         assert path.stat().st_size > before + 100 * 4096
