@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_batch import write_csv
-from campaign import loading, runner
+from campaign import loading
 from campaign.models import Channel
+from campaign.run.load import INGEST_SLICE_ROWS
 from campaign.store import ingest
 from campaign.store.engine import SQLITE_CACHE_MB
 from campaign.store.repository import Store
@@ -53,7 +54,7 @@ def staged_slices(csv: Path, chunking: ingest.Chunking) -> tuple[list[ingest.Sta
     source = loading.open_recipients(spec)
     found = source.duplicates()
     staged, seconds = [], 0.0
-    for frame in source.slices(runner.INGEST_SLICE_ROWS):
+    for frame in source.slices(INGEST_SLICE_ROWS):
         started = time.perf_counter()
         staged.append(ingest.stage(found.mark(frame), chunking, "sqlite"))
         seconds += time.perf_counter() - started

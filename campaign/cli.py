@@ -27,7 +27,7 @@ from campaign import (
     errors,
     jsonutil,
     reporting,
-    runner,
+    run,
     secrets,
     status_view,
 )
@@ -205,7 +205,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def _run(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    options = runner.RunOptions(
+    options = run.RunOptions(
         campaign_file=args.campaign_file,
         recipients=args.recipients,
         mode=args.mode,
@@ -215,7 +215,7 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         wait=args.wait,
     )
     try:
-        return await runner.run(config, options, stop=_stop_event(), display=ProgressDisplay())
+        return await run.run(config, options, stop=_stop_event(), display=ProgressDisplay())
     except OSError as exc:
         # The receiver that --wait-for-delivery starts is the one server a run binds to a port
         # of the config's (the embedded sandbox and its receiver take any free port). It starts

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from campaign import reporting, runner
+from campaign import reporting, run
 from campaign.config import (
     SANDBOX_APP_ID,
     SANDBOX_KEY_ID,
@@ -81,13 +81,13 @@ async def run_demo(
         f"({config.sandbox.latency_ms:.0f}±{config.sandbox.jitter_ms:.0f} ms latency, "
         f"{config.sending.requests_per_second:,.0f} requests/s)"
     )
-    options = runner.RunOptions(
+    options = run.RunOptions(
         campaign_file=campaign_file, mode="individual", wait_for_delivery=60.0
     )
-    code = await runner.run(config, options, stop=stop, display=display)
+    code = await run.run(config, options, stop=stop, display=display)
     if code == EXIT_INTERRUPTED:
         return code
-    spec = runner.prepare_spec(options)
+    spec = run.prepare_spec(options)
     report = output_dir / "report.csv"
     async with open_runtime(dataclasses.replace(config), sinch=False) as runtime:
         store = runtime.need_store()

@@ -64,9 +64,16 @@ class Status(StrEnum):
 UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE})
 
 
+# A campaign's state (beside the store's LOADING, READY, DONE, CANCELLED) while it is not due
+# yet: recorded by a run before its send_after, so that `campaign status` can say when it is
+# due. Nothing of it is loaded: the run that finds it due takes the campaign file and the
+# recipients file as they are then, and the campaign begins LOADING.
+SCHEDULED = "SCHEDULED"
+
+
 @dataclass
 class DispatchStats:
-    """Live counters of a run's sending: written by the dispatcher, read by the progress
+    """Live counters of a run's sending: written by the send loop, read by the progress
     display and the summary."""
 
     started: float = field(default_factory=time.monotonic)

@@ -6,11 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from campaign.models import Status
+from campaign.models import SCHEDULED, Status
 from campaign.store.repository import CampaignRow
-
-# The state of a campaign that a run recorded before its send_after (campaign.runner).
-SCHEDULED = "SCHEDULED"
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -36,6 +36,11 @@ CLAIM_AHEAD = 32
 class BatchSender:
     """Turns claimed chunks into Batch API requests and their answers into outcomes."""
 
+    # A claim of formed chunks reads thousands of recipients' entries: taken while the last
+    # chunks are paced out, it competes with their sending for the process, and it holds
+    # more entries in memory. One claim at a time holds the rate as well at 1,000 per request.
+    claims_ahead = False
+
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
@@ -45,7 +50,7 @@ class BatchSender:
         ctx = self._ctx
         now = ctx.clock()
         feed = ctx.feed
-        formed = await ctx.store.claim_formed_chunks(
+        formed = await ctx.store.chunks.claim_formed(
             ctx.campaign.id,
             now,
             ctx.worker,
@@ -58,7 +63,7 @@ class BatchSender:
             feed.claimed(formed)
         if formed:
             return formed
-        chunk = await ctx.store.claim_chunk(
+        chunk = await ctx.store.chunks.claim(
             ctx.campaign.id, ctx.campaign.key, ctx.settings.batch_size, now, ctx.worker
         )
         return [] if chunk is None else [chunk]
@@ -75,11 +80,13 @@ class BatchSender:
                 continue
             claims, later = ctx.timing.split(chunk.claims)
             if later:
-                await ctx.store.record(later, ctx.clock(), ctx.worker)
+                await ctx.store.recipients.record(later, ctx.clock(), ctx.worker)
             if claims:
                 kept.append(repo.Chunk(chunk.number, chunk.tag, claims))
             else:
-                await ctx.store.set_batch(ctx.campaign.id, chunk.number, "RELEASED", ctx.clock())
+                await ctx.store.chunks.update(
+                    ctx.campaign.id, chunk.number, "RELEASED", ctx.clock()
+                )
         return kept
 
     async def before_send(self, chunks: Sequence[repo.Chunk], index: int) -> bool:
@@ -93,7 +100,7 @@ class BatchSender:
         ctx = self._ctx
         formed = [chunk.number for chunk in chunks if chunk.formed]
         if formed:
-            await ctx.store.unclaim_chunks(ctx.campaign.id, formed, ctx.clock(), ctx.worker)
+            await ctx.store.chunks.unclaim_many(ctx.campaign.id, formed, ctx.clock(), ctx.worker)
         for chunk in chunks:
             if not chunk.formed:
                 await self._give_back(chunk.number, chunk.claims, formed=False)
@@ -115,7 +122,7 @@ class BatchSender:
         ctx = self._ctx
         store, campaign_id = ctx.store, ctx.campaign.id
         queued = released = 0
-        for number, tag, ids, formed in await store.in_flight_chunks(
+        for number, tag, ids, formed in await store.chunks.in_flight(
             campaign_id, ctx.clock(), lease
         ):
             found = await self._look_up(tag)
@@ -123,14 +130,14 @@ class BatchSender:
                 continue
             # Recorded for whichever worker held the rows (it is gone): no worker guard.
             if found:
-                await store.record([self._accepted(number, found[0])], ctx.clock())
+                await store.recipients.record([self._accepted(number, found[0])], ctx.clock())
                 queued += len(ids)
             elif formed:
-                await store.unclaim_chunk(campaign_id, number, ctx.clock())
+                await store.chunks.unclaim(campaign_id, number, ctx.clock())
                 released += len(ids)
             else:
-                await store.record([repo.Release(i) for i in ids], ctx.clock())
-                await store.set_batch(campaign_id, number, "RELEASED", ctx.clock())
+                await store.recipients.record([repo.Release(i) for i in ids], ctx.clock())
+                await store.chunks.update(campaign_id, number, "RELEASED", ctx.clock())
                 released += len(ids)
         return queued, released
 
@@ -181,7 +188,7 @@ class BatchSender:
                 grant.release()  # if it never left
         except errors.SinchError as exc:
             if members is not None:  # the recipients one by one, now that they are needed
-                claims = await ctx.store.claims_of(ctx.campaign.id, number, members)
+                claims = await ctx.store.chunks.claims_of(ctx.campaign.id, number, members)
             found = await self._after_error(number, tag, claims, members is not None, exc)
             if found is None:
                 return
@@ -247,7 +254,7 @@ class BatchSender:
         ctx = self._ctx
         bad = outcomes.named_recipients(exc, len(claims))
         # First: a formed chunk's recipients become ordinary rows, which outcomes then find.
-        await ctx.store.set_batch(ctx.campaign.id, number, "SPLIT", ctx.clock())
+        await ctx.store.chunks.update(ctx.campaign.id, number, "SPLIT", ctx.clock())
         if bad:
             ctx.stats.failed += len(bad)
             code = outcomes.failure_code(exc)
@@ -265,7 +272,7 @@ class BatchSender:
                 grant.release()
                 ctx.recorder.extend(repo.Release(c.id) for c in part)
                 continue
-            part_number, part_tag = await ctx.store.new_chunk(
+            part_number, part_tag = await ctx.store.chunks.new(
                 ctx.campaign.id, ctx.campaign.key, [c.id for c in part], ctx.clock(), ctx.worker
             )
             await self._send_part(grant, part_number, part_tag, part)
@@ -275,7 +282,7 @@ class BatchSender:
         go back to PENDING one by one."""
         ctx = self._ctx
         if formed:
-            await ctx.store.unclaim_chunk(ctx.campaign.id, number, ctx.clock(), ctx.worker)
+            await ctx.store.chunks.unclaim(ctx.campaign.id, number, ctx.clock(), ctx.worker)
         else:
             await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
 
@@ -319,5 +326,5 @@ class BatchSender:
         # The chunk first: a formed chunk's recipients become ordinary IN_FLIGHT rows there,
         # which the outcomes (written by the recorder, maybe at once) must find.
         ctx = self._ctx
-        await ctx.store.set_batch(ctx.campaign.id, number, status, ctx.clock())
+        await ctx.store.chunks.update(ctx.campaign.id, number, status, ctx.clock())
         ctx.recorder.extend(results)

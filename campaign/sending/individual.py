@@ -20,19 +20,21 @@ from campaign.store import repository as repo
 class IndividualSender:
     """Turns claimed rows into ``messages:send`` requests and their answers into outcomes."""
 
+    claims_ahead = True
+
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
     async def claim(self, size: int) -> list[repo.Claim]:
         ctx = self._ctx
-        return await ctx.store.claim(ctx.campaign.id, size, ctx.clock(), ctx.worker)
+        return await ctx.store.recipients.claim(ctx.campaign.id, size, ctx.clock(), ctx.worker)
 
     async def sendable(self, claims: list[repo.Claim]) -> list[repo.Claim]:
         """``claims`` without those whose quiet hours have begun: those go back to PENDING
         until their window opens, written at once."""
         keep, later = self._ctx.timing.split(claims)
         if later:
-            await self._ctx.store.record(later, self._ctx.clock(), self._ctx.worker)
+            await self._ctx.store.recipients.record(later, self._ctx.clock(), self._ctx.worker)
         return keep
 
     async def before_send(self, claims: Sequence[repo.Claim], index: int) -> bool:

@@ -21,8 +21,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from campaign import errors, pacing, quiet, rendering, windows
 from campaign.models import DispatchStats
 from campaign.sending.batch import BatchSender
@@ -39,6 +37,9 @@ from campaign.store import repository as repo
 
 class Sender(Protocol):
     """What a mode adds to the loop: what is claimed, and what it becomes on the wire."""
+
+    # Whether the next claim is taken while the last one is paced out.
+    claims_ahead: bool
 
     async def claim(self, size: int) -> list[Any]: ...
     async def sendable(self, items: list[Any]) -> list[Any]: ...
@@ -144,12 +145,11 @@ class SendLoop:
         """
         try:
             finished = await self._run()
-        except SQLAlchemyError as exc:
+        except errors.StoreError as exc:
             if not self.stats.requests:
                 raise  # nothing was sent: the caller reports it like any database problem
-            reason = str(getattr(exc, "orig", None) or type(exc).__name__)
             raise errors.RunInterruptedError(
-                f"the database failed while sending ({reason}); stopped, run the same "
+                f"the database failed while sending ({exc.reason}); stopped, run the same "
                 "command again to resume"
             ) from exc
         self._ctx.halt.raise_refusal()
@@ -171,9 +171,9 @@ class SendLoop:
     # --- producing ----------------------------------------------------------------------------
 
     async def _produce(self) -> bool:
-        """Claim and pace out until done. The next claim is taken while the last one is paced
-        out: a claim holds the loop and the database for milliseconds, in which nothing would
-        be granted and the rate's window would go partly unused."""
+        """Claim and pace out until done. In individual mode the next claim is taken while
+        the last one is paced out: a claim holds the loop and the database for milliseconds,
+        in which nothing would be granted and the rate's window would go partly unused."""
         ctx = self._ctx
         ahead: asyncio.Future[list[Any]] | None = None
         try:
@@ -188,7 +188,8 @@ class SendLoop:
                     if await self._nothing_to_claim():
                         return True
                     continue
-                ahead = asyncio.ensure_future(self._claim())
+                if self.sender.claims_ahead:
+                    ahead = asyncio.ensure_future(self._claim())
                 finished = await self._pace_out(items)
                 if finished is not None:
                     return finished
@@ -222,8 +223,8 @@ class SendLoop:
         ctx = self._ctx
         if ctx.timing.quiet_due():
             campaign_id = ctx.campaign.id
-            held = ctx.timing.held(await ctx.store.pending_zones(campaign_id))
-            await ctx.store.defer(campaign_id, held)
+            held = ctx.timing.held(await ctx.store.recipients.pending_zones(campaign_id))
+            await ctx.store.recipients.defer(campaign_id, held)
         bound = ctx.settings.max_in_flight
         return await self.sender.claim(min(bound, ctx.pacer.admits(0.25) or bound))
 
@@ -244,9 +245,9 @@ class SendLoop:
             return False
         await ctx.recorder.flush()
         self._check()
-        due = await ctx.store.next_retry_at(ctx.campaign.id)
+        due = await ctx.store.recipients.next_retry_at(ctx.campaign.id)
         if due is None:
-            if ctx.worker is None or not await ctx.store.held_elsewhere(
+            if ctx.worker is None or not await ctx.store.recipients.held_elsewhere(
                 ctx.campaign.id, ctx.worker
             ):
                 return True

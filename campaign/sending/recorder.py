@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from campaign.errors import StoreError
 from campaign.store import repository as repo
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class Recorder:
                 return
             outcomes, self._outcomes = self._outcomes, []
             try:
-                await self._store.record(outcomes, self._clock(), self._worker)
+                await self._store.recipients.record(outcomes, self._clock(), self._worker)
             except BaseException:
                 self._outcomes[:0] = outcomes  # not written: kept for the next flush
                 raise
@@ -92,7 +91,7 @@ class Recorder:
         while True:
             try:
                 await self.flush()
-            except SQLAlchemyError:
+            except StoreError:
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.5)
@@ -114,7 +113,7 @@ class Recorder:
                 batch_ids=[s.batch_id for s in sent if isinstance(s, repo.ChunkSent)],
                 now=self._clock(),
             )
-        except SQLAlchemyError as exc:
+        except StoreError as exc:
             logger.warning(
                 "could not apply waiting delivery events: %s",
                 type(exc).__name__,

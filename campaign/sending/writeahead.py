@@ -33,7 +33,7 @@ class WriteAhead:
         the others."""
         if self._worker is None:
             return True
-        if await self._store.may_send(self._worker, through):
+        if await self._store.workers.may_send(self._worker, through):
             return True
         self._stop.set()
         return False

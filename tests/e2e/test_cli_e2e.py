@@ -645,7 +645,7 @@ def test_the_command_imports_no_server_it_does_not_start() -> None:
     servers (aiohttp.web and the rest) are imported only when started, or when named."""
     script = (
         "import sys\n"
-        "from campaign import cli, runner, sandbox, receiver\n"
+        "from campaign import cli, run, sandbox, receiver\n"
         "from campaign.campaignfile import load\n"
         "servers = ['aiohttp.web', 'campaign.sandbox.app', 'campaign.receiver.app']\n"
         "assert not [m for m in servers if m in sys.modules], sys.modules.keys()\n"

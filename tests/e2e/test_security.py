@@ -182,7 +182,7 @@ def secret_needles(sandbox: ThreadedSandbox) -> dict[str, str]:
 
 CRASH = """
 import os, sys
-from campaign import cli, runner
+from campaign import cli, run
 
 async def crash(*args, **kwargs):
     raise RuntimeError(
@@ -190,7 +190,7 @@ async def crash(*args, **kwargs):
         + os.environ.get("CAMPAIGN_DATABASE_URL", "")
     )
 
-runner.run = crash
+run.run = crash
 sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaign import loading, runner
+from campaign import loading, run
 from campaign.loading.duplicates import Duplicates, bucket_bits
 from campaign.models import Channel
 
@@ -158,7 +158,7 @@ def test_a_stopped_first_pass_says_so_rather_than_answer_half(tmp_path: Path) ->
 
 
 async def test_the_first_pass_begun_early_is_the_first_pass(tmp_path: Path) -> None:
-    """campaign run begins the first pass as the file opens (runner.FirstPass): the same
+    """campaign run begins the first pass as the file opens (campaign.run.load.FirstPass): the same
     duplicates, the numbers kept for the second pass, and a pass not needed stopped."""
     path = tmp_path / "r.csv"
     rows = [f"+1201555{i % 7:04d}" for i in range(40)]
@@ -167,7 +167,7 @@ async def test_the_first_pass_begun_early_is_the_first_pass(tmp_path: Path) -> N
     plain = source.duplicates(rows_per_slice=6)
     expected = pl.concat([plain.mark(f) for f in source.slices(rows_per_slice=6)])
     assert expected.get_column("duplicate_of").null_count() == 7  # 33 repeat the first 7
-    async with runner.FirstPass(source) as first:
+    async with run.FirstPass(source) as first:
         found = await first.duplicates()
         assert first.numbers.usable
         marked = pl.concat(
@@ -175,6 +175,6 @@ async def test_the_first_pass_begun_early_is_the_first_pass(tmp_path: Path) -> N
         )
     assert marked.equals(expected)
     assert not first.numbers.usable  # let go with the pass
-    async with runner.FirstPass(source) as unneeded:
+    async with run.FirstPass(source) as unneeded:
         await unneeded.close()  # stopped (or over): no error, nothing left running
     assert not unneeded.numbers.usable

@@ -1,0 +1,127 @@
+"""``campaign run``: a short sequence of named steps. Safe to repeat.
+
+preflight (``--dry-run``, the credentials) -> window (due yet?) -> campaign state (new,
+scheduled, resumed, switched, finished) -> load -> resume (what earlier runs left) -> send ->
+wait for delivery -> summary.
+
+A new campaign name starts the campaign; an interrupted one resumes where it stopped; a finished
+one does nothing. The recipients file is read once, into the store; later runs use the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from campaign import rendering
+from campaign.config import Config
+from campaign.errors import EXIT_INTERRUPTED
+from campaign.membership import Membership, MembershipSettings, worker_name
+from campaign.models import SCHEDULED
+from campaign.progress import ProgressDisplay
+from campaign.run import finish, preflight, state
+from campaign.run.context import RunContext, RunOptions, prepare_spec, utc_now
+from campaign.run.finish import wait_for_delivery
+from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
+from campaign.run.send import Sending
+from campaign.runtime import Runtime, open_runtime
+from campaign.store.repository import CampaignRow
+
+
+async def run(
+    config: Config,
+    options: RunOptions,
+    *,
+    stop: asyncio.Event,
+    display: ProgressDisplay,
+    out: Callable[[str], None] = print,
+    clock: Callable[[], datetime] = utc_now,
+) -> int:
+    ctx = RunContext(config, prepare_spec(options), options, stop, display, out, clock)
+    if options.dry_run:
+        return await preflight.dry_run(ctx)
+    source = open_source(ctx.spec)  # file-level problems stop us before anything is written
+    template = rendering.MessageTemplate.compile(ctx.spec.message)
+    if (early := await state.wait_until_due(ctx, source)) is not None:
+        return early
+    receive = options.wait_for_delivery is not None and not config.receiver.external
+    async with FirstPass(source) as first, open_runtime(config, receiver=receive) as runtime:
+        store = runtime.need_store()
+        if runtime.receiver is not None:
+            out(f"receiving delivery callbacks on {runtime.receiver.url}")
+        found = await store.campaigns.find(ctx.spec.name)
+        if found is not None and found.state not in ("LOADING", SCHEDULED):
+            await first.close()  # loaded already: the pass begun on the way is not needed
+        if found is None or found.state not in state.FINISHED:
+            await preflight.check(runtime)
+        campaign = await state.current(ctx, store, found, source)
+        beside: LoadBeside | None = None
+        if campaign.state == "LOADING":
+            check_same_file(campaign, source)
+            chunks = chunking(ctx.spec, runtime.config, campaign.key)
+            ingest = Ingest(store, campaign, first, chunks, stop, ctx.clock)
+            if chunks is not None:
+                beside = ingest  # batch mode: each stored slice's chunks are sent at once
+            else:
+                with display.console.status("loading recipients…"):
+                    if not await ingest():
+                        out(f"{ctx.spec.name}: interrupted; run the same command again to resume")
+                        return EXIT_INTERRUPTED
+        elif campaign.state in state.FINISHED:
+            done = "finished" if campaign.state == "DONE" else "cancelled"
+            out(f"{ctx.spec.name}: already {done}; nothing to do")
+            return 0
+        return await _as_worker(ctx, runtime, campaign, template, beside)
+
+
+async def _as_worker(
+    ctx: RunContext,
+    runtime: Runtime,
+    campaign: CampaignRow,
+    template: rendering.MessageTemplate,
+    beside: LoadBeside | None,
+) -> int:
+    """Resume, send, wait for delivery and summarise as one of the campaign's workers."""
+    store, sending_config = runtime.need_store(), runtime.config.sending
+    member = await Membership.join(
+        store,
+        campaign.id,
+        name=worker_name(),
+        exclusive=ctx.spec.exclusive,
+        settings=MembershipSettings(
+            interval=sending_config.heartbeat_interval, lease=sending_config.worker_lease
+        ),
+        clock=ctx.clock,
+    )
+    try:
+        sending = Sending.begin(ctx, runtime, campaign, member, template, beside is not None)
+        await sending.resume()
+        finished, deferred = await sending.send(beside)
+        deferred = await finish.close_deadline(ctx, store, campaign, deferred)
+        if member.lost:
+            ctx.out(
+                f"{ctx.spec.name}: another worker declared this one dead (no heartbeat for"
+                f" {member.settings.lease:g} s); its recipients were settled; stopped"
+            )
+            return EXIT_INTERRUPTED
+        if finished and deferred is None:
+            await store.campaigns.update(campaign.id, now=ctx.now(), state="DONE")
+            if ctx.options.wait_for_delivery is not None:
+                await wait_for_delivery(
+                    store,
+                    campaign.id,
+                    ctx.options.wait_for_delivery,
+                    ctx.stop,
+                    ctx.display,
+                    ctx.out,
+                    ctx.clock,
+                )
+        return await finish.summary(ctx, store, campaign, finished, deferred)
+    finally:
+        await member.leave(
+            "LOST" if member.lost else "STOPPED" if ctx.stop.is_set() else "FINISHED"
+        )
+
+
+__all__ = ["FirstPass", "RunOptions", "prepare_spec", "run", "wait_for_delivery"]

@@ -1,0 +1,141 @@
+"""The preflight: what a run would do (``--dry-run``: the whole file read, nothing written
+or sent), and the check of the credentials before anything is written."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from campaign import planning
+from campaign.errors import EXIT_INTERRUPTED
+from campaign.run.context import RunContext, iso
+from campaign.run.load import FirstPass, open_source, slices, unless_stopped
+from campaign.runtime import Runtime
+from campaign.sinch.auth import check_credentials
+
+_QUIET_LINES = 8
+
+
+async def check(runtime: Runtime) -> None:
+    """Refused credentials stop the run here (exit 2), before anything is written: sent on,
+    they would fail every recipient."""
+    await check_credentials(runtime.need_client().tokens, runtime.config.sinch)
+
+
+@dataclass
+class _Tally:
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    zones: Counter[str | None] = field(default_factory=Counter)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        reasons = frame.filter(pl.col("reason").is_not_null())["reason"].value_counts()
+        for reason, count in reasons.iter_rows():
+            self.rejected[reason] = self.rejected.get(reason, 0) + count
+        sendable = pl.col("reason").is_null()
+        self.duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
+        sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
+        self.valid += sent.height
+        self.zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
+
+
+async def dry_run(ctx: RunContext) -> int:
+    """The preflight of the campaign: reads the whole file, writes and sends nothing. A signal
+    stops it between two slices (or during the first pass), exit 3."""
+    spec = ctx.spec
+    source = open_source(spec)
+    tally = _Tally()
+    async with FirstPass(source) as first:
+        found = await unless_stopped(first.duplicates(), ctx.stop)
+        if found is None:
+            ctx.out(f"{spec.name}: dry run interrupted")
+            return EXIT_INTERRUPTED
+        async with contextlib.aclosing(slices(source, found.mark, first.numbers)) as frames:
+            async for frame in frames:
+                if ctx.stop.is_set():
+                    ctx.out(f"{spec.name}: dry run interrupted")
+                    return EXIT_INTERRUPTED
+                tally.add(frame)
+    _report(ctx, tally)
+    return 0
+
+
+def _report(ctx: RunContext, tally: _Tally) -> None:
+    spec, sending, out = ctx.spec, ctx.config.sending, ctx.out
+    plan = planning.preflight(
+        rows=tally.rows,
+        valid=tally.valid,
+        rejected=tally.rejected,
+        duplicates=tally.duplicates,
+        mode=spec.mode,
+        batch_size=sending.batch_size,
+        rate=sending.requests_per_second,
+    )
+    out(f"campaign      {spec.name} ({spec.mode}, {spec.channel.value})")
+    out(f"recipients    {spec.recipients}")
+    out(f"rows          {plan.rows:,}")
+    out(f"valid         {plan.valid:,}")
+    for reason, count in sorted(plan.rejected.items(), key=lambda kv: -kv[1]):
+        out(f"rejected      {count:,}  {reason}")
+    out(f"duplicates    {plan.duplicates:,}")
+    out(f"requests      {plan.requests:,}")
+    out(f"time          {plan.seconds:,.1f} s at {sending.requests_per_second:,.0f} requests/s")
+    out(
+        f"in doubt      policy {spec.in_doubt_policy}, after {spec.in_doubt_grace:g} s "
+        "without a callback"
+    )
+    out(f"window        {window_text(ctx, plan.seconds)}")
+    for line in quiet_lines(ctx, tally.zones):
+        out(line)
+    out("dry run: nothing was written or sent")
+
+
+def window_text(ctx: RunContext, seconds: float) -> str:
+    """When the campaign may send, and whether the deadline leaves it enough time."""
+    spec = ctx.spec
+    now = ctx.now()
+    start = max(now, spec.send_after) if spec.send_after else now
+    text = "from " + ("now" if start == now else iso(start))
+    if spec.deadline is None:
+        return text + ", no deadline"
+    text += f" until {iso(spec.deadline)}"
+    room = (spec.deadline - start).total_seconds()
+    if room <= 0:
+        return text + ": the deadline has passed, nothing would be sent"
+    if room < seconds:
+        return text + f": only about {room / seconds:.0%} of the sends fit before the deadline"
+    return text
+
+
+def quiet_lines(ctx: RunContext, zones: Counter[str | None]) -> list[str]:
+    """For the dry run: how many recipients quiet hours hold back, and until when."""
+    spec = ctx.spec
+    plan = spec.quiet_plan
+    if plan is None:
+        return []
+    now = ctx.now()
+    start = max(now, spec.send_after) if spec.send_after else now
+    dues: Counter[datetime] = Counter()
+    for key, count in zones.items():
+        dues[plan.due(key, start)] += count
+    free = dues.pop(start, 0)
+    lines = [
+        f"quiet hours   {spec.quiet_hours} in each recipient's time zone (else {spec.timezone})",
+        f"              {free:,} may be sent " + ("now" if start == now else f"from {iso(start)}"),
+    ]
+    held = sorted(dues.items())
+    for due, count in held[:_QUIET_LINES]:
+        lines.append(f"              {count:,} held back until {iso(due)}")
+    if len(held) > _QUIET_LINES:
+        rest = sum(count for _, count in held[_QUIET_LINES:])
+        lines.append(
+            f"              {rest:,} held back until later times, up to {iso(held[-1][0])}"
+        )
+    return lines

@@ -1,0 +1,160 @@
+"""The resume and send steps: settle what an earlier run left, then send what is due, with a
+load beside it in batch mode, a heartbeat, and live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from campaign import planning, rendering, windows
+from campaign.config import Config
+from campaign.membership import Membership, share
+from campaign.models import UNSENDABLE, DispatchStats, Status
+from campaign.progress import RateMeter, Snapshot, snapshot
+from campaign.retry import RetryPolicy
+from campaign.run.context import RunContext
+from campaign.run.load import LoadBeside, Loaded, chunking
+from campaign.runtime import Runtime
+from campaign.sending import LoadFeed, SendLoop, SendSettings
+from campaign.store.repository import CampaignRow, Store
+
+
+def send_settings(config: Config) -> SendSettings:
+    rate = config.sending.requests_per_second
+    return SendSettings(
+        rate=rate,
+        max_in_flight=config.sending.max_in_flight or planning.default_max_in_flight(rate),
+        retry=RetryPolicy(max_attempts=config.sending.max_attempts),
+        batch_size=config.sending.batch_size,
+    )
+
+
+@dataclass
+class Sending:
+    """One run's sending of one campaign, as the worker ``member``."""
+
+    ctx: RunContext
+    store: Store
+    campaign: CampaignRow
+    member: Membership
+    loop: SendLoop
+    settings: SendSettings
+    feed: LoadFeed | None
+
+    @classmethod
+    def begin(
+        cls,
+        ctx: RunContext,
+        runtime: Runtime,
+        campaign: CampaignRow,
+        member: Membership,
+        template: rendering.MessageTemplate,
+        beside: bool,
+    ) -> Sending:
+        """``beside``: the campaign is loaded while it is sent."""
+        spec = ctx.spec
+        settings = send_settings(runtime.config)
+        feed = LoadFeed() if beside else None
+        loop = SendLoop(
+            mode=spec.mode,
+            store=runtime.need_store(),
+            client=runtime.need_client(),
+            campaign=campaign,
+            channel=spec.channel.value,
+            template=template,
+            send_fields=spec.send,
+            settings=settings,
+            stop=ctx.stop,
+            stats=DispatchStats(),
+            clock=ctx.clock,
+            worker_id=member.worker_id,
+            window=windows.Window(spec.send_after, spec.deadline),
+            quiet_hours=spec.quiet_plan,
+            feed=feed,
+        )
+        loop.set_rate(share(settings.rate, member.live))
+        return cls(ctx, runtime.need_store(), campaign, member, loop, settings, feed)
+
+    async def resume(self) -> None:
+        """Settle what earlier runs left: chunks formed for another way of sending, batches
+        whose answer was lost, rows of workers that died, IN_DOUBT rows to send again."""
+        ctx, store, campaign = self.ctx, self.store, self.campaign
+        spec, out = ctx.spec, ctx.out
+        # Chunks formed at ingest for another way of sending (a switched mode, quiet hours, a
+        # smaller batch size) are broken up into ordinary rows first.
+        formed_for = chunking(spec, ctx.config, campaign.key)
+        await store.chunks.dissolve(
+            campaign.id, ctx.now(), larger_than=formed_for.size if formed_for else None
+        )
+        queued, released = await self.loop.settle(self.member.settings.lease)
+        if queued or released:
+            out(
+                f"{spec.name}: batches a stopped run left unanswered: {queued:,} recipients "
+                f"found accepted by Sinch, {released:,} not (to be sent)"
+            )
+        reaped = await store.workers.reap(campaign.id, ctx.now(), self.member.settings.lease)
+        if reaped.in_doubt or reaped.released:
+            out(
+                f"{spec.name}: {reaped.in_doubt:,} recipients were in flight when a run stopped:"
+                f" IN_DOUBT; {reaped.released:,} claimed but not sent: to be sent"
+            )
+        if spec.in_doubt_policy == "resend":
+            older = ctx.now() - timedelta(seconds=spec.in_doubt_grace)
+            again = await store.recipients.resend_in_doubt(campaign.id, older, ctx.now())
+            if again:
+                out(f"{spec.name}: {again:,} IN_DOUBT recipients had no callback: sending again")
+
+    async def send(self, load: LoadBeside | None) -> tuple[bool, datetime | None]:
+        """Send until done or stopped, the load beside it when ``load``. Whether the sending
+        finished, and when what is left becomes due (quiet hours), if it ended for that."""
+        ctx, loop = self.ctx, self.loop
+        counts = await self.store.recipients.counts(self.campaign.id)
+        total = sum(v for k, v in counts.items() if k not in UNSENDABLE)
+        already = total - counts.get(Status.PENDING, 0)
+        meter = RateMeter(start=time.monotonic())
+        loaded = Loaded()  # counted from here on: the counts above hold what was stored before
+        loader: asyncio.Task[bool] | None = None
+        if load is not None and self.feed is not None:
+            loader = asyncio.create_task(load(loaded, self.feed), name="load")
+            loader.add_done_callback(functools.partial(_stop_on_failure, ctx.stop))
+
+        def read() -> Snapshot:
+            rate = meter.rate(time.monotonic(), loop.stats.requests)
+            return snapshot(loop.stats, total + loaded.sendable, already, self.settings.rate, rate)
+
+        beats = asyncio.create_task(self._beat(), name="heartbeat")
+        try:
+            async with ctx.display.track(ctx.spec.name, read):
+                finished = await loop.run()
+        except BaseException:
+            if loader is not None:  # the sending failed: so does the run, loaded or not
+                loader.cancel()
+            raise
+        finally:
+            beats.cancel()
+            # After a stop, the load ends at the end of its slice.
+            await asyncio.gather(beats, *([loader] if loader else []), return_exceptions=True)
+        if loader is not None and not await loader:  # its error, if it failed, is the run's
+            finished = False  # stopped while loading: the next run resumes the load
+        return finished, loop.deferred_until
+
+    async def _beat(self) -> None:
+        lease = self.member.settings.lease
+
+        async def settle() -> None:
+            await self.loop.settle(lease)
+
+        await self.member.run(
+            on_share=lambda live: self.loop.set_rate(share(self.settings.rate, live)),
+            on_lost=self.ctx.stop.set,
+            settle=settle,
+        )
+
+
+def _stop_on_failure(stop: asyncio.Event, loader: asyncio.Task[bool]) -> None:
+    """A load that fails stops the sending; its error is the run's."""
+    if not loader.cancelled() and loader.exception() is not None:
+        stop.set()
