@@ -28,10 +28,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Timer, sandbox_process, sinch_config, write_recipients
-from campaign import loading, planning, rendering
+from campaign import estimate, loading, rendering
 from campaign.models import Channel, Status
 from campaign.retry import RetryPolicy
 from campaign.sending import SendLoop, SendSettings
+from campaign.sinch import wire
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store.repository import Store
 
@@ -135,7 +136,7 @@ async def bare_run(url: str, rows: int, in_flight: int) -> dict[str, float]:
         orjson.dumps(
             {
                 "app_id": config.app_id,
-                **planning.individual_body(
+                **wire.individual_body(
                     channel="SMS",
                     identity=f"+1201{3000000 + i:07d}",
                     message=template.render({"first_name": f"N{i}", "code": f"{i:06d}"}),
@@ -208,7 +209,7 @@ def held_rate(workdir: Path, rows: int, run: int) -> None:
     with sandbox_process("--latency-ms", "200", "--jitter-ms", "20", history=True) as url:
         rate = 800.0
         result = asyncio.run(
-            engine_run(url, workdir, rows, rate, planning.default_max_in_flight(rate))
+            engine_run(url, workdir, rows, rate, estimate.default_max_in_flight(rate))
         )
         timed = arrivals(url)
     print(

@@ -38,10 +38,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from campaign import planning
 from campaign.receiver import ReceiverServer, ReceiverSettings
 from campaign.secrets import Secret
-from campaign.sinch import signature
+from campaign.sinch import signature, wire
 from campaign.store import repository as repo
 
 CAMPAIGN_KEY = "BENCH"
@@ -53,7 +52,7 @@ SECRET_ENV = "BENCH_RECEIVER_SECRET"
 
 def callback(i: int, with_key: bool) -> bytes:
     """MESSAGE_DELIVERY number ``i``: about 560 bytes, like Sinch's."""
-    key = planning.recipient_key(CAMPAIGN_KEY, i + 1) if with_key else ""
+    key = wire.recipient_key(CAMPAIGN_KEY, i + 1) if with_key else ""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return orjson.dumps(
         {

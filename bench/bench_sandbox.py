@@ -26,7 +26,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import sandbox_with_pid
-from campaign import config, planning
+from campaign import config
+from campaign.sinch import wire
 
 CONCURRENCY = 8
 
@@ -41,18 +42,18 @@ def bodies(count: int) -> list[bytes]:
     key = "01KAAAAAAAAAAAAAAAAAAAAAAA"
     made = []
     for b in range(count):
-        entries = planning.batch_entries(
+        entries = wire.batch_entries(
             "SMS",
             (
                 (
                     f"+1201{2_000_000 + b * 1000 + i}",
                     orjson.dumps({"first_name": f"Name{i}", "code": f"{i:06d}"}).decode(),
-                    planning.recipient_key(key, b * 1000 + i),
+                    wire.recipient_key(key, b * 1000 + i),
                 )
                 for i in range(1000)
             ),
         )
-        body = planning.batch_body(
+        body = wire.batch_body(
             message={"text_message": {"text": "Hi ${first_name}, your code is ${code}"}},
             entries=entries,
             campaign_key=key,

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import phonenumbers
 
-from campaign import planning, quiet, rendering
+from campaign import quiet, rendering
 from campaign.errors import InputFileError
+from campaign.messages import content, limits, violations
 from campaign.models import Channel
-from campaign.sandbox import content, violations
 
 Mode = Literal["batch", "individual"]
 MODES: tuple[Mode, ...] = ("batch", "individual")
@@ -189,7 +189,7 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         raise fail(f"[message]: {field.lstrip('.')} {description}")
     # A text too long before any parameter is too long for every row: refused once, here, not
     # rendered and measured a row at a time (a 1 MB text took gigabytes to reject each row).
-    limit = planning.text_limit(channel.value, message)
+    limit = limits.text_limit(channel.value, message)
     if limit is not None:
         fixed = sum(len(piece) for is_parameter, piece in limit.pieces if not is_parameter)
         if fixed > limit.limit:

@@ -1,225 +1,40 @@
-"""Pure planning: recipient keys, request bodies, and the preflight estimate."""
+"""Temporary: re-exports for modules being rewritten; to be deleted.
+
+What was here now lives where it belongs: the wire format in :mod:`campaign.sinch.wire`, text
+limits in :mod:`campaign.messages.limits`, the dry run's estimate in :mod:`campaign.estimate`.
+Only the modules being rewritten still import this (``campaign/store/``, ``campaign/sending/``,
+``campaign/run/``); nothing new may.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from campaign.estimate import default_max_in_flight, preflight
+from campaign.messages.limits import text_limit
+from campaign.sinch.wire import (
+    ChunkEntries,
+    batch_body,
+    batch_entries,
+    batch_entries_by_chunk,
+    entry_pieces,
+    individual_body,
+    json_string,
+    parse_recipient_key,
+    recipient_key,
+    recipient_key_prefix,
+)
 
-import orjson
-import polars as pl
-
-from campaign import rendering
-
-# Every request carries the recipient's own key, so that a delivery callback can be matched to
-# its row even when it arrives before the send was recorded.
-_KEY_SEPARATOR = "-"
-
-
-def recipient_key(campaign_key: str, position: int) -> str:
-    return f"{recipient_key_prefix(campaign_key)}{position}"
-
-
-def recipient_key_prefix(campaign_key: str) -> str:
-    """What every recipient key of the campaign starts with; the row's position follows."""
-    return campaign_key + _KEY_SEPARATOR
-
-
-def parse_recipient_key(key: str) -> tuple[str, int] | None:
-    """``(campaign_key, position)`` from a key made by :func:`recipient_key`, else None."""
-    campaign_key, sep, position = key.rpartition(_KEY_SEPARATOR)
-    if not sep or not campaign_key or not position.isdigit():
-        return None
-    return campaign_key, int(position)
-
-
-def individual_body(
-    *,
-    channel: str,
-    identity: str,
-    message: Mapping[str, Any],
-    key: str,
-    send: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The ``messages:send`` body for one recipient (``app_id`` is added by the client)."""
-    body: dict[str, Any] = {
-        "recipient": {
-            "identified_by": {"channel_identities": [{"channel": channel, "identity": identity}]}
-        },
-        "message": message,
-        "correlation_id": key,
-        "message_metadata": key,
-    }
-    for name, value in send.items():
-        if name == "send_after":  # a scheduling instruction of ours, not a messages:send field
-            continue
-        body[name] = value
-    return body
-
-
-def default_max_in_flight(rate: float | None, latency: float = 0.2) -> int:
-    """Enough concurrent requests to hold ``rate`` at ``latency`` seconds each, with 25% spare."""
-    if rate is None:
-        return 1000
-    return max(8, math.ceil(rate * latency * 1.25))
-
-
-@dataclass(frozen=True)
-class Preflight:
-    rows: int
-    valid: int
-    rejected: Mapping[str, int]
-    duplicates: int
-    requests: int
-    seconds: float
-
-
-def preflight(
-    *,
-    rows: int,
-    valid: int,
-    rejected: Mapping[str, int],
-    duplicates: int,
-    mode: str,
-    batch_size: int,
-    rate: float,
-) -> Preflight:
-    """How many requests the campaign takes and how long at ``rate`` requests per second."""
-    requests = math.ceil(valid / batch_size) if mode == "batch" else valid
-    return Preflight(rows, valid, dict(rejected), duplicates, requests, requests / rate)
-
-
-def batch_body(
-    *,
-    message: Mapping[str, Any],
-    entries: orjson.Fragment,
-    campaign_key: str,
-    tag: str,
-    send: Mapping[str, Any],
-) -> dict[str, Any]:
-    """A Batch API request: the message as written (Sinch substitutes ``${...}``), the
-    recipients' ``entries`` (:func:`batch_entries`, or the same JSON written by the database),
-    ``batch_metadata`` naming the campaign and the chunk's ``tag``, which finds the batch again
-    after a lost answer, and the campaign's send fields."""
-    return {
-        "message": message,
-        "recipient_and_params": entries,
-        "batch_metadata": {"campaign": campaign_key, "chunk": tag},
-        **send,
-    }
-
-
-def batch_entries(channel: str, recipients: Iterable[tuple[str, str, str]]) -> orjson.Fragment:
-    """``recipient_and_params``: one entry per ``(identity, parameters, key)``, ``parameters``
-    being the JSON object the store keeps. Each recipient's key goes in its
-    ``message_metadata``, so its callbacks (``metadata`` JSON beside ``_batch_id``) find it.
-
-    JSON written once, here, and copied as is when the body is serialised (parameters are never
-    parsed again). Chunks formed at ingest get the same text from :func:`entry_pieces`: from
-    Polars while their slice is staged (:func:`batch_entries_by_chunk`), or from SQL when
-    claimed (:meth:`campaign.store.batches.BatchQueries.claim_formed_chunks`).
-    """
-    head, middle, tail, end = entry_pieces(channel)
-    dumps = orjson.dumps
-    return orjson.Fragment(
-        "["
-        + ",".join(
-            f"{head}{dumps(identity).decode()}{middle}{parameters}{tail}{dumps(key).decode()}{end}"
-            for identity, parameters, key in recipients
-        )
-        + "]"
-    )
-
-
-# A chunk's entries as :func:`batch_entries_by_chunk` writes them: (how many, the JSON array).
-ChunkEntries = tuple[int, str]
-
-
-def batch_entries_by_chunk(
-    rows: pl.DataFrame, channel: str, campaign_key: str, room: int | None = None
-) -> dict[int, ChunkEntries]:
-    """:func:`batch_entries` of each chunk of ``rows``, written by Polars expressions (no
-    Python object per recipient): ``rows`` holds ``chunk``, ``position``, ``identity`` and
-    ``parameters`` (JSON objects), in the order the entries take. With ``room``, the first
-    chunks whose text fits in that many characters, one chunk at a time (memory holds no
-    more)."""
-    head, middle, tail, end = entry_pieces(channel)
-    key = pl.lit(recipient_key_prefix(campaign_key)) + pl.col("position").cast(pl.String)
-    entry = pl.concat_str(
-        [
-            pl.lit(head),
-            json_string(pl.col("identity")),
-            pl.lit(middle),
-            pl.col("parameters"),
-            pl.lit(tail),
-            json_string(key),
-            pl.lit(end),
-        ]
-    )
-    array = pl.concat_str([pl.lit("["), entry.str.join(","), pl.lit("]")])
-    found: dict[int, ChunkEntries] = {}
-    if room is not None and room <= 0:
-        return found
-    for (number,), part in rows.group_by("chunk", maintain_order=True):
-        text = str(part.select(array).item())
-        if room is not None:
-            room -= len(text)
-            if room < 0:
-                break
-        found[int(number)] = (part.height, text)
-    return found
-
-
-def json_string(text: pl.Expr) -> pl.Expr:
-    """``text`` as a JSON string (null as ``null``), escaped by Polars' own JSON writer: a
-    one-field struct encoded, its key taken off."""
-    encoded = pl.struct(text.cast(pl.String).alias("v")).struct.json_encode()
-    return encoded.str.slice(len('{"v":')).str.strip_suffix("}")
-
-
-def entry_pieces(channel: str) -> tuple[str, str, str, str]:
-    """The constant text of an entry: ``head + identity + middle + parameters + tail + key +
-    end``, the identity and the key being JSON strings and the parameters a JSON object."""
-    head = (
-        '{"recipient":{"identified_by":{"channel_identities":[{"channel":'
-        + orjson.dumps(channel).decode()
-        + ',"identity":'
-    )
-    return head, '}]}},"parameters":', ',"message_metadata":{"recipient":', "}}"
-
-
-# Longest text a channel takes in one message (characters). SMS allows concatenated messages
-# up to Sinch's default of 10 parts.
-TEXT_LIMITS: Mapping[str, int] = {
-    "SMS": 1600,
-    "MMS": 5000,
-    "WHATSAPP": 4096,
-    "RCS": 3072,
-    "VIBERBM": 1000,
-    "MESSENGER": 2000,
-    "INSTAGRAM": 1000,
-    "TELEGRAM": 4096,
-    "LINE": 5000,
-    "KAKAOTALK": 1000,
-}
-
-
-@dataclass(frozen=True)
-class TextLimit:
-    """The message's text, as pieces (literal text, or a parameter's name), and the most
-    characters the channel takes: the loader renders each row's text and measures it."""
-
-    pieces: tuple[tuple[bool, str], ...]  # (is a parameter, literal text or parameter name)
-    limit: int
-    channel: str
-
-
-def text_limit(channel: str, message: Mapping[str, Any]) -> TextLimit | None:
-    """What to check of ``message`` on ``channel``: its text's length, if both have one."""
-    content = message.get("text_message")
-    text = content.get("text") if isinstance(content, Mapping) else None
-    limit = TEXT_LIMITS.get(channel)
-    if not isinstance(text, str) or limit is None:
-        return None
-    return TextLimit(rendering.text_pieces(text), limit, channel)
+__all__ = [
+    "ChunkEntries",
+    "batch_body",
+    "batch_entries",
+    "batch_entries_by_chunk",
+    "default_max_in_flight",
+    "entry_pieces",
+    "individual_body",
+    "json_string",
+    "parse_recipient_key",
+    "preflight",
+    "recipient_key",
+    "recipient_key_prefix",
+    "text_limit",
+]

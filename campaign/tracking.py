@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from campaign import planning
 from campaign.models import Status
+from campaign.sinch import wire
 
 DELIVERY = "MESSAGE_DELIVERY"
 SUBMIT = "MESSAGE_SUBMIT"
@@ -133,7 +133,7 @@ def _key_and_batch(
     else:
         candidates.append(metadata)
     for candidate in candidates:
-        if isinstance(candidate, str) and planning.parse_recipient_key(candidate):
+        if isinstance(candidate, str) and wire.parse_recipient_key(candidate):
             return candidate, batch_id
     return None, batch_id
 

@@ -11,7 +11,7 @@ import polars as pl
 
 from campaign import phones
 from campaign.loading import zones
-from campaign.planning import TextLimit
+from campaign.messages.limits import TextLimit
 
 MISSING_IDENTITY = "missing identity"
 INVALID_PHONE = "invalid phone number"

@@ -26,8 +26,8 @@ from campaign.loading import csvblocks
 from campaign.loading.duplicates import Duplicates, bucket_bits
 from campaign.loading.normalised import NormalisedNumbers
 from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
+from campaign.messages.limits import TextLimit
 from campaign.models import PHONE_CHANNELS, Channel
-from campaign.planning import TextLimit
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from campaign.sandbox.settings import FailureRule, SandboxSettings
     from campaign.sandbox.state import SandboxState
 
-# Imported when first used: `campaign run` uses the sandbox's message checks
-# (campaign.sandbox.content) but seldom its server (aiohttp.web and the rest, some 50 ms).
+# Imported when first used: a command that names the sandbox seldom starts its server
+# (aiohttp.web and the rest, some 50 ms).
 __getattr__ = lazy.attributes(
     __name__,
     {

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final
 import msgspec
 import orjson
 
+from campaign.messages.channels import CHANNELS
 from campaign.sandbox import channels
 
 #: :data:`channels.E164` for many identities at once, each followed by a newline.
@@ -133,7 +134,7 @@ def _recipients_valid(recipients: list[dict[str, Any]]) -> bool:
 def _identities_valid(names: list[Any], identities: list[Any]) -> bool:
     """Every channel known, and every identity a string of its channel's shape."""
     found = set(names)
-    if not found <= channels.CHANNELS or _types(identities) != {str}:
+    if not found <= CHANNELS or _types(identities) != {str}:
         return False
     if found <= channels.PHONE_CHANNELS:
         return _all_e164(identities)

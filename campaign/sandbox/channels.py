@@ -1,27 +1,10 @@
-"""What the sandbox knows about Conversation API channels and identities."""
+"""What the sandbox knows about Conversation API channels and identities (the channel names
+themselves are :data:`campaign.messages.channels.CHANNELS`)."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
-
-CHANNELS: Final = frozenset(
-    {
-        "WHATSAPP",
-        "RCS",
-        "SMS",
-        "MESSENGER",
-        "VIBERBM",
-        "MMS",
-        "INSTAGRAM",
-        "TELEGRAM",
-        "KAKAOTALK",
-        "KAKAOTALKCHAT",
-        "LINE",
-        "WECHAT",
-        "APPLEBC",
-    }
-)
 
 #: Channels whose identity is a phone number, checked against :data:`E164`.
 PHONE_CHANNELS: Final = frozenset({"SMS", "MMS", "WHATSAPP", "RCS", "VIBERBM", "KAKAOTALK"})

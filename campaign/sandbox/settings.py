@@ -18,7 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from campaign import config
 from campaign.errors import ConfigError
-from campaign.sandbox import channels
+from campaign.messages.channels import CHANNELS
 
 UnknownParameterPolicy = Literal["literal", "empty", "error"]
 
@@ -46,7 +46,7 @@ class FailureRule:
             raise ConfigError(f"failure rule {self.pattern!r}: bad regex: {exc}") from None
         if not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.code):
             raise ConfigError(f"failure rule {self.pattern!r}: bad reason code {self.code!r}")
-        if self.channel is not None and self.channel not in channels.CHANNELS:
+        if self.channel is not None and self.channel not in CHANNELS:
             raise ConfigError(f"failure rule {self.pattern!r}: unknown channel {self.channel!r}")
 
     @functools.cached_property

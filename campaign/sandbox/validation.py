@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from campaign import jsonutil
-from campaign.sandbox import bulkcheck, channels, content, scheduling
-from campaign.sandbox.violations import Violations
+from campaign.messages import content
+from campaign.messages.channels import CHANNELS
+from campaign.messages.violations import Violations
+from campaign.sandbox import bulkcheck, channels, scheduling
 
 MAX_METADATA: Final = 1024
 MAX_CONVERSATION_METADATA: Final = 2048
@@ -140,7 +142,7 @@ def check_recipient(value: Any, path: str, v: Violations) -> None:
         if (entry := v.obj(item, at)) is None:
             continue
         channel = v.string(entry, "channel", at)
-        if channel is not None and channel not in channels.CHANNELS:
+        if channel is not None and channel not in CHANNELS:
             v.add(f"{at}.channel", f"unknown channel {channel!r}")
             channel = None
         identity = v.string(entry, "identity", at)
@@ -167,7 +169,7 @@ def _check_options(body: dict[str, Any], v: Violations) -> None:
     if url is not None and not _URL.fullmatch(url):
         v.add("callback_url", "must be an http(s) URL")
     for i, channel in enumerate(v.array(body, "channel_priority_order", "") or ()):
-        if channel not in channels.CHANNELS:
+        if channel not in CHANNELS:
             v.add(f"channel_priority_order[{i}]", f"unknown channel {channel!r}")
     v.string_map(body, "channel_properties", "", max_len=MAX_PROPERTY)
     v.string(body, "correlation_id", "", required=False, max_len=MAX_CORRELATION_ID)

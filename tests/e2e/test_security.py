@@ -35,19 +35,19 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, select, table, text
 from sqlalchemy.engine import make_url
 
-from campaign import config, planning, reporting, secrets, tracking
+from campaign import config, reporting, secrets, tracking
 from campaign.errors import SinchAuthError
 from campaign.models import Status
 from campaign.receiver import ReceiverServer, ReceiverSettings
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.secrets import Secret
-from campaign.sinch import responses, signature
+from campaign.sinch import responses, signature, wire
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
 from tests.conftest import FIXTURES, POSTGRES_URL, REQUIRE_POSTGRES
 from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.recipients import loaded, us_numbers
-from tests.unit.test_planning_reporting import store_page
+from tests.unit.test_reporting import store_page
 from tests.unit.test_signature import DOTNET_VECTOR as VECTOR
 
 KEY_SECRET = "ks-SECRET-7f3e9a1c5d"
@@ -670,7 +670,7 @@ def check_event(event: tracking.Event) -> None:
     assert isinstance(event.trigger, str) and event.trigger
     assert event.status is None or event.status in tracking.DELIVERY_STATUSES
     assert event.event_time is None or event.event_time.utcoffset() == timedelta(0)
-    assert event.key is None or planning.parse_recipient_key(event.key) is not None
+    assert event.key is None or wire.parse_recipient_key(event.key) is not None
     for value in (event.message_id, event.channel, event.batch_id, event.reason_code):
         assert value is None or (isinstance(value, str) and value)
 

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from sqlalchemy import func, select
 
-from campaign import planning
 from campaign.models import Status
+from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store import repository as repo
 from campaign.store.tables import batches, recipients
@@ -307,7 +307,7 @@ async def test_a_dead_workers_formed_chunk_is_found_for_settling(store: repo.Sto
     assert lost == [(chunk.number, chunk.tag, chunk.members.ids, True)]
 
 
-async def test_the_database_writes_the_entries_that_planning_writes(store: repo.Store) -> None:
+async def test_the_database_writes_the_entries_that_wire_writes(store: repo.Store) -> None:
     """A formed chunk's request entries come from SQL: the same JSON as the Python that writes
     them for every other chunk, whatever the identity and the parameters."""
     identities = ["+12015550001", 'psid "quoted" \\ back', "名前 ✓ 😀", "tab\tand\nnewline"]
@@ -328,9 +328,9 @@ async def test_the_database_writes_the_entries_that_planning_writes(store: repo.
     assert chunk.members is not None
     claims = await store.chunks.claims_of(campaign.id, chunk.number, chunk.members)
     assert [c.position for c in claims] == [1, 2, 3, 4]
-    expected = planning.batch_entries(
+    expected = wire.batch_entries(
         "MESSENGER",
-        ((c.identity, c.parameters, planning.recipient_key("CK", c.position)) for c in claims),
+        ((c.identity, c.parameters, wire.recipient_key("CK", c.position)) for c in claims),
     )
     entries = orjson.loads(chunk.members.entries)
     assert entries == orjson.loads(orjson.dumps(expected))
@@ -342,17 +342,15 @@ async def test_the_database_writes_the_entries_that_planning_writes(store: repo.
 
 
 def python_entries(channel: str, claims: list[repo.Claim]) -> str:
-    """:func:`planning.batch_entries` of ``claims``, as text."""
-    recipients = (
-        (c.identity, c.parameters, planning.recipient_key("CK", c.position)) for c in claims
-    )
-    return orjson.dumps(planning.batch_entries(channel, recipients)).decode()
+    """:func:`wire.batch_entries` of ``claims``, as text."""
+    recipients = ((c.identity, c.parameters, wire.recipient_key("CK", c.position)) for c in claims)
+    return orjson.dumps(wire.batch_entries(channel, recipients)).decode()
 
 
 async def test_the_load_writes_the_entries_that_the_database_writes(store: repo.Store) -> None:
     """A slice staged for a channel carries its chunks' entries, written by Polars while it is
-    staged: the very text that planning writes, and the JSON that the database writes, in the
-    order of the rows' positions."""
+    staged: the very text that the wire module writes, and the JSON that the database writes, in
+    the order of the rows' positions."""
     identities = ["+12015550001", 'psid "quoted" \\ back', "名前 ✓ 😀", "tab\tand\nnewline", "x"]
     parameters = [
         "{}",

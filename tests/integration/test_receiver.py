@@ -21,14 +21,14 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from campaign import config, planning
+from campaign import config
 from campaign.config import SinchConfig
 from campaign.errors import ConfigError
 from campaign.models import Status
 from campaign.receiver import ReceiverServer, ReceiverSettings, checks, serve
 from campaign.sandbox import SandboxServer, SandboxSettings
 from campaign.secrets import Secret
-from campaign.sinch import signature
+from campaign.sinch import signature, wire
 from campaign.sinch.client import SinchClient, open_session
 from campaign.store import engine as store_engine
 from campaign.store import repository as repo
@@ -662,7 +662,7 @@ async def test_sandbox_callbacks_land_in_the_event_table_and_on_recipients(
                 claims = await store.recipients.claim(campaign.id, rows, T0)
                 sent = []
                 for claim in claims:
-                    key = planning.recipient_key("E2E", claim.position)
+                    key = wire.recipient_key("E2E", claim.position)
                     accepted = await client.send_message(
                         {
                             "recipient": {

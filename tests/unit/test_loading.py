@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaign import loading, planning, rendering
+from campaign import loading, rendering
 from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks
+from campaign.messages import limits
 from campaign.models import Channel
 
 VALID = "+12015550123"
@@ -31,7 +32,7 @@ def _spec(
     country: str | None = "US",
     parameters: tuple[str, ...] = (),
     defaults: Mapping[str, str] | None = None,
-    text_limit: planning.TextLimit | None = None,
+    text_limit: limits.TextLimit | None = None,
 ) -> loading.LoadSpec:
     return loading.LoadSpec(
         path=path,
@@ -241,7 +242,7 @@ def test_a_text_over_the_channel_limit_is_rejected_as_rendered(tmp_path: Path) -
     """The loader renders each row's text (vectorised) and measures it in characters, exactly
     as the renderer would: multi-byte characters count once, a parameter used twice twice."""
     message = {"text_message": {"text": "Hi ${name}, ${ name }! Code ${code}: ü"}}
-    limit = planning.text_limit("SMS", message)
+    limit = limits.text_limit("SMS", message)
     assert limit is not None
     template = rendering.MessageTemplate.compile(message)
     names = ["Ann", "x" * 780, "é" * 791, "y" * 792, "", "😀" * 800]
@@ -256,8 +257,8 @@ def test_a_text_over_the_channel_limit_is_rejected_as_rendered(tmp_path: Path) -
     # 17 characters besides the names: 2 * 791 + 17 = 1,599 fits, 2 * 792 + 17 = 1,601 does not.
     assert frame["reason"].is_not_null().to_list() == [False, False, False, True, True, True]
     # Channels without a limit, and messages without text, are not measured.
-    assert planning.text_limit("WHATSAPP", {"media_message": {"url": "u"}}) is None
-    assert planning.text_limit("APPLEBC", message) is None
+    assert limits.text_limit("WHATSAPP", {"media_message": {"url": "u"}}) is None
+    assert limits.text_limit("APPLEBC", message) is None
 
 
 def test_defaults_fill_empty_cells(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Light structural checks of a Conversation API ``message`` (an AppMessage).
 
 Sinch validates a message in two stages: the synchronous checks answer 400 at once, the
-channel-specific ones come later as a FAILED callback. This module is the first stage: exactly
+channel-specific ones come later as a FAILED callback. This module is the first stage (the
+sandbox answers 400 with it; the campaign file parser refuses a ``[message]`` with it): exactly
 one of the nine content keys, each with the fields it cannot do without and the right JSON
 types. Values are not judged (the Java SDK fixtures use ``"an url value"`` as a URL).
 """
@@ -12,7 +13,7 @@ import math
 from typing import Any, Final
 
 from campaign import models
-from campaign.sandbox.violations import Violations
+from campaign.messages.violations import Violations
 
 CONTENT_KEYS: Final[tuple[str, ...]] = models.CONTENT_KEYS
 EXTRA_KEYS: Final = frozenset(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from campaign.sandbox import channels
+from campaign.messages.channels import CHANNELS
 
 
 class Violations:
@@ -111,6 +111,6 @@ class Violations:
         if key not in obj or (mapping := self.obj(obj[key], where)) is None:
             return None
         for channel in mapping:
-            if channel not in channels.CHANNELS:
+            if channel not in CHANNELS:
                 self.add(f"{where}.{channel}", "unknown channel")
         return mapping

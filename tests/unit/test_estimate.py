@@ -1,0 +1,28 @@
+"""Unit tests of the dry run's estimate."""
+
+from __future__ import annotations
+
+from campaign import estimate
+
+
+def test_in_flight_bound_sustains_the_rate_at_200_ms() -> None:
+    assert estimate.default_max_in_flight(800) == 200
+    assert estimate.default_max_in_flight(1) == 8
+    assert estimate.default_max_in_flight(None) == 1000
+
+
+def test_preflight_counts_requests_and_time() -> None:
+    individual = estimate.preflight(
+        rows=10,
+        valid=8,
+        rejected={"x": 1},
+        duplicates=1,
+        mode="individual",
+        batch_size=1000,
+        rate=4,
+    )
+    assert (individual.requests, individual.seconds) == (8, 2.0)
+    batch = estimate.preflight(
+        rows=2500, valid=2500, rejected={}, duplicates=0, mode="batch", batch_size=1000, rate=800
+    )
+    assert batch.requests == 3

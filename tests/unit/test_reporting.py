@@ -1,0 +1,103 @@
+"""Unit tests of the pure core: reporting, progress figures, status view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from campaign import reporting
+from campaign.models import DispatchStats, Status
+from campaign.progress import RateMeter, snapshot
+from campaign.status_view import campaign_view, render_text
+from campaign.store import records
+from campaign.store.repository import CampaignRow
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ('=HYPERLINK("x")', '\'=HYPERLINK("x")'),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("+15551234567", "+15551234567"),
+        ("+1 (555) 123-4567", "+1 (555) 123-4567"),
+        ("0044 20 7946 0958", "0044 20 7946 0958"),
+        ("plain", "plain"),
+        (None, None),
+    ],
+)
+def test_defuse_formula_cells_but_not_phone_numbers(cell: str | None, expected: str | None) -> None:
+    assert reporting.defuse(cell) == expected
+
+
+def test_report_frame_is_spreadsheet_safe_and_iso_utc() -> None:
+    delivered = (1, "+15551234567", "555-123-4567", "SMS", "DELIVERED", "M1", None)
+    rejected = (2, None, "=1+1", "SMS", "REJECTED", None, None)
+    missing = (3, None, None, "SMS", "REJECTED", None, None)
+    at = "2026-11-21T12:00:00.000000Z"  # as the store gives timestamps
+    frame = reporting.report_frame(
+        store_page(
+            [
+                (*delivered, None, None, at, at, 1, at, "SMS"),
+                (*rejected, "INVALID_IDENTITY", "bad", None, at, 0, None, None),
+                (*missing, "MISSING_IDENTITY", "x", None, at, 0, None, None),
+            ]
+        )
+    )
+    assert frame.columns == list(reporting.REPORT_FILE_COLUMNS)
+    assert frame["identity"].to_list() == ["+15551234567", "'=1+1", None]
+    assert frame["sent_at"].to_list() == [at, None, None]
+    assert frame["row"].to_list() == [1, 2, 3]
+    assert frame["status_at"].to_list() == [at, None, None]
+    assert frame["delivery_channel"].to_list() == ["SMS", None, None]
+    assert reporting.report_frame(store_page([])).height == 0
+
+
+def store_page(rows: list[tuple[object, ...]]) -> pl.DataFrame:
+    """Rows as :meth:`campaign.store.repository.Store.report_pages` gives them."""
+    numbers = {"position": pl.Int64, "attempts": pl.Int64}
+    schema = {name: numbers.get(name, pl.String) for name in records.REPORT_READ_COLUMNS}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def test_exit_code_and_summary() -> None:
+    assert reporting.exit_code_for({Status.QUEUED: 5, Status.DUPLICATE: 2}) == 0
+    for bad in (Status.FAILED, Status.REJECTED, Status.IN_DOUBT):
+        assert reporting.exit_code_for({Status.QUEUED: 5, bad: 1}) == 1
+    lines = reporting.summary_lines(
+        "c",
+        {Status.QUEUED: 3, Status.DUPLICATE: 1},
+        [("DUPLICATE", "DUPLICATE", 1), ("FAILED", "INVALID_ARGUMENT", 2)],
+    )
+    assert ("QUEUED", "3 (75.0%)") in lines
+    assert ("  FAILED: INVALID_ARGUMENT", "2") in lines
+    assert not any("DUPLICATE:" in label for label, _ in lines)
+
+
+def test_rate_meter_shows_the_recent_rate() -> None:
+    meter = RateMeter(span=2.0)
+    assert meter.rate(0.0, 0) == 0.0
+    assert meter.rate(1.0, 100) == 100.0
+    assert meter.rate(2.0, 200) == 100.0
+    assert meter.rate(10.0, 200) == 0.0  # nothing sent lately: the current rate is zero
+    stats = DispatchStats(sent=7, failed=2, in_doubt=1, requests=12)
+    snap = snapshot(stats, total=20, already_done=5, limit=800.0, rate=42.0)
+    assert (snap.done, snap.total, snap.rate, snap.limit) == (15, 20, 42.0, 800.0)
+    assert "failed 2" in snap.detail
+
+
+def test_status_view() -> None:
+    row = CampaignRow(1, "c", "K", "individual", "SMS", "{}", "r.csv", "READY", 3, NOW, NOW)
+    view = campaign_view(row, {Status.QUEUED: 2, Status.PENDING: 1}, [("FAILED", "X", 1)])
+    assert view["settled"] == 2
+    assert view["counts"]["QUEUED"] == 2
+    assert view["counts"]["READ"] == 0
+    text = render_text([view])
+    assert text[0].startswith("c  [READY, individual, SMS]  2/3 settled")
+    assert "X" in text[2]
