@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_type_hints
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from campaign import secrets
+from campaign import localcredentials, secrets
 from campaign.errors import ConfigError
 from campaign.secrets import Secret
 
@@ -30,11 +30,11 @@ DEFAULT_CONVERSATION_URL = "https://{region}.conversation.api.sinch.com"
 DEFAULT_BATCH_URL = "https://{region}.conversationbatch.api.sinch.com"
 
 # What the embedded sandbox accepts; used when `sandbox = true` and the environment is silent.
-SANDBOX_PROJECT_ID = "sandbox-project"
-SANDBOX_APP_ID = "sandbox-app"
-SANDBOX_KEY_ID = "sandbox-key"
-SANDBOX_KEY_SECRET = "sandbox-secret"
-SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+SANDBOX_PROJECT_ID = localcredentials.PROJECT_ID
+SANDBOX_APP_ID = localcredentials.APP_ID
+SANDBOX_KEY_ID = localcredentials.KEY_ID
+SANDBOX_KEY_SECRET = localcredentials.KEY_SECRET
+SANDBOX_WEBHOOK_SECRET = localcredentials.WEBHOOK_SECRET
 
 
 @dataclass(frozen=True)

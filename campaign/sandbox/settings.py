@@ -1,7 +1,8 @@
 """The sandbox's settings: one frozen dataclass, validated once, replaceable at runtime.
 
 Every knob has a default that behaves like a healthy Sinch project with the sandbox
-credentials of :mod:`campaign.config`. ``PATCH /_sandbox/settings`` builds a new instance with
+credentials of :mod:`campaign.localcredentials` (the ones the config presents when
+``sandbox = true``). ``PATCH /_sandbox/settings`` builds a new instance with
 :func:`patched`; the running app always reads the current one from its state, so faults,
 limits and callbacks change without a restart.
 """
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from campaign import config
+from campaign import localcredentials
 from campaign.errors import ConfigError
 from campaign.messages.channels import CHANNELS
 
@@ -80,11 +81,11 @@ class SandboxSettings:
     """
 
     # Identity of the emulated project and its credentials.
-    project_id: str = config.SANDBOX_PROJECT_ID
-    app_ids: tuple[str, ...] = (config.SANDBOX_APP_ID,)
-    key_id: str = config.SANDBOX_KEY_ID
+    project_id: str = localcredentials.PROJECT_ID
+    app_ids: tuple[str, ...] = (localcredentials.APP_ID,)
+    key_id: str = localcredentials.KEY_ID
     # Not in the repr: the embedded sandbox carries the real SINCH_KEY_SECRET of the config.
-    key_secret: str = field(default=config.SANDBOX_KEY_SECRET, repr=False)
+    key_secret: str = field(default=localcredentials.KEY_SECRET, repr=False)
     token_lifetime: int = 3600
     # Per-project limit over a sliding one-second window (0: unlimited) and 429 storms.
     rate_limit: int = 800
@@ -99,7 +100,7 @@ class SandboxSettings:
     faults_on_token: bool = False
     # Where and how delivery callbacks go (``callback_url`` None: only per-request URLs).
     callback_url: str | None = None
-    webhook_secret: str | None = field(default=config.SANDBOX_WEBHOOK_SECRET, repr=False)
+    webhook_secret: str | None = field(default=localcredentials.WEBHOOK_SECRET, repr=False)
     triggers: tuple[str, ...] = TRIGGERS
     queued_delay_s: float = 0.2
     queued_jitter_s: float = 0.1
