@@ -81,9 +81,7 @@ async def run_demo(
         f"({config.sandbox.latency_ms:.0f}±{config.sandbox.jitter_ms:.0f} ms latency, "
         f"{config.sending.requests_per_second:,.0f} requests/s)"
     )
-    options = run.RunOptions(
-        campaign_file=campaign_file, mode="individual", wait_for_delivery=60.0
-    )
+    options = run.RunOptions(campaign_file=campaign_file, mode="individual", wait_for_delivery=60.0)
     code = await run.run(config, options, stop=stop, display=display)
     if code == EXIT_INTERRUPTED:
         return code

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from campaign import campaignfile, loading, planning
+from campaign import campaignfile, loading
 from campaign.config import Config
 from campaign.errors import ConfigError
 from campaign.loading import Duplicates
+from campaign.messages.limits import text_limit
 from campaign.sending import LoadFeed
 from campaign.store.ingest import Staged
 from campaign.store.repository import CampaignRow, Chunking, Store
@@ -40,7 +41,7 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
             default_country=spec.default_country,
             parameters=spec.parameters,
             defaults=spec.defaults,
-            text_limit=planning.text_limit(spec.channel.value, spec.message),
+            text_limit=text_limit(spec.channel.value, spec.message),
             zones=spec.quiet_hours is not None,
             zone_column=spec.timezone_column,
         )

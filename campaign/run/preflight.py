@@ -10,7 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
-from campaign import planning
+from campaign import estimate
 from campaign.errors import EXIT_INTERRUPTED
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
@@ -69,7 +69,7 @@ async def dry_run(ctx: RunContext) -> int:
 
 def _report(ctx: RunContext, tally: _Tally) -> None:
     spec, sending, out = ctx.spec, ctx.config.sending, ctx.out
-    plan = planning.preflight(
+    plan = estimate.preflight(
         rows=tally.rows,
         valid=tally.valid,
         rejected=tally.rejected,

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from campaign import planning, rendering, windows
+from campaign import estimate, rendering, windows
 from campaign.config import Config
 from campaign.membership import Membership, share
 from campaign.models import UNSENDABLE, DispatchStats, Status
@@ -26,7 +26,7 @@ def send_settings(config: Config) -> SendSettings:
     rate = config.sending.requests_per_second
     return SendSettings(
         rate=rate,
-        max_in_flight=config.sending.max_in_flight or planning.default_max_in_flight(rate),
+        max_in_flight=config.sending.max_in_flight or estimate.default_max_in_flight(rate),
         retry=RetryPolicy(max_attempts=config.sending.max_attempts),
         batch_size=config.sending.batch_size,
     )

@@ -18,10 +18,11 @@ from datetime import timedelta
 
 import orjson
 
-from campaign import errors, pacing, planning, retry
+from campaign import errors, pacing, retry
 from campaign.sending import outcomes
 from campaign.sending.context import Context
 from campaign.sending.outcomes import Kind
+from campaign.sinch import wire
 from campaign.sinch.client import BatchAccepted, BatchInfo
 from campaign.store import repository as repo
 from campaign.tracking import parse_time
@@ -152,15 +153,15 @@ class BatchSender:
             zones: list[str | None] = []  # formed chunks never meet quiet hours
         else:
             key = ctx.campaign.key
-            entries = planning.batch_entries(
+            entries = wire.batch_entries(
                 ctx.channel,
                 (
-                    (claim.identity, claim.parameters, planning.recipient_key(key, claim.position))
+                    (claim.identity, claim.parameters, wire.recipient_key(key, claim.position))
                     for claim in claims
                 ),
             )
             zones = list({claim.time_zone for claim in claims})
-        return planning.batch_body(
+        return wire.batch_body(
             message=ctx.template.message,
             entries=entries,
             campaign_key=ctx.campaign.key,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 
-from campaign.planning import ChunkEntries
+from campaign.sinch.wire import ChunkEntries
 from campaign.store import repository as repo
 
 # At most this much text of request entries kept for chunks that a load beside the sending

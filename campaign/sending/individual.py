@@ -10,10 +10,11 @@ from typing import Any
 
 import orjson
 
-from campaign import errors, pacing, planning, rendering
+from campaign import errors, pacing, rendering
 from campaign.sending import outcomes
 from campaign.sending.context import Context
 from campaign.sending.outcomes import Kind
+from campaign.sinch import wire
 from campaign.store import repository as repo
 
 
@@ -51,11 +52,11 @@ class IndividualSender:
     def body(self, claim: repo.Claim) -> dict[str, Any]:
         ctx = self._ctx
         params = orjson.loads(claim.parameters)
-        return planning.individual_body(
+        return wire.individual_body(
             channel=ctx.channel,
             identity=claim.identity,
             message=ctx.template.render(params),
-            key=planning.recipient_key(ctx.campaign.key, claim.position),
+            key=wire.recipient_key(ctx.campaign.key, claim.position),
             send=ctx.timing.send_options([claim.time_zone]),
         )
 
@@ -76,7 +77,7 @@ class IndividualSender:
             except errors.SinchError as exc:
                 outcome = self._after_error(claim, exc)
             else:
-                key = planning.recipient_key(ctx.campaign.key, claim.position)
+                key = wire.recipient_key(ctx.campaign.key, claim.position)
                 outcome = repo.Sent(claim.id, accepted.message_id, key=key)
                 ctx.stats.sent += 1
         except asyncio.CancelledError:

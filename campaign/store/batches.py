@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
-from campaign.planning import ChunkEntries
+from campaign.sinch.wire import ChunkEntries
 from campaign.store import chunks, statements
 from campaign.store.edge import Group
 from campaign.store.records import Chunk, Claim, Members
@@ -73,7 +73,7 @@ class Chunks(Group):
         waits for the claim, not for the reading): a claimed chunk's members do not change.
 
         ``known``: the entries of chunks that this run's load formed, written as it staged
-        them (:func:`campaign.planning.batch_entries_by_chunk`). Those not sent yet are
+        them (:func:`campaign.sinch.wire.batch_entries_by_chunk`). Those not sent yet are
         claimed too, beyond ``limit`` (a load beside the sending then has each slice's chunks
         claimed at once, not ``limit`` at a time, each claim waiting for a slice to be
         stored). Such a chunk is not read back while all its rows still follow it: rows only

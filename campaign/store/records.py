@@ -146,7 +146,7 @@ class Chunk:
 class Members:
     """The recipients of a chunk formed at ingest, as its claim reads them: no Python object
     per recipient. ``entries`` is their ``recipient_and_params`` JSON array (the same text as
-    :func:`campaign.planning.batch_entries`), written by the database, or by the load that
+    :func:`campaign.sinch.wire.batch_entries`), written by the database, or by the load that
     formed the chunk in this run; ``ids`` their rows, in the same order, or None when the
     entries are in the order of the rows' positions (the rows are read by chunk if needed);
     ``attempts`` what this send makes of each one's count."""

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Text, cast, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from campaign import planning
 from campaign.models import Status
+from campaign.sinch import wire
 from campaign.store.tables import recipients, workers
 
 C = recipients.c
@@ -65,9 +65,9 @@ def running_workers(now: datetime, lease: float) -> Any:
 
 def entries(dialect: str, channel: str, campaign_key: str) -> tuple[Any, Any]:
     """Aggregates of a chunk's rows: their ids, and their request entries (the text of
-    :func:`campaign.planning.batch_entries`), both comma-separated, in the same order."""
-    head, middle, tail, end = planning.entry_pieces(channel)
-    prefix = planning.recipient_key_prefix(campaign_key)
+    :func:`campaign.sinch.wire.batch_entries`), both comma-separated, in the same order."""
+    head, middle, tail, end = wire.entry_pieces(channel)
+    prefix = wire.recipient_key_prefix(campaign_key)
     if dialect == "postgresql":
 
         def quote(value: Any) -> Any:
