@@ -1,4 +1,4 @@
-"""The command line: parse -> config -> one runtime -> one service call -> exit code.
+"""The command line: parse -> config -> one set of resources -> one service call -> exit code.
 
 There is exactly one ``asyncio.run`` in the product, here. Errors print as one line on stderr
 (the cause chain too with ``-v``) and map to the exit codes of the interface:
@@ -35,7 +35,7 @@ from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import Config, load_config
 from campaign.progress import ProgressDisplay
-from campaign.runtime import open_runtime
+from campaign.resources import open_resources
 from campaign.store import engine as store_engine
 
 EXIT_OK = 0
@@ -232,8 +232,8 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
 
 async def _status(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    async with open_runtime(config, sinch=False) as runtime:
-        store = runtime.need_store()
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
         if args.name:
             found = await store.campaigns.find(args.name)
             if found is None:
@@ -272,13 +272,13 @@ async def _status(args: argparse.Namespace, config: Config | None) -> int:
 
 async def _cancel(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    async with open_runtime(config) as runtime:
-        store = runtime.need_store()
+    async with open_resources(config) as resources:
+        store = resources.need_store()
         campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
         cancelled = await cancelling.cancel_scheduled(
-            runtime.need_client(), await store.chunks.queued_batch_ids(campaign.id)
+            resources.need_client(), await store.chunks.queued_batch_ids(campaign.id)
         )
         counts = await store.campaigns.cancel(campaign.id, cancelled, datetime.now(UTC))
     print(
@@ -290,8 +290,8 @@ async def _cancel(args: argparse.Namespace, config: Config | None) -> int:
 
 async def _report(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
-    async with open_runtime(config, sinch=False) as runtime:
-        store = runtime.need_store()
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
         campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
@@ -325,10 +325,10 @@ async def _receiver(args: argparse.Namespace, config: Config | None) -> int:
     stop = _stop_event()
     host = args.host or config.receiver.host
     port = config.receiver.port if args.port is None else args.port
-    async with open_runtime(config, sinch=False) as runtime:
+    async with open_resources(config, sinch=False) as resources:
         try:
             await receiver_mod.serve(
-                runtime.need_store(), settings, host, port, stop, print_fn=_print
+                resources.need_store(), settings, host, port, stop, print_fn=_print
             )
         except OSError as exc:
             if not _address_in_use(exc):

@@ -24,7 +24,7 @@ from campaign.config import (
 )
 from campaign.errors import EXIT_INTERRUPTED, InputFileError
 from campaign.progress import ProgressDisplay
-from campaign.runtime import open_runtime
+from campaign.resources import open_resources
 from campaign.secrets import Secret
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -87,8 +87,8 @@ async def run_demo(
         return code
     spec = run.prepare_spec(options)
     report = output_dir / "report.csv"
-    async with open_runtime(dataclasses.replace(config), sinch=False) as runtime:
-        store = runtime.need_store()
+    async with open_resources(dataclasses.replace(config), sinch=False) as resources:
+        store = resources.need_store()
         campaign = await store.campaigns.find(spec.name)
         assert campaign is not None
         rows = await reporting.export(store.export.pages(campaign.id), report)

@@ -20,12 +20,12 @@ from campaign.errors import EXIT_INTERRUPTED
 from campaign.membership import Membership, MembershipSettings, worker_name
 from campaign.models import SCHEDULED
 from campaign.progress import ProgressDisplay
+from campaign.resources import Resources, open_resources
 from campaign.run import finish, preflight, state
 from campaign.run.context import RunContext, RunOptions, prepare_spec, utc_now
 from campaign.run.finish import wait_for_delivery
 from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
 from campaign.run.send import Sending
-from campaign.runtime import Runtime, open_runtime
 from campaign.store.repository import CampaignRow
 
 
@@ -46,20 +46,20 @@ async def run(
     if (early := await state.wait_until_due(ctx, source)) is not None:
         return early
     receive = options.wait_for_delivery is not None and not config.receiver.external
-    async with FirstPass(source) as first, open_runtime(config, receiver=receive) as runtime:
-        store = runtime.need_store()
-        if runtime.receiver is not None:
-            out(f"receiving delivery callbacks on {runtime.receiver.url}")
+    async with FirstPass(source) as first, open_resources(config, receiver=receive) as resources:
+        store = resources.need_store()
+        if resources.receiver is not None:
+            out(f"receiving delivery callbacks on {resources.receiver.url}")
         found = await store.campaigns.find(ctx.spec.name)
         if found is not None and found.state not in ("LOADING", SCHEDULED):
             await first.close()  # loaded already: the pass begun on the way is not needed
         if found is None or found.state not in state.FINISHED:
-            await preflight.check(runtime)
+            await preflight.check(resources)
         campaign = await state.current(ctx, store, found, source)
         beside: LoadBeside | None = None
         if campaign.state == "LOADING":
             check_same_file(campaign, source)
-            chunks = chunking(ctx.spec, runtime.config, campaign.key)
+            chunks = chunking(ctx.spec, resources.config, campaign.key)
             ingest = Ingest(store, campaign, first, chunks, stop, ctx.clock)
             if chunks is not None:
                 beside = ingest  # batch mode: each stored slice's chunks are sent at once
@@ -72,18 +72,18 @@ async def run(
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{ctx.spec.name}: already {done}; nothing to do")
             return 0
-        return await _as_worker(ctx, runtime, campaign, template, beside)
+        return await _as_worker(ctx, resources, campaign, template, beside)
 
 
 async def _as_worker(
     ctx: RunContext,
-    runtime: Runtime,
+    resources: Resources,
     campaign: CampaignRow,
     template: rendering.MessageTemplate,
     beside: LoadBeside | None,
 ) -> int:
     """Resume, send, wait for delivery and summarise as one of the campaign's workers."""
-    store, sending_config = runtime.need_store(), runtime.config.sending
+    store, sending_config = resources.need_store(), resources.config.sending
     member = await Membership.join(
         store,
         campaign.id,
@@ -95,7 +95,7 @@ async def _as_worker(
         clock=ctx.clock,
     )
     try:
-        sending = Sending.begin(ctx, runtime, campaign, member, template, beside is not None)
+        sending = Sending.begin(ctx, resources, campaign, member, template, beside is not None)
         await sending.resume()
         finished, deferred = await sending.send(beside)
         deferred = await finish.close_deadline(ctx, store, campaign, deferred)

@@ -12,18 +12,18 @@ import polars as pl
 
 from campaign import estimate
 from campaign.errors import EXIT_INTERRUPTED
+from campaign.resources import Resources
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
-from campaign.runtime import Runtime
 from campaign.sinch.auth import check_credentials
 
 _QUIET_LINES = 8
 
 
-async def check(runtime: Runtime) -> None:
+async def check(resources: Resources) -> None:
     """Refused credentials stop the run here (exit 2), before anything is written: sent on,
     they would fail every recipient."""
-    await check_credentials(runtime.need_client().tokens, runtime.config.sinch)
+    await check_credentials(resources.need_client().tokens, resources.config.sinch)
 
 
 @dataclass

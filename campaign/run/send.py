@@ -14,10 +14,10 @@ from campaign.config import Config
 from campaign.membership import Membership, share
 from campaign.models import UNSENDABLE, DispatchStats, Status
 from campaign.progress import RateMeter, Snapshot, snapshot
+from campaign.resources import Resources
 from campaign.retry import RetryPolicy
 from campaign.run.context import RunContext
 from campaign.run.load import LoadBeside, Loaded, chunking
-from campaign.runtime import Runtime
 from campaign.sending import LoadFeed, SendLoop, SendSettings
 from campaign.store.repository import CampaignRow, Store
 
@@ -48,7 +48,7 @@ class Sending:
     def begin(
         cls,
         ctx: RunContext,
-        runtime: Runtime,
+        resources: Resources,
         campaign: CampaignRow,
         member: Membership,
         template: rendering.MessageTemplate,
@@ -56,12 +56,12 @@ class Sending:
     ) -> Sending:
         """``beside``: the campaign is loaded while it is sent."""
         spec = ctx.spec
-        settings = send_settings(runtime.config)
+        settings = send_settings(resources.config)
         feed = LoadFeed() if beside else None
         loop = SendLoop(
             mode=spec.mode,
-            store=runtime.need_store(),
-            client=runtime.need_client(),
+            store=resources.need_store(),
+            client=resources.need_client(),
             campaign=campaign,
             channel=spec.channel.value,
             template=template,
@@ -76,7 +76,7 @@ class Sending:
             feed=feed,
         )
         loop.set_rate(share(settings.rate, member.live))
-        return cls(ctx, runtime.need_store(), campaign, member, loop, settings, feed)
+        return cls(ctx, resources.need_store(), campaign, member, loop, settings, feed)
 
     async def resume(self) -> None:
         """Settle what earlier runs left: chunks formed for another way of sending, batches

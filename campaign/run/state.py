@@ -14,8 +14,8 @@ import ulid
 from campaign import loading, windows
 from campaign.errors import EXIT_INTERRUPTED, ConfigError
 from campaign.models import SCHEDULED
+from campaign.resources import open_resources
 from campaign.run.context import RunContext, iso
-from campaign.runtime import open_runtime
 from campaign.store.repository import CampaignRow, Store
 
 FINISHED = ("DONE", "CANCELLED")
@@ -99,8 +99,8 @@ async def _create(
 async def _schedule(ctx: RunContext, source: loading.RecipientSource) -> None:
     """Record the campaign, not due yet, as SCHEDULED (or bring a SCHEDULED one up to date
     with its files). A campaign that has begun is left as it is."""
-    async with open_runtime(ctx.config, sinch=False) as runtime:
-        store = runtime.need_store()
+    async with open_resources(ctx.config, sinch=False) as resources:
+        store = resources.need_store()
         campaign = await store.campaigns.find(ctx.spec.name)
         if campaign is None:
             key = str(ulid.ULID())

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported where they are started: most commands start neithe
 
 
 @dataclass
-class Runtime:
+class Resources:
     config: Config
     store: Store | None = None
     client: SinchClient | None = None
@@ -29,11 +29,11 @@ class Runtime:
     receiver: ReceiverServer | None = None
 
     def need_store(self) -> Store:
-        assert self.store is not None, "runtime opened without a store"
+        assert self.store is not None, "resources opened without a store"
         return self.store
 
     def need_client(self) -> SinchClient:
-        assert self.client is not None, "runtime opened without a Sinch client"
+        assert self.client is not None, "resources opened without a Sinch client"
         return self.client
 
 
@@ -62,26 +62,26 @@ def embedded_sandbox_settings(config: Config) -> SandboxSettings:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(
+async def open_resources(
     config: Config,
     *,
     store: bool = True,
     sinch: bool = True,
     receiver: bool = False,
     sandbox_settings: SandboxSettings | None = None,
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[Resources]:
     """Open what the command needs, in dependency order: the store, the in-process receiver
     (it writes to the store), the embedded sandbox (it calls the receiver back), the HTTP
     session. They close in reverse order."""
     async with contextlib.AsyncExitStack() as stack:
-        runtime = Runtime(config)
+        resources = Resources(config)
         if store or receiver:
-            runtime.store = await Store.open(config.database.url)
-            stack.push_async_callback(runtime.store.close)
+            resources.store = await Store.open(config.database.url)
+            stack.push_async_callback(resources.store.close)
         if receiver:
             from campaign.receiver import ReceiverServer, ReceiverSettings
 
-            assert runtime.store is not None
+            assert resources.store is not None
             settings = ReceiverSettings.from_config(config.receiver, config.sinch)
             # Behind the embedded sandbox, any free local port; for Sinch, the configured one.
             host, port = (
@@ -89,21 +89,21 @@ async def open_runtime(
                 if config.sinch.sandbox
                 else (config.receiver.host, config.receiver.port)
             )
-            runtime.receiver = await stack.enter_async_context(
-                ReceiverServer(runtime.store, settings, host, port)
+            resources.receiver = await stack.enter_async_context(
+                ReceiverServer(resources.store, settings, host, port)
             )
         if sinch and config.sinch.sandbox:
             from campaign.sandbox import SandboxServer
 
             settings_ = sandbox_settings or embedded_sandbox_settings(config)
-            if runtime.receiver is not None:
-                settings_ = dataclasses.replace(settings_, callback_url=runtime.receiver.url)
-            runtime.sandbox = await stack.enter_async_context(SandboxServer(settings_))
-            runtime.config = dataclasses.replace(
-                config, sinch=config.sinch.pointed_at(runtime.sandbox.url)
+            if resources.receiver is not None:
+                settings_ = dataclasses.replace(settings_, callback_url=resources.receiver.url)
+            resources.sandbox = await stack.enter_async_context(SandboxServer(settings_))
+            resources.config = dataclasses.replace(
+                config, sinch=config.sinch.pointed_at(resources.sandbox.url)
             )
         if sinch:
-            session = open_session(runtime.config.sinch)
+            session = open_session(resources.config.sinch)
             stack.push_async_callback(session.close)
-            runtime.client = SinchClient(runtime.config.sinch, session)
-        yield runtime
+            resources.client = SinchClient(resources.config.sinch, session)
+        yield resources
