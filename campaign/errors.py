@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-# The exit code of a run that stopped part-way (a signal, Ctrl-C, a failed database): what was
-# sent is recorded, and the next run resumes.
+# The exit codes of the interface. 3: a run that stopped part-way (a signal, Ctrl-C, a failed
+# database): what was sent is recorded, and the next run resumes.
+EXIT_OK = 0
+EXIT_FAILED = 1  # some recipients did not make it, or an internal error
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 3
 
 
 class CampaignError(Exception):
     """Root of every error raised by campaign."""
 
-    exit_code: int = 2
+    exit_code: int = EXIT_USAGE
 
 
 class ConfigError(CampaignError):
@@ -39,7 +42,7 @@ class SinchError(CampaignError):
     come from Sinch's ``{"error": {...}}`` body when there is one.
     """
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
     def __init__(
         self,

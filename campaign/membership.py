@@ -61,7 +61,7 @@ def worker_name() -> str:
 class CampaignBusy(errors.CampaignError):
     """An exclusive campaign is already being run by another live process."""
 
-    exit_code = 4
+    exit_code = 4  # the interface: campaign held by another process
 
 
 class Membership:

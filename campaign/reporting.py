@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from campaign.errors import CampaignError
+from campaign.errors import EXIT_FAILED, EXIT_OK, CampaignError
 from campaign.models import Status
 
 # The columns of the report file, in order.
@@ -139,7 +139,7 @@ FINAL_BAD = (Status.FAILED, Status.REJECTED, Status.IN_DOUBT)
 
 def exit_code_for(counts: Mapping[Status, int]) -> int:
     """0 when every recipient made it (or was a duplicate), 1 when some ended badly."""
-    return 1 if any(counts.get(s, 0) for s in FINAL_BAD) else 0
+    return EXIT_FAILED if any(counts.get(s, 0) for s in FINAL_BAD) else EXIT_OK
 
 
 def summary_lines(

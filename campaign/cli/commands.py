@@ -1,0 +1,205 @@
+"""What each subcommand does: build its service's inputs from the parsed arguments and the
+config, open the resources it needs, call the service, print its outcome, return its exit code.
+
+Long-lived resources are opened here, inside the running loop (:mod:`campaign.resources`); the
+loop itself, and the mapping of errors to one line, are :mod:`campaign.cli`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import signal
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from campaign import cancelling, demo, errors, jsonutil, reporting, run, status_view
+from campaign import receiver as receiver_mod
+from campaign import sandbox as sandbox_mod
+from campaign.config import Config
+from campaign.progress import ProgressDisplay
+from campaign.resources import open_resources
+from campaign.store import engine as store_engine
+
+Command = Callable[[argparse.Namespace, Config | None], Coroutine[Any, Any, int]]
+
+
+async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    options = run.RunOptions(
+        campaign_file=args.campaign_file,
+        recipients=args.recipients,
+        mode=args.mode,
+        dry_run=args.dry_run,
+        wait_for_delivery=args.wait_for_delivery,
+        force_mode=args.force_mode,
+        wait=args.wait,
+    )
+    try:
+        return await run.run(config, options, stop=_stop_event(), display=ProgressDisplay())
+    except OSError as exc:
+        # The receiver that --wait-for-delivery starts is the one server a run binds to a port
+        # of the config's (the embedded sandbox and its receiver take any free port). It starts
+        # before anything is sent.
+        if not _address_in_use(exc) or args.wait_for_delivery is None:
+            raise
+        where = f"{config.receiver.host}:{config.receiver.port}"
+        raise errors.ConfigError(
+            f"the receiver's port {where} is in use, nothing was sent: set [receiver] port to"
+            " a free one, or run `campaign receiver` separately on this database and set"
+            " [receiver] external = true (run --wait-for-delivery then only waits)"
+        ) from exc
+
+
+async def show_status(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
+        if args.name:
+            found = await store.campaigns.find(args.name)
+            if found is None:
+                raise errors.CampaignError(f"no campaign named {args.name!r}")
+            campaigns = [found]
+        else:
+            campaigns = await store.campaigns.all()
+        views = []
+        now = datetime.now(UTC)
+        for campaign in campaigns:
+            definition = jsonutil.loads(campaign.definition)
+            stale_after = float(definition.get("stale_after", 3600.0))
+            views.append(
+                status_view.campaign_view(
+                    campaign,
+                    await store.recipients.counts(campaign.id),
+                    await store.recipients.error_summary(campaign.id) if args.name else [],
+                    await store.recipients.delivery_summary(campaign.id),
+                    await store.recipients.stale_queued(
+                        campaign.id, now - timedelta(seconds=stale_after)
+                    ),
+                    str(definition.get("in_doubt_policy", "hold")),
+                    await store.chunks.by_status(campaign.id),
+                    definition.get("send_after"),
+                )
+            )
+    if args.json:
+        print(jsonutil.dumps(views if not args.name else views[0]))
+    elif not views:
+        print("no campaigns yet")
+    else:
+        for line in status_view.render_text(views):
+            print(line)
+    return errors.EXIT_OK
+
+
+async def cancel_campaign(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_resources(config) as resources:
+        store = resources.need_store()
+        campaign = await store.campaigns.find(args.name)
+        if campaign is None:
+            raise errors.CampaignError(f"no campaign named {args.name!r}")
+        cancelled = await cancelling.cancel_scheduled(
+            resources.need_client(), await store.chunks.queued_batch_ids(campaign.id)
+        )
+        counts = await store.campaigns.cancel(campaign.id, cancelled, datetime.now(UTC))
+    print(
+        f"{args.name}: cancelled {counts['pending']:,} recipients not yet sent and "
+        f"{counts['scheduled']:,} in {len(cancelled):,} scheduled batches"
+    )
+    return errors.EXIT_OK
+
+
+async def export_report(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
+        campaign = await store.campaigns.find(args.name)
+        if campaign is None:
+            raise errors.CampaignError(f"no campaign named {args.name!r}")
+        rows = await reporting.export(store.export.pages(campaign.id), args.output)
+    print(f"wrote {rows:,} rows to {args.output}")
+    return errors.EXIT_OK
+
+
+async def upgrade_database(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    url = config.database.url
+    migrated = await asyncio.to_thread(store_engine.upgrade_sync, url)
+    after = store_engine.revision_name(migrated.after)
+    if not migrated.steps:
+        print(f"database {store_engine.safe_url(url)} is at the latest schema ({after})")
+        return errors.EXIT_OK
+    count = len(migrated.steps)
+    print(
+        f"migrated {store_engine.safe_url(url)} from {store_engine.revision_name(migrated.before)}"
+        f" to {after}: {count} migration{'s' if count != 1 else ''}"
+    )
+    return errors.EXIT_OK
+
+
+async def serve_receiver(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    settings = receiver_mod.ReceiverSettings.from_config(
+        config.receiver, config.sinch, allow_unsigned=args.unsigned, path=args.path
+    )
+    settings.require_secret()  # refuse to start unsigned before opening anything
+    stop = _stop_event()
+    host = args.host or config.receiver.host
+    port = config.receiver.port if args.port is None else args.port
+    async with open_resources(config, sinch=False) as resources:
+        try:
+            await receiver_mod.serve(
+                resources.need_store(), settings, host, port, stop, print_fn=_print
+            )
+        except OSError as exc:
+            if not _address_in_use(exc):
+                raise
+            raise errors.ConfigError(
+                f"the receiver's port {host}:{port} is in use: pass --port or set [receiver]"
+                " port to a free one (or stop what listens there)"
+            ) from exc
+    return errors.EXIT_OK
+
+
+def _address_in_use(exc: OSError) -> bool:
+    return exc.errno == errno.EADDRINUSE
+
+
+async def run_demo(args: argparse.Namespace, config: Config | None) -> int:
+    return await demo.run_demo(
+        output_dir=args.output_dir,
+        campaign_file=args.campaign,
+        stop=_stop_event(),
+        display=ProgressDisplay(),
+    )
+
+
+async def serve_sandbox(args: argparse.Namespace, config: Config | None) -> int:
+    settings = sandbox_mod.settings_from_args(args)
+    stop = _stop_event()
+    server = asyncio.create_task(
+        sandbox_mod.serve_forever(settings, args.host, args.port, print_fn=_print)
+    )
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (server, waiter):
+        task.cancel()
+    await asyncio.gather(server, waiter, return_exceptions=True)
+    if server in done and server.exception() is not None:
+        raise server.exception()  # type: ignore[misc]
+    return errors.EXIT_OK
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the loop's handlers replace the default ones)."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, event.set)
+    return event
