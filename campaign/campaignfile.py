@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,9 @@ from campaign.models import Channel
 
 Mode = Literal["batch", "individual"]
 MODES: tuple[Mode, ...] = ("batch", "individual")
+
+# Makes the error of a problem in the file, naming the file.
+Fail = Callable[[str], InputFileError]
 
 _TOP_KEYS = {
     "name",
@@ -157,6 +160,40 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     mode = data.get("mode", "individual")
     if mode not in MODES:
         raise fail(f"'mode' must be 'batch' or 'individual', not {mode!r}")
+    channel, identity_column, country = _audience(data, fail)
+    message = _message(data, channel, fail)
+    send = _send_table(data, fail)
+    defaults = _defaults(data, fail)
+    policy, durations, exclusive = _safety(data, fail)
+    send_after, deadline = (_moment(data.get(key), key, fail) for key in ("send_after", "deadline"))
+    if send_after and deadline and deadline <= send_after:
+        raise fail("'deadline' must be after 'send_after'")
+    hours, timezone, timezone_column = _quiet_hours(data, fail)
+    return CampaignSpec(
+        quiet_hours=hours,
+        timezone=timezone,
+        timezone_column=timezone_column,
+        exclusive=exclusive,
+        send_after=send_after,
+        deadline=deadline,
+        in_doubt_policy=policy,
+        in_doubt_grace=durations["in_doubt_grace"],
+        stale_after=durations["stale_after"],
+        name=name.strip(),
+        recipients=(base / recipients),
+        mode=mode,
+        channel=channel,
+        identity_column=identity_column,
+        default_country=country,
+        message=message,
+        send=send,
+        defaults=defaults,
+        path=base,
+    )
+
+
+def _audience(data: Mapping[str, Any], fail: Fail) -> tuple[Channel, str, str | None]:
+    """The channel, the column holding each recipient's identity, the default country."""
     channel_name = data.get("channel")
     try:
         channel = Channel(channel_name if isinstance(channel_name, str) else "")
@@ -171,7 +208,11 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         if not isinstance(country, str) or country.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise fail(f"'default_country' {country!r} is not an ISO 3166 country code")
         country = country.upper()
+    return channel, identity_column, country
 
+
+def _message(data: Mapping[str, Any], channel: Channel, fail: Fail) -> dict[str, Any]:
+    """The ``[message]`` table, checked as far as it can be before any recipient."""
     message = data.get("message")
     if not isinstance(message, dict) or not message:
         raise fail("a [message] table is required")
@@ -197,21 +238,32 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
                 f"[message]: the text is {fixed:,} characters without its parameters, over the "
                 f"{channel.value} limit of {limit.limit:,}: no recipient could receive it"
             )
+    return message
 
+
+def _send_table(data: Mapping[str, Any], fail: Fail) -> dict[str, Any]:
     send = data.get("send", {})
     if not isinstance(send, dict):
         raise fail("'send' must be a table")
     for key in send:
         if key not in SEND_KEYS:
             raise fail(f"[send]: unknown key {key!r}")
-    send = _normalise_send(send, fail)
+    return _normalise_send(send, fail)
 
+
+def _defaults(data: Mapping[str, Any], fail: Fail) -> dict[str, str]:
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise fail("'defaults' must be a table")
     for key, value in defaults.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise fail(f"[defaults]: {key!r} must be a string or a number")
+    return {str(k): str(v) for k, v in defaults.items()}
+
+
+def _safety(data: Mapping[str, Any], fail: Fail) -> tuple[InDoubtPolicy, dict[str, float], bool]:
+    """What to do with recipients in doubt, when a callback is overdue, and whether the
+    campaign takes one worker only."""
     policy = data.get("in_doubt_policy", "hold")
     if policy not in ("hold", "resend"):
         raise fail(f"'in_doubt_policy' must be 'hold' or 'resend', not {policy!r}")
@@ -224,35 +276,11 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     exclusive = data.get("exclusive", False)
     if not isinstance(exclusive, bool):
         raise fail("'exclusive' must be true or false")
-    send_after, deadline = (_moment(data.get(key), key, fail) for key in ("send_after", "deadline"))
-    if send_after and deadline and deadline <= send_after:
-        raise fail("'deadline' must be after 'send_after'")
-    hours, timezone, timezone_column = _quiet_hours(data, fail)
-    return CampaignSpec(
-        quiet_hours=hours,
-        timezone=timezone,
-        timezone_column=timezone_column,
-        exclusive=exclusive,
-        send_after=send_after,
-        deadline=deadline,
-        in_doubt_policy=policy,
-        in_doubt_grace=durations["in_doubt_grace"],
-        stale_after=durations["stale_after"],
-        name=name.strip(),
-        recipients=(base / recipients),
-        mode=mode,
-        channel=channel,
-        identity_column=identity_column,
-        default_country=country,
-        message=message,
-        send=send,
-        defaults={str(k): str(v) for k, v in defaults.items()},
-        path=base,
-    )
+    return policy, durations, exclusive
 
 
 def _quiet_hours(
-    data: Mapping[str, Any], fail: Any
+    data: Mapping[str, Any], fail: Fail
 ) -> tuple[quiet.QuietHours | None, str | None, str | None]:
     """``quiet_hours``, ``timezone`` and ``timezone_column``, checked together."""
     text, timezone = data.get("quiet_hours"), data.get("timezone")
@@ -277,7 +305,7 @@ def _quiet_hours(
     return hours, timezone, column
 
 
-def _moment(value: Any, key: str, fail: Any) -> datetime | None:
+def _moment(value: Any, key: str, fail: Fail) -> datetime | None:
     """A TOML offset date-time, or an ISO 8601 string with an offset (``Z`` or ``+02:00``)."""
     if value is None:
         return None
@@ -291,7 +319,7 @@ def _moment(value: Any, key: str, fail: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _normalise_send(send: dict[str, Any], fail: Any) -> dict[str, Any]:
+def _normalise_send(send: dict[str, Any], fail: Fail) -> dict[str, Any]:
     send = dict(send)
     if "ttl" in send:
         match = _TTL_RE.match(str(send["ttl"]))

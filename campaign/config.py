@@ -246,25 +246,55 @@ def load_config(
     explicit = path is not None or "CAMPAIGN_CONFIG" in env
     if path is None:
         path = Path(env.get("CAMPAIGN_CONFIG", "config.toml"))
-    data: dict[str, Any] = {}
-    if path.exists() or explicit:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = _read(path, explicit)
+    sinch = _sinch(data, env)
+    db_table = dict(data.get("database", {}))
+    if env.get("CAMPAIGN_DATABASE_URL"):
+        db_table["url"] = env["CAMPAIGN_DATABASE_URL"]
+    if database_url:
+        db_table["url"] = database_url
+    if isinstance(db_table.get("url"), str):
+        _register_password(db_table["url"])
 
-    tables = {"sinch", "database", "sending", "receiver", "sandbox"}
+    config = Config(
+        sinch=sinch,
+        database=_from_table(DatabaseConfig, db_table, "[database]"),
+        sending=_from_table(SendingConfig, data.get("sending", {}), "[sending]"),
+        receiver=_from_table(ReceiverConfig, data.get("receiver", {}), "[receiver]"),
+        sandbox=_from_table(SandboxConfig, data.get("sandbox", {}), "[sandbox]"),
+        path=path if path.exists() else None,
+    )
+    _validate(config, credentials=credentials)
+    return config
+
+
+_TABLES = {"sinch", "database", "sending", "receiver", "sandbox"}
+
+
+def _read(path: Path, explicit: bool) -> dict[str, Any]:
+    """The file's tables (none when the implicit ``./config.toml`` is absent)."""
+    if not (path.exists() or explicit):
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     for key in data:
-        if key not in tables:
+        if key not in _TABLES:
             raise ConfigError(f"{path}: unknown table or key {key!r}")
-    for key in tables:
+    for key in _TABLES:
         if key in data and not isinstance(data[key], dict):
             raise ConfigError(f"{path}: {key!r} must be a table")
+    return data
 
+
+def _sinch(data: Mapping[str, Any], env: Mapping[str, str]) -> SinchConfig:
+    """``[sinch]`` with the environment's ids over it, and the credentials, which come from
+    the environment only (the sandbox's own when ``sandbox = true`` and none are set)."""
     sinch_table = dict(data.get("sinch", {}))
     env_map = {
         "SINCH_PROJECT_ID": "project_id",
@@ -287,28 +317,9 @@ def load_config(
         key_id = key_id or SANDBOX_KEY_ID
         key_secret = key_secret or SANDBOX_KEY_SECRET
         webhook_secret = webhook_secret or SANDBOX_WEBHOOK_SECRET
-    sinch = dataclasses.replace(
+    return dataclasses.replace(
         sinch,
         key_id=key_id,
         key_secret=Secret(key_secret),
         webhook_secret=Secret(webhook_secret) if webhook_secret else None,
     )
-
-    db_table = dict(data.get("database", {}))
-    if env.get("CAMPAIGN_DATABASE_URL"):
-        db_table["url"] = env["CAMPAIGN_DATABASE_URL"]
-    if database_url:
-        db_table["url"] = database_url
-    if isinstance(db_table.get("url"), str):
-        _register_password(db_table["url"])
-
-    config = Config(
-        sinch=sinch,
-        database=_from_table(DatabaseConfig, db_table, "[database]"),
-        sending=_from_table(SendingConfig, data.get("sending", {}), "[sending]"),
-        receiver=_from_table(ReceiverConfig, data.get("receiver", {}), "[receiver]"),
-        sandbox=_from_table(SandboxConfig, data.get("sandbox", {}), "[sandbox]"),
-        path=path if path.exists() else None,
-    )
-    _validate(config, credentials=credentials)
-    return config
