@@ -13,8 +13,8 @@ from campaign import cancelling, rendering, retry
 from campaign.models import Status
 from campaign.sending import LoadFeed, SendLoop, SendSettings
 from campaign.store import repository as repo
-from tests.integration.test_dispatcher import MESSAGE, NOW, World
-from tests.integration.test_dispatcher import world as world
+from tests.integration.test_send_loop import MESSAGE, NOW, World
+from tests.integration.test_send_loop import world as world
 from tests.recipients import loaded
 
 CARD = {

@@ -1,4 +1,4 @@
-"""The dispatcher against the sandbox over loopback, on SQLite and on Postgres."""
+"""The send loop against the sandbox over loopback, on SQLite and on Postgres."""
 
 from __future__ import annotations
 
