@@ -11,7 +11,8 @@ replays in Polars what phonenumbers does with text made only of digits, one lead
 the separators `` -.()/``: ``+`` or the default country's international prefix, the country
 calling code, the default country's code written without ``+``, national prefix stripping (the
 ``0`` of ``(0)`` included), and validation against regular expressions built from phonenumbers'
-own metadata, choosing the region among those sharing a calling code as phonenumbers does.
+own metadata (:mod:`campaign.phone_rules`), choosing the region among those sharing a calling
+code as phonenumbers does.
 Whatever it does not replay (other characters, an unknown calling code, a national prefix
 transform rule, a ``00`` number it finds invalid) goes to :func:`normalise_one`, once per
 distinct text. ``tests/unit/test_phones.py`` compares the two over thousands of numbers.
@@ -19,15 +20,20 @@ distinct text. ``tests/unit/test_phones.py`` compares the two over thousands of 
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import phonenumbers
 import polars as pl
-from phonenumbers import PhoneMetadata
+
+from campaign.phone_rules import (
+    CallingCodeRules,
+    RegionRules,
+    calling_code_rules,
+    country_code_pattern,
+    region_rules,
+)
 
 # phonenumbers refuses longer input (its _MAX_INPUT_STRING_LENGTH).
 _MAX_INPUT_LENGTH = 250
@@ -47,20 +53,6 @@ _DOUBLE_ZERO_RE = re.compile(_DOUBLE_ZERO)
 # Removed by the fast path. phonenumbers ignores them too (they are in its _VALID_PUNCTUATION)
 # and none of them can introduce an extension.
 _SEPARATORS = [" ", "-", ".", "(", ")", "/"]
-
-# The number types that make is_valid_number true.
-_NUMBER_TYPES = (
-    "premium_rate",
-    "toll_free",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-    "fixed_line",
-    "mobile",
-)
 
 
 def is_known_region(code: str) -> bool:
@@ -158,7 +150,7 @@ def _fast_path(text: pl.Series, region: str | None) -> pl.DataFrame:
     shaped = _shape(text)
     international = shaped.filter("plus").select("_i", after="digits", again=_NO_TEXT)
     national = shaped.filter(~pl.col("plus")).select("_i", "digits", "again")
-    rules = _region_rules(0, region) if region else None
+    rules = region_rules(0, region) if region else None
     groups = []
     unplaced = _EMPTY_CHECKED  # without a default country, phonenumbers refuses these outright
     if rules is not None:
@@ -228,7 +220,7 @@ def _split_off(national: pl.DataFrame, prefix: str) -> tuple[pl.DataFrame, pl.Da
 def _locate_international(frame: pl.DataFrame) -> list[_Group]:
     """Digits that follow ``+`` or an international prefix, by calling code (an unknown one is
     left to phonenumbers). The code's main region strips the national prefix."""
-    code = pl.col("after").str.extract(_country_code_pattern(), 1)
+    code = pl.col("after").str.extract(country_code_pattern(), 1)
     located = frame.select(
         "_i", "again", cc=code.cast(pl.Int32), nat=pl.col("after").str.slice(code.str.len_bytes())
     ).filter(pl.col("cc").is_not_null())
@@ -239,7 +231,7 @@ def _locate_international(frame: pl.DataFrame) -> list[_Group]:
     ]
 
 
-def _locate_national(frame: pl.DataFrame, rules: _RegionRules) -> list[_Group]:
+def _locate_national(frame: pl.DataFrame, rules: RegionRules) -> list[_Group]:
     """Numbers without ``+`` are the default country's, whose code may still be written (without
     ``+``): phonenumbers takes it off when that turns a non-number into a number, or when the
     whole is too long to be national, and then strips with the code's main region."""
@@ -269,10 +261,10 @@ def _locate_national(frame: pl.DataFrame, rules: _RegionRules) -> list[_Group]:
 def _validate(frame: pl.DataFrame, cc: int, meta: str | None) -> pl.DataFrame:
     """``_i``, ``e164`` (null: invalid), ``unsure`` and ``again`` of one calling code's rows whose
     national prefix is stripped with region ``meta`` (None: the code's main region)."""
-    calling = _calling_code_rules(cc)
+    calling = calling_code_rules(cc)
     if calling is None:
         return _EMPTY_CHECKED
-    rules = calling.main if meta is None else _region_rules(cc, meta)
+    rules = calling.main if meta is None else region_rules(cc, meta)
     if rules is None:
         return _EMPTY_CHECKED
     nat = frame["nat"]
@@ -290,7 +282,7 @@ def _validate(frame: pl.DataFrame, cc: int, meta: str | None) -> pl.DataFrame:
     )
 
 
-def _valid(nsn: pl.Series, calling: _CallingCodeRules) -> tuple[pl.Series, pl.Series]:
+def _valid(nsn: pl.Series, calling: CallingCodeRules) -> tuple[pl.Series, pl.Series]:
     """``is_valid_number`` for national significant numbers of one calling code, and where the
     answer is left to phonenumbers (a handful of rows is cheaper one by one).
 
@@ -334,7 +326,7 @@ def _valid(nsn: pl.Series, calling: _CallingCodeRules) -> tuple[pl.Series, pl.Se
     return valid, unsure
 
 
-def _valid_in_region(nsn: pl.Series, rules: _RegionRules) -> pl.Series:
+def _valid_in_region(nsn: pl.Series, rules: RegionRules) -> pl.Series:
     """``_number_type_helper(...) != UNKNOWN``: the general description, then some type."""
     if rules.types is None:
         return _constant(False, nsn.len())
@@ -345,7 +337,7 @@ def _valid_in_region(nsn: pl.Series, rules: _RegionRules) -> pl.Series:
     return (ok & nsn.str.contains(rules.types)).fill_null(False)
 
 
-def _strip_national_prefix(number: pl.Series, rules: _RegionRules) -> tuple[pl.Series, pl.Series]:
+def _strip_national_prefix(number: pl.Series, rules: RegionRules) -> tuple[pl.Series, pl.Series]:
     """``_maybe_strip_national_prefix_carrier_code``: the number without its national prefix,
     and where phonenumbers would apply a transform rule instead (not replayed)."""
     unsure = _constant(False, number.len())
@@ -367,14 +359,14 @@ def _strip_national_prefix(number: pl.Series, rules: _RegionRules) -> tuple[pl.S
     return result, unsure
 
 
-def _general(number: pl.Series, rules: _RegionRules) -> pl.Series:
+def _general(number: pl.Series, rules: RegionRules) -> pl.Series:
     """``_match_national_number`` against the general description (pattern only)."""
     if rules.general is None:
         return _constant(False, number.len())
     return number.str.contains(rules.general).fill_null(False)
 
 
-def _possible_after_stripping(length: pl.Series, rules: _RegionRules) -> pl.Series:
+def _possible_after_stripping(length: pl.Series, rules: RegionRules) -> pl.Series:
     """``_test_number_length`` is IS_POSSIBLE or TOO_LONG, replayed literally."""
     lengths = rules.possible_lengths
     first, last = lengths[0], lengths[-1]
@@ -382,7 +374,7 @@ def _possible_after_stripping(length: pl.Series, rules: _RegionRules) -> pl.Seri
     return ok & ~length.is_in(rules.local_lengths)
 
 
-def _too_long(length: pl.Series, rules: _RegionRules) -> pl.Series:
+def _too_long(length: pl.Series, rules: RegionRules) -> pl.Series:
     """``_test_number_length(...) == TOO_LONG``."""
     lengths = rules.possible_lengths
     too_long = (length > lengths[0]) & (length > lengths[-1])
@@ -419,115 +411,3 @@ def _repair_float(text: pl.Series) -> pl.Series:
     """:func:`repair_excel` for the ``.0`` of a float, on a column."""
     digits = text.str.strip_chars_end("0").str.strip_suffix(".")
     return digits.zip_with(text.str.contains(f"^{_EXCEL_FLOAT}$").fill_null(False), text)
-
-
-# --- metadata as patterns for Polars (Rust regex: the metadata is written in a common subset) --
-
-
-@dataclass(frozen=True)
-class _RegionRules:
-    """What the fast path needs of one region's metadata. Patterns are anchored."""
-
-    code: str
-    country_code: int
-    international_prefix: str | None  # ^(?:...)
-    national_prefix: str | None  # ^(?:...), phonenumbers' national_prefix_for_parsing
-    transform_group: int  # its last capture group when there is a transform rule, else 0
-    general: str | None  # ^(?:...)$
-    possible_lengths: tuple[int, ...]  # of the general description, in metadata order
-    local_lengths: tuple[int, ...]
-    types: str | None  # the number types' patterns; None when the region has no type
-    types_by_length: bool  # types is matched against "LL:number" (the types' lengths differ)
-    leading_digits: str | None  # ^(?:...)
-
-
-@dataclass(frozen=True)
-class _CallingCodeRules:
-    code: int
-    main: _RegionRules
-    regions: tuple[_RegionRules, ...]  # in phonenumbers' order
-    leading_digits: str  # any of the regions' leading digits
-
-
-@functools.cache
-def _country_code_pattern() -> str:
-    """A known calling code at the start, shortest first as phonenumbers tries them."""
-    codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE, key=lambda c: (len(str(c)), c))
-    return "^(" + "|".join(str(code) for code in codes) + ")"
-
-
-@functools.cache
-def _calling_code_rules(cc: int) -> _CallingCodeRules | None:
-    codes = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
-    regions = tuple(r for r in (_region_rules(cc, code) for code in codes) if r is not None)
-    main = _region_rules(cc, phonenumbers.region_code_for_country_code(cc))
-    if main is None or len(regions) != len(codes):
-        return None  # some metadata is missing: leave these numbers to phonenumbers
-    leading = [r.leading_digits for r in regions if r.leading_digits is not None]
-    return _CallingCodeRules(cc, main, regions, "|".join(leading) or "^$.")
-
-
-@functools.cache
-def _region_rules(cc: int, code: str) -> _RegionRules | None:
-    """Rules of region ``code``; ``"001"`` is the non-geographic entity of calling code ``cc``."""
-    if code == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
-        meta = PhoneMetadata.metadata_for_nongeo_region(cc, None)
-    else:
-        meta = PhoneMetadata.metadata_for_region(code, None)
-    if meta is None or meta.country_code is None or meta.general_desc is None:
-        return None
-    general = meta.general_desc
-    if not general.possible_length:
-        return None  # phonenumbers would fail on it; leave it to phonenumbers
-    entries: list[tuple[frozenset[int], str]] = []
-    for name in _NUMBER_TYPES:
-        if name == "mobile" and meta.same_mobile_and_fixed_line_pattern:
-            continue  # never consulted: fixed_line answers for both
-        desc = getattr(meta, name)
-        if desc is not None and desc.national_number_pattern and desc.possible_length != (-1,):
-            entries.append((frozenset(desc.possible_length), desc.national_number_pattern))
-    types, by_length = _types_pattern(general.possible_length, entries)
-    npp = meta.national_prefix_for_parsing or None
-    transform_group = 0
-    if npp and meta.national_prefix_transform_rule:
-        transform_group = re.compile(npp).groups
-    return _RegionRules(
-        code=code,
-        country_code=meta.country_code,
-        international_prefix=_anchor_start(meta.international_prefix),
-        national_prefix=_anchor_start(npp),
-        transform_group=transform_group,
-        general=f"^(?:{general.national_number_pattern})$"
-        if general.national_number_pattern
-        else None,
-        possible_lengths=tuple(general.possible_length),
-        local_lengths=tuple(general.possible_length_local_only),
-        types=types,
-        types_by_length=by_length,
-        leading_digits=_anchor_start(meta.leading_digits),
-    )
-
-
-def _types_pattern(
-    general_lengths: tuple[int, ...], entries: list[tuple[frozenset[int], str]]
-) -> tuple[str | None, bool]:
-    """One pattern for "matches some number type, with a length that type allows".
-
-    The general description's lengths are checked apart. When every type allows all of them,
-    the union of the patterns is enough; otherwise each type is prefixed with its lengths and
-    the pattern is matched against ``"LL:number"``.
-    """
-    if not entries:
-        return None, False
-    general = frozenset(general_lengths)
-    if all(not lengths or general <= lengths for lengths, _ in entries):
-        return "^(?:" + "|".join(pattern for _, pattern in entries) + ")$", False
-    parts = []
-    for lengths, pattern in entries:
-        prefix = "|".join(f"{n:02d}" for n in sorted(lengths)) if lengths else "[0-9]{2}"
-        parts.append(f"(?:{prefix}):(?:{pattern})")
-    return "^(?:" + "|".join(parts) + ")$", True
-
-
-def _anchor_start(pattern: str | None) -> str | None:
-    return f"^(?:{pattern})" if pattern else None
