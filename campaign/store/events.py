@@ -1,4 +1,5 @@
-"""Raw delivery events: stored as received (group commits), then applied to recipients.
+"""Raw delivery events: stored as received (group commits), then applied to recipients
+(:mod:`campaign.store.applying`).
 
 Every accepted callback is stored before it is acknowledged; applying it is a separate step,
 so that a callback that arrives before its send was recorded simply waits (``applied_at`` is
@@ -20,19 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaign import planning, tracking
-from campaign.models import Status
-from campaign.store import chunks
+from campaign import tracking
+from campaign.store import applying
 from campaign.store.edge import Group, Handle
-from campaign.store.tables import campaigns, events, recipients
+from campaign.store.tables import events
 
 E = events.c
-R = recipients.c
-_CHUNK = 500
 RECHECK_S = 5.0  # how often an event that matched nothing is tried again, in its first minute
 MATCH_WINDOW = timedelta(hours=24)  # how long an event that matches nothing is tried at all
 # How often a waiting event is tried again, by its age: a young one may be about a send that
@@ -81,20 +78,6 @@ def _due(now: datetime, window: timedelta) -> Any:
     )
 
 
-def _event(row: Any) -> tracking.Event:
-    return tracking.Event(
-        trigger=row.trigger,
-        message_id=row.message_id,
-        status=Status(row.status) if row.status in Status.__members__ else None,
-        channel=row.channel,
-        event_time=row.event_time,
-        key=row.recipient_key,
-        batch_id=None,
-        reason_code=row.reason_code,
-        reason_description=row.reason_description,
-    )
-
-
 @dataclass(frozen=True)
 class NewEvent:
     received_at: datetime
@@ -114,18 +97,6 @@ class ApplyResult:
     looked_at: int = 0  # events this call tried to match
 
 
-@dataclass
-class _Recipient:
-    id: int
-    campaign_id: int
-    message_id: str | None
-    tracked: tracking.Tracked
-
-
-def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
-    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-
-
 class EventStore(Group):
     """``store.events``: delivery callbacks stored, and applied to their recipients."""
 
@@ -133,6 +104,8 @@ class EventStore(Group):
         super().__init__(db)
         self._engine = db.engine
         self._writes = db.writes
+        # Recipients an event is about are locked where the database can (Postgres).
+        self._locking = self._engine.dialect.name == "postgresql"
         self._apply_lock = asyncio.Lock()  # one applier at a time in this process
         # When apply() next looks for due rechecks among recent (False) and older (True)
         # events; and the first recent id, as of when.
@@ -228,7 +201,9 @@ class EventStore(Group):
                 # All that were due are taken: look again after the period.
                 self._next_pass[older] = None if len(due) == room else now + period
                 rows += due
-            applied, changed, unmatched = await self._apply_rows(conn, rows, now, now - window)
+            applied, changed, unmatched = await applying.apply_rows(
+                conn, rows, now, now - window, locking=self._locking
+            )
         waiting = await self._waiting_up_to(WAITING_COUNTED_UP_TO)
         return ApplyResult(applied, changed, waiting, unmatched, len(rows))
 
@@ -264,10 +239,12 @@ class EventStore(Group):
                 (E.recipient_key, keys, _WAITING),
                 (E.batch_id, batch_ids, _WAITING.where(E.id >= recent)),
             ):
-                for chunk in _chunks(list(values)):
+                for chunk in applying.in_chunks(list(values)):
                     rows += (await conn.execute(query.where(column.in_(chunk)))).all()
             unique = sorted({row.id: row for row in rows}.values(), key=lambda row: row.id)
-            applied, changed, unmatched = await self._apply_rows(conn, unique, now, now - window)
+            applied, changed, unmatched = await applying.apply_rows(
+                conn, unique, now, now - window, locking=self._locking
+            )
         return ApplyResult(applied, changed, 0, unmatched, len(unique))
 
     async def _first_recent_id(self, now: datetime) -> int:
@@ -291,180 +268,3 @@ class EventStore(Group):
                     high = middle  # no id between middle and row.id
         self._recent = (now, low)
         return int(low)
-
-    async def _apply_rows(
-        self, conn: AsyncConnection, rows: Sequence[Any], now: datetime, cutoff: datetime
-    ) -> tuple[int, int, int]:
-        """Apply ``rows``; one that matches nothing waits, or is given up when it was received
-        before ``cutoff``. Returns how many were applied, recipients changed, given up."""
-        if not rows:
-            return 0, 0, 0
-        found = await self._recipients(conn, rows)
-        applied: list[dict[str, Any]] = []
-        unmatched: list[dict[str, Any]] = []
-        given_up: list[dict[str, Any]] = []
-        changed: dict[int, tuple[_Recipient, tracking.Change, Status]] = {}
-        for row in rows:
-            recipient = found.get(("m", row.message_id)) or found.get(("k", row.recipient_key))
-            if recipient is None or recipient.tracked.status is Status.IN_FLIGHT:
-                # Its send is not recorded yet: wait, unless it has waited the whole window.
-                (given_up if row.received_at < cutoff else unmatched).append({"eid": row.id})
-                continue
-            change = tracking.advance(recipient.tracked, _event(row))
-            if change is not None:
-                before = changed[recipient.id][2] if recipient.id in changed else None
-                if before is None:
-                    before = recipient.tracked.status
-                recipient.tracked = tracking.Tracked(
-                    change.status, change.status_at, change.channel
-                )
-                if recipient.message_id is None:
-                    recipient.message_id = row.message_id
-                changed[recipient.id] = (recipient, change, before)
-            applied.append({"eid": row.id, "rid": recipient.id, "cid": recipient.campaign_id})
-        await self._write(conn, changed, applied, now)
-        if unmatched:
-            await conn.execute(
-                update(events).where(E.id == bindparam("eid")).values(checked_at=now), unmatched
-            )
-        if given_up:
-            # Settled with no recipient: out of the waiting set (and its index) for good.
-            await conn.execute(
-                update(events)
-                .where(E.id == bindparam("eid"))
-                .values(applied_at=now, checked_at=now),
-                given_up,
-            )
-        return len(applied), len(changed), len(given_up)
-
-    async def _recipients(
-        self, conn: AsyncConnection, rows: Sequence[Any]
-    ) -> dict[tuple[str, str], _Recipient]:
-        """The recipients the events are about, by message id and by recipient key."""
-        columns = (R.id, R.campaign_id, R.message_id, R.status, R.status_at, R.channel_used)
-        locking = self._engine.dialect.name == "postgresql"
-        by_id: dict[int, _Recipient] = {}
-        found: dict[tuple[str, str], _Recipient] = {}
-
-        def remember(record: Any, how: str, value: str) -> None:
-            recipient = by_id.get(record.id)
-            if recipient is None:
-                # Still following a chunk not sent yet: no send of it is recorded, so wait.
-                status = (
-                    Status.IN_FLIGHT if record.status == chunks.FOLLOWS else Status(record.status)
-                )
-                recipient = by_id[record.id] = _Recipient(
-                    record.id,
-                    record.campaign_id,
-                    record.message_id,
-                    tracking.Tracked(status, record.status_at, record.channel_used),
-                )
-            found[(how, value)] = recipient
-
-        message_ids = sorted({r.message_id for r in rows if r.message_id})
-        for chunk in _chunks(message_ids):
-            query = select(*columns).where(R.message_id.in_(chunk))
-            for record in await conn.execute(query.with_for_update() if locking else query):
-                remember(record, "m", record.message_id)
-        keys: dict[str, tuple[str, int]] = {}
-        for r in rows:
-            if r.recipient_key and ("m", r.message_id) not in found:
-                parsed = planning.parse_recipient_key(r.recipient_key)
-                if parsed:
-                    keys[r.recipient_key] = parsed
-        if keys:
-            campaign_keys = sorted({k for k, _ in keys.values()})
-            ids = dict(
-                (
-                    await conn.execute(
-                        select(campaigns.c.key, campaigns.c.id).where(
-                            campaigns.c.key.in_(campaign_keys)
-                        )
-                    )
-                ).all()
-            )
-            wanted = {(ids[ck], position): key for key, (ck, position) in keys.items() if ck in ids}
-            pairs = sorted(wanted)
-            for chunk in _chunks(pairs):
-                # A recipient that follows its sent chunk becomes an ordinary row (QUEUED with
-                # the chunk's batch id, or IN_FLIGHT for its worker) before its event applies.
-                for campaign_id in sorted({cid for cid, _ in chunk}):
-                    positions = [p for cid, p in chunk if cid == campaign_id]
-                    followed = select(R.chunk).where(
-                        R.campaign_id == campaign_id,
-                        R.position.in_(positions),
-                        R.status == chunks.FOLLOWS,
-                    )
-                    numbers = sorted(set((await conn.execute(followed)).scalars()))
-                    if numbers:
-                        await chunks.materialise(
-                            conn,
-                            campaign_id,
-                            chunks.B.chunk.in_(numbers),
-                            chunks.B.status != chunks.UNSENT,
-                            rows=R.position.in_(positions),
-                        )
-                by_key = select(*columns, R.position).where(
-                    tuple_(R.campaign_id, R.position).in_(chunk)
-                )
-                result = await conn.execute(by_key.with_for_update() if locking else by_key)
-                for row in result:
-                    remember(row, "k", wanted[(row.campaign_id, row.position)])
-        return found
-
-    async def _write(
-        self,
-        conn: AsyncConnection,
-        changed: dict[int, tuple[_Recipient, tracking.Change, Status]],
-        applied: list[dict[str, Any]],
-        now: datetime,
-    ) -> None:
-        status_changes = [
-            {
-                "rid": rid,
-                "new_status": change.status.value,
-                "new_status_at": change.status_at,
-                "new_channel": change.channel,
-                "code": change.error_code,
-                "desc": change.error_description,
-                "mid": recipient.message_id,
-            }
-            for rid, (recipient, change, before) in changed.items()
-            if change.status is not before
-        ]
-        channel_only = [
-            {"rid": rid, "new_channel": change.channel}
-            for rid, (_, change, before) in changed.items()
-            if change.status is before
-        ]
-        if status_changes:
-            await conn.execute(
-                update(recipients)
-                .where(R.id == bindparam("rid"))
-                .values(
-                    status=bindparam("new_status"),
-                    status_at=bindparam("new_status_at"),
-                    channel_used=bindparam("new_channel"),
-                    error_code=bindparam("code"),
-                    error_description=bindparam("desc"),
-                    message_id=func.coalesce(R.message_id, bindparam("mid")),
-                    updated_at=now,
-                ),
-                status_changes,
-            )
-        if channel_only:
-            await conn.execute(
-                update(recipients)
-                .where(R.id == bindparam("rid"))
-                .values(channel_used=bindparam("new_channel"), updated_at=now),
-                channel_only,
-            )
-        if applied:
-            await conn.execute(
-                update(events)
-                .where(E.id == bindparam("eid"))
-                .values(
-                    applied_at=now, recipient_id=bindparam("rid"), campaign_id=bindparam("cid")
-                ),
-                applied,
-            )
