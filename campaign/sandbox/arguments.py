@@ -22,7 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the sandbox's options to ``parser`` (``--host``, ``--port``, faults, callbacks)."""
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
+    _add_credentials(parser)
+    _add_faults(parser)
+    _add_callbacks(parser)
+    _add_batch_behaviour(parser)
 
+
+def _add_credentials(parser: argparse.ArgumentParser) -> None:
+    """The project, apps and access key the sandbox accepts."""
     who = parser.add_argument_group("credentials")
     who.add_argument("--project-id", default=_DEFAULTS.project_id)
     who.add_argument(
@@ -38,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-lifetime", type=int, default=_DEFAULTS.token_lifetime, metavar="SECONDS"
     )
 
+
+def _add_faults(parser: argparse.ArgumentParser) -> None:
+    """Rate limit, 429 storms, latency, server errors and dropped connections."""
     faults = parser.add_argument_group("limits and faults")
     faults.add_argument(
         "--rate-limit",
@@ -67,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
 
+
+def _add_callbacks(parser: argparse.ArgumentParser) -> None:
+    """Where delivery callbacks go, how they are signed, and which of them fail or misbehave."""
     cb = parser.add_argument_group("delivery callbacks")
     cb.add_argument("--callback-url", default=None, help="where to POST delivery callbacks")
     cb.add_argument(
@@ -88,6 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cb.add_argument("--duplicate-rate", type=float, default=0.0, metavar="SHARE")
     cb.add_argument("--reorder", action="store_true", help="callbacks may arrive out of order")
     cb.add_argument("--no-submit", action="store_true", help="do not send MESSAGE_SUBMIT callbacks")
+
+
+def _add_batch_behaviour(parser: argparse.ArgumentParser) -> None:
+    """What the sandbox keeps of what it sends, and how batches treat missing parameters."""
     parser.add_argument(
         "--no-history",
         action="store_true",
