@@ -30,7 +30,7 @@ from bench.bench_batch import write_csv
 from campaign import loading
 from campaign.models import Channel
 from campaign.run.load import INGEST_SLICE_ROWS
-from campaign.store import ingest
+from campaign.store import ingest, staging
 from campaign.store.engine import SQLITE_CACHE_MB
 from campaign.store.repository import Store
 
@@ -49,20 +49,20 @@ async def empty_database(path: Path) -> int:
         await store.close()
 
 
-def staged_slices(csv: Path, chunking: ingest.Chunking) -> tuple[list[ingest.Staged], float]:
+def staged_slices(csv: Path, chunking: staging.Chunking) -> tuple[list[staging.Staged], float]:
     spec = loading.LoadSpec(csv, Channel.SMS, "phone", "US", ("first_name", "code"), {})
     source = loading.open_recipients(spec)
     found = source.duplicates()
     staged, seconds = [], 0.0
     for frame in source.slices(INGEST_SLICE_ROWS):
         started = time.perf_counter()
-        staged.append(ingest.stage(found.mark(frame), chunking, "sqlite"))
+        staged.append(staging.stage(found.mark(frame), chunking, "sqlite"))
         seconds += time.perf_counter() - started
     return staged, seconds
 
 
 def store_slices(
-    path: Path, campaign_id: int, staged: list[ingest.Staged], chunking: ingest.Chunking
+    path: Path, campaign_id: int, staged: list[staging.Staged], chunking: staging.Chunking
 ) -> float:
     connection = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
@@ -90,14 +90,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
-    chunking = ingest.Chunking(1000, "K")
+    chunking = staging.Chunking(1000, "K")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         write_csv(workdir / "recipients.csv", args.rows)
-        staged, staging = staged_slices(workdir / "recipients.csv", chunking)
+        staged, staging_s = staged_slices(workdir / "recipients.csv", chunking)
         empty = workdir / "empty.db"
         campaign_id = asyncio.run(empty_database(empty))
-        print(f"{args.rows:,} rows in {len(staged)} slices: staged (JSON) in {staging:.2f} s")
+        print(f"{args.rows:,} rows in {len(staged)} slices: staged (JSON) in {staging_s:.2f} s")
         for repeat in range(1, args.repeat + 1):
             database = workdir / f"run{repeat}.db"
             shutil.copy(empty, database)

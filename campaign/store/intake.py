@@ -7,10 +7,10 @@ from datetime import datetime
 
 import polars as pl
 
-from campaign.store import ingest
+from campaign.store import ingest, staging
 from campaign.store.edge import Group
-from campaign.store.ingest import Chunking, Staged
 from campaign.store.records import IngestCounts
+from campaign.store.staging import Chunking, Staged
 
 
 class Ingest(Group):
@@ -24,8 +24,8 @@ class Ingest(Group):
     ) -> Staged:
         """``frame`` (loaded rows) made ready for :meth:`write`: CPU only, no I/O, safe to
         run in a worker thread while another slice is being stored. ``entries_room``: see
-        :func:`campaign.store.ingest.stage`."""
-        return ingest.stage(frame, chunking, self.dialect, entries_room)
+        :func:`campaign.store.staging.stage`."""
+        return staging.stage(frame, chunking, self.dialect, entries_room)
 
     async def write(
         self,

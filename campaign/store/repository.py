@@ -25,7 +25,6 @@ from campaign.store.batches import Chunks
 from campaign.store.campaigns import Campaigns
 from campaign.store.events import EventStore
 from campaign.store.export import Export
-from campaign.store.ingest import Chunking
 from campaign.store.intake import Ingest
 from campaign.store.recipients import Recipients, tables_datetime
 from campaign.store.records import (
@@ -45,6 +44,7 @@ from campaign.store.records import (
     Sent,
     reject_code,
 )
+from campaign.store.staging import Chunking
 from campaign.store.workers import Workers
 
 # The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.

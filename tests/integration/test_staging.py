@@ -1,6 +1,6 @@
 """Staging a loaded slice for the database (pure: no database here).
 
-SQLite reads a slice as JSON that Polars writes (``campaign.store.ingest.json_members`` for the
+SQLite reads a slice as JSON that Polars writes (``campaign.store.staging.json_members`` for the
 valid rows, ``json_arrays`` for the others): whatever a cell holds must come back from the JSON
 exactly.
 """
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from campaign.models import Status
 from campaign.store import chunks
-from campaign.store.ingest import STAGED, Chunking, json_arrays, json_members, stage
+from campaign.store.staging import STAGED, Chunking, json_arrays, json_members, stage
 
 texts = st.one_of(st.none(), st.text())
 
