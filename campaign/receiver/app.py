@@ -111,38 +111,14 @@ async def _callback(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings, stats = state.settings, state.stats
     stats.received += 1
-    length = request.content_length
-    if length is not None and length > settings.max_body_bytes:
-        return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
-    # The usual callback's body came with its headers: no timer for it.
-    arrived = request.content.is_eof()
-    deadline = contextlib.nullcontext() if arrived else asyncio.timeout(settings.body_timeout_s)
-    try:
-        async with deadline:
-            body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
-    except TimeoutError:
-        detail = f"body not received within {settings.body_timeout_s:g} s"
-        return _reject(stats, 408, "timeout", detail, close=True)
+    body = await _read_body(request, settings, stats)
+    if isinstance(body, web.Response):
+        return body
     now = settings.clock()
-
-    nonce: str | None = None
-    expires_at = 0.0
-    secret = state.secret
-    if secret is not None and not (
-        settings.allow_unsigned and signature.SIGNATURE not in request.headers
-    ):
-        try:
-            verified = signature.verify(secret, body, request.headers)
-        except signature.SignatureError as exc:
-            return _reject(stats, 401, "signature", str(exc))
-        window = settings.timestamp_window_s
-        if abs(now - verified.timestamp) > window:
-            return _reject(stats, 401, "stale", "signature timestamp outside the allowed window")
-        if state.nonces.seen(verified.nonce, now):
-            return _reject(stats, 401, "replay", "signature nonce already used")
-        nonce, expires_at = verified.nonce, verified.timestamp + window + 1.0
+    verified = _verify(state, request, body, now)
+    if isinstance(verified, web.Response):
+        return verified
+    nonce, expires_at = verified
 
     if checks.too_deep(body, settings.max_json_depth):
         return _reject(stats, 400, "too_deep", f"JSON nested over {settings.max_json_depth}")
@@ -158,6 +134,53 @@ async def _callback(request: web.Request) -> web.Response:
     new = NewEvent(
         received_at=datetime.fromtimestamp(now, UTC), nonce=nonce, payload=payload, event=event
     )
+    return await _store(state, new)
+
+
+async def _read_body(
+    request: web.Request, settings: ReceiverSettings, stats: ReceiverStats
+) -> bytes | web.Response:
+    """The request's body, or the refusal: too large, or not received in time."""
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
+    # The usual callback's body came with its headers: no timer for it.
+    arrived = request.content.is_eof()
+    deadline = contextlib.nullcontext() if arrived else asyncio.timeout(settings.body_timeout_s)
+    try:
+        async with deadline:
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _reject(stats, 413, "too_large", f"body over {settings.max_body_bytes} bytes")
+    except TimeoutError:
+        detail = f"body not received within {settings.body_timeout_s:g} s"
+        return _reject(stats, 408, "timeout", detail, close=True)
+
+
+def _verify(
+    state: ReceiverState, request: web.Request, body: bytes, now: float
+) -> tuple[str | None, float] | web.Response:
+    """The signature's nonce and when it may be forgotten (None, 0 when unsigned callbacks
+    are let through), or the refusal: bad signature, stale timestamp, nonce already seen."""
+    settings, stats = state.settings, state.stats
+    secret = state.secret
+    if secret is None or (settings.allow_unsigned and signature.SIGNATURE not in request.headers):
+        return None, 0.0
+    try:
+        verified = signature.verify(secret, body, request.headers)
+    except signature.SignatureError as exc:
+        return _reject(stats, 401, "signature", str(exc))
+    window = settings.timestamp_window_s
+    if abs(now - verified.timestamp) > window:
+        return _reject(stats, 401, "stale", "signature timestamp outside the allowed window")
+    if state.nonces.seen(verified.nonce, now):
+        return _reject(stats, 401, "replay", "signature nonce already used")
+    return verified.nonce, verified.timestamp + window + 1.0
+
+
+async def _store(state: ReceiverState, new: NewEvent) -> web.Response:
+    """Hand ``new`` to the group commit; 200 once it is durably stored."""
+    nonce, stats = new.nonce, state.stats
     try:
         await state.committer.submit(new)
     except Unavailable:
