@@ -31,6 +31,7 @@ from campaign.sandbox import (
     validation,
 )
 from campaign.sandbox.records import Batch, BatchStatus
+from campaign.sandbox.settings import SandboxSettings
 from campaign.sandbox.state import SandboxState
 from campaign.sandbox.timers import DueQueue
 
@@ -95,24 +96,10 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     state = request.app[keys.STATE]
     settings = state.settings
     now = datetime.now(UTC)
-    strict = settings.reject_unknown_fields
-    # Most batches are proven valid as they are parsed; the others are parsed and checked in
-    # full, which says what is wrong.
-    proven = bulkcheck.proven_batch(raw, validation.MAX_RECIPIENTS)
-    items_json: msgspec.Raw | None = None
-    if proven is not None:
-        body, items_json, size = proven
-        violations = validation.check_batch(body, now=now, strict=strict, items_proven=True)
-    else:
-        parsed = guard.parse_json(raw)
-        if isinstance(parsed, web.Response):
-            return parsed
-        violations = validation.check_batch(parsed, now=now, strict=strict)
-    if violations:
-        return responses.invalid_argument(violations)
-    if proven is None:
-        assert isinstance(parsed, dict)  # check_batch refuses anything else
-        body, size = parsed, len(parsed[bulkcheck.ITEMS_FIELD])
+    checked = _checked_body(raw, now, strict=settings.reject_unknown_fields)
+    if isinstance(checked, web.Response):
+        return checked
+    body, items_json, size = checked
     if body["app_id"] not in settings.app_ids:
         return responses.not_found(f"App {body['app_id']!r}")
 
@@ -120,6 +107,60 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     # Messages nobody will see (no history kept, no callbacks to send) are counted, not built:
     # the answer is the same, and a long benchmark does not measure our bookkeeping.
     build = settings.record_history or bool(settings.callback_url or body.get("callback_url"))
+    prepared = _recipient_messages(settings, body, items_json, size, batch_id, build, now)
+    if isinstance(prepared, web.Response):
+        return prepared
+
+    batch = Batch(
+        batch_id=batch_id,
+        project_id=settings.project_id,
+        app_id=body["app_id"],
+        metadata=body.get("batch_metadata", {}),
+        status=BatchStatus.READY,
+        created_time=now,
+        pending=prepared,
+        size=size,
+        unbuilt=0 if build else size,
+    )
+    return _accept(request, state, batch, body, now)
+
+
+def _checked_body(
+    raw: bytes, now: datetime, *, strict: bool
+) -> tuple[dict[str, Any], msgspec.Raw | None, int] | web.Response:
+    """The valid batch body in ``raw``: the body, its recipients still as JSON when they were
+    proven valid unparsed (else ``None``: they are in the body), and their count; or the
+    refusal to answer with."""
+    # Most batches are proven valid as they are parsed; the others are parsed and checked in
+    # full, which says what is wrong.
+    proven = bulkcheck.proven_batch(raw, validation.MAX_RECIPIENTS)
+    if proven is not None:
+        body, items_json, size = proven
+        violations = validation.check_batch(body, now=now, strict=strict, items_proven=True)
+        if violations:
+            return responses.invalid_argument(violations)
+        return body, items_json, size
+    parsed = guard.parse_json(raw)
+    if isinstance(parsed, web.Response):
+        return parsed
+    violations = validation.check_batch(parsed, now=now, strict=strict)
+    if violations:
+        return responses.invalid_argument(violations)
+    assert isinstance(parsed, dict)  # check_batch refuses anything else
+    return parsed, None, len(parsed[bulkcheck.ITEMS_FIELD])
+
+
+def _recipient_messages(
+    settings: SandboxSettings,
+    body: dict[str, Any],
+    items_json: msgspec.Raw | None,
+    size: int,
+    batch_id: str,
+    build: bool,
+    now: datetime,
+) -> list[records.SentMessage] | web.Response:
+    """Each recipient's message (none unless ``build``), after the per-recipient checks: no
+    refused identity, a value for every parameter when that is required; or the refusal."""
     refuse = settings.refuse_batches_with
     needed = build or settings.unknown_parameter == "error" or refuse is not None
     items: list[Any] = []
@@ -153,25 +194,20 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
             )
     if missing:
         return responses.invalid_argument(missing)
+    return prepared
 
-    batch = Batch(
-        batch_id=batch_id,
-        project_id=settings.project_id,
-        app_id=body["app_id"],
-        metadata=body.get("batch_metadata", {}),
-        status=BatchStatus.READY,
-        created_time=now,
-        pending=prepared,
-        size=size,
-        unbuilt=0 if build else size,
-    )
-    answer: dict[str, Any] = {"batch_id": batch_id}
+
+def _accept(
+    request: web.Request, state: SandboxState, batch: Batch, body: dict[str, Any], now: datetime
+) -> web.StreamResponse:
+    """Record ``batch`` and release it now, or schedule it for a future ``send_after``."""
+    answer: dict[str, Any] = {"batch_id": batch.batch_id}
     if "send_after" in body:
         requested = scheduling.parse_time(body["send_after"])
         assert requested is not None  # check_batch refuses anything else
         batch.send_after = scheduling.effective_send_after(requested, now)
         batch.send_after_text = answer["send_after"] = responses.iso_seconds(batch.send_after)
-    state.batches[batch_id] = batch
+    state.batches[batch.batch_id] = batch
     state.stats.batches += 1
     scheduler = request.app[keys.SERVICES].scheduler
     if batch.send_after is not None and batch.send_after > now and scheduler is not None:
