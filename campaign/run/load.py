@@ -20,8 +20,8 @@ from campaign.errors import ConfigError
 from campaign.loading import Duplicates
 from campaign.messages.limits import text_limit
 from campaign.sending import LoadFeed
-from campaign.store.ingest import Staged
 from campaign.store.repository import CampaignRow, Chunking, Store
+from campaign.store.staging import Staged
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaign import planning, tracking
+from campaign import tracking
 from campaign.models import Status
+from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store.tables import campaigns, events, recipients
 
@@ -148,7 +149,7 @@ def _keys_to_look_up(rows: Sequence[Any], found: _Found) -> dict[str, tuple[str,
     keys: dict[str, tuple[str, int]] = {}
     for r in rows:
         if r.recipient_key and ("m", r.message_id) not in found.found:
-            parsed = planning.parse_recipient_key(r.recipient_key)
+            parsed = wire.parse_recipient_key(r.recipient_key)
             if parsed:
                 keys[r.recipient_key] = parsed
     return keys

@@ -38,10 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from campaign.models import Status
 from campaign.store import chunks
 from campaign.store.records import IngestCounts
-from campaign.store.staging import STAGED, Chunking
-
-# Staged stays importable from here: campaign.run.load takes it from this module.
-from campaign.store.staging import Staged as Staged
+from campaign.store.staging import STAGED, Chunking, Staged
 from campaign.store.tables import batches, recipients
 
 C = recipients.c

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from campaign import planning
 from campaign.models import Status
+from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store.records import reject_code
 
@@ -106,10 +106,10 @@ class Staged:
     # duplicate) as one JSON array of arrays (json_arrays)
     valid_json: str | None = None
     unsendable_json: str | None = None
-    # With Chunking.channel: each chunk's request entries (planning.batch_entries_by_chunk),
+    # With Chunking.channel: each chunk's request entries (wire.batch_entries_by_chunk),
     # by its number within the slice; the run that stores the slice sends them without
     # reading its rows back (IngestCounts.first_chunk numbers them).
-    entries: dict[int, planning.ChunkEntries] = dataclasses.field(default_factory=dict)
+    entries: dict[int, wire.ChunkEntries] = dataclasses.field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -128,9 +128,9 @@ def stage(
     valid, duplicates = staged.select(
         is_valid.sum(), (pl.col("status") == Status.DUPLICATE.value).sum()
     ).row(0)
-    entries: dict[int, planning.ChunkEntries] = {}
+    entries: dict[int, wire.ChunkEntries] = {}
     if chunking is not None and chunking.channel is not None:
-        entries = planning.batch_entries_by_chunk(
+        entries = wire.batch_entries_by_chunk(
             staged.filter(is_valid), chunking.channel, chunking.key, entries_room
         )
     if dialect != "sqlite":
@@ -163,7 +163,7 @@ def json_members(valid: pl.DataFrame) -> str:
     also has a raw cell or a zone, by ``[parameters, identity_raw, time_zone]``. SQLite reads a
     plain row's values off ``json_each``'s ``key`` and ``value`` columns without parsing it
     again (:func:`_valid_source`)."""
-    parameters = planning.json_string(pl.col("parameters"))
+    parameters = wire.json_string(pl.col("parameters"))
     plain = pl.col("identity_raw").is_null() & pl.col("time_zone").is_null()
     value = (
         pl.when(plain)
@@ -174,15 +174,15 @@ def json_members(valid: pl.DataFrame) -> str:
                     pl.lit("["),
                     parameters,
                     pl.lit(","),
-                    planning.json_string(pl.col("identity_raw")),
+                    wire.json_string(pl.col("identity_raw")),
                     pl.lit(","),
-                    planning.json_string(pl.col("time_zone")),
+                    wire.json_string(pl.col("time_zone")),
                     pl.lit("]"),
                 ]
             )
         )
     )
-    name = planning.json_string(pl.format("{} {}", pl.col("position"), pl.col("identity")))
+    name = wire.json_string(pl.format("{} {}", pl.col("position"), pl.col("identity")))
     member = pl.concat_str([name, pl.lit(":"), value])
     return "{" + str(valid.select(member.str.join(",")).item()) + "}"
 
@@ -191,4 +191,4 @@ def _json_value(name: str, dtype: pl.DataType) -> pl.Expr:
     """A column's values as JSON text (``null`` for null)."""
     if dtype.is_integer():
         return pl.col(name).cast(pl.String).fill_null("null")
-    return planning.json_string(pl.col(name))
+    return wire.json_string(pl.col(name))
