@@ -75,35 +75,13 @@ def prepare_slice(
     they are. ``numbers``: the identity cells already normalised to E.164 (null: not a valid
     number), by a first pass over the file (:mod:`campaign.loading.normalised`).
     """
-    values, missing = [], []
-    for parameter in plan.parameters:
-        cell = pl.col(parameter.column) if parameter.column else pl.lit(None, dtype=pl.String)
-        empty = cell.is_null() | (cell.str.strip_chars() == "")
-        if parameter.default is None:
-            missing.append((empty, missing_parameter(parameter.name)))
-        else:
-            cell = pl.when(empty).then(pl.lit(parameter.default)).otherwise(cell)
-        values.append(cell.alias(parameter.name))
-    first_missing = pl.lit(None, dtype=pl.String)
-    for empty, text in reversed(missing):
-        first_missing = pl.when(empty).then(pl.lit(text)).otherwise(first_missing)
-    if plan.text_limit is not None:
-        first_missing = pl.coalesce(first_missing, _too_long(plan.text_limit, values))
+    values, first_missing = _parameters(plan)
     computed = batch.select(
         row=pl.col(ROW).cast(pl.UInt64),
         parameters=pl.struct(values).struct.json_encode() if values else pl.lit("{}"),
         missing=first_missing,
     )
-    raw = batch[plan.identity_column]
-    raw = raw.set(raw == "", None)
-    trimmed = raw.str.strip_chars()
-    trimmed = trimmed.set(trimmed == "", None)
-    if not plan.phone:
-        identity = trimmed
-    elif numbers is not None:
-        identity = numbers
-    else:
-        identity = phones.normalise(raw, plan.default_country)
+    raw, trimmed, identity = _identities(batch, plan, numbers)
     zone, zone_reason = _zones(batch, plan, identity)
     reason = (
         pl.when(pl.col("trimmed").is_null())
@@ -131,6 +109,44 @@ def prepare_slice(
         parameters="parameters",
         time_zone=pl.when(reason.is_null()).then("zone"),
     )
+
+
+def _parameters(plan: SlicePlan) -> tuple[list[pl.Expr], pl.Expr]:
+    """Each parameter's value (its default standing in for an empty cell), and the row's first
+    problem with them: a parameter without a value, else a text over the limit (null: none)."""
+    values, missing = [], []
+    for parameter in plan.parameters:
+        cell = pl.col(parameter.column) if parameter.column else pl.lit(None, dtype=pl.String)
+        empty = cell.is_null() | (cell.str.strip_chars() == "")
+        if parameter.default is None:
+            missing.append((empty, missing_parameter(parameter.name)))
+        else:
+            cell = pl.when(empty).then(pl.lit(parameter.default)).otherwise(cell)
+        values.append(cell.alias(parameter.name))
+    first_missing = pl.lit(None, dtype=pl.String)
+    for empty, text in reversed(missing):
+        first_missing = pl.when(empty).then(pl.lit(text)).otherwise(first_missing)
+    if plan.text_limit is not None:
+        first_missing = pl.coalesce(first_missing, _too_long(plan.text_limit, values))
+    return values, first_missing
+
+
+def _identities(
+    batch: pl.DataFrame, plan: SlicePlan, numbers: pl.Series | None
+) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """The identity cells as written (null when empty), trimmed (null when blank), and
+    normalised (phone numbers to E.164, null when not a valid number)."""
+    raw = batch[plan.identity_column]
+    raw = raw.set(raw == "", None)
+    trimmed = raw.str.strip_chars()
+    trimmed = trimmed.set(trimmed == "", None)
+    if not plan.phone:
+        identity = trimmed
+    elif numbers is not None:
+        identity = numbers
+    else:
+        identity = phones.normalise(raw, plan.default_country)
+    return raw, trimmed, identity
 
 
 def _zones(
