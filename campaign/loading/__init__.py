@@ -12,7 +12,8 @@ Every cell is read as text, so identities keep their leading ``+`` and zeros. Du
 decided over the whole file (:meth:`RecipientSource.duplicates`, then
 :meth:`Duplicates.mark` of each slice): the first valid row of an identity is the recipient.
 
-Modules: ``source`` (the file, its checks, slicing), ``csvblocks`` (bounded CSV reading),
+Modules: ``files`` (the checks of the file before any parsing), ``source`` (opening, slicing),
+``csvblocks`` (bounded CSV reading),
 ``rows`` (the pure per-slice work), ``duplicates`` (duplicates over the whole file),
 ``normalised`` (the first pass's phone numbers, kept for the second).
 """

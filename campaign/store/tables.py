@@ -70,7 +70,7 @@ campaigns = Table(
     Column("channel", String(32), nullable=False),
     Column("definition", Text, nullable=False),  # the campaign file, as JSON
     Column("source", Text, nullable=False),  # the recipients file it was loaded from
-    # The file's content digest (campaign.loading.source): a resumed load refuses another file.
+    # The file's content digest (campaign.loading.files): a resumed load refuses another file.
     Column("source_digest", String(64), nullable=True),
     Column("state", String(16), nullable=False),  # LOADING, READY, DONE, CANCELLED
     Column("total_rows", BigInteger, nullable=False, server_default=text("0")),
