@@ -13,9 +13,9 @@ decided over the whole file (:meth:`RecipientSource.duplicates`, then
 :meth:`Duplicates.mark` of each slice): the first valid row of an identity is the recipient.
 
 Modules: ``files`` (the checks of the file before any parsing), ``source`` (opening, slicing),
-``csvblocks`` (bounded CSV reading),
-``rows`` (the pure per-slice work), ``duplicates`` (duplicates over the whole file),
-``normalised`` (the first pass's phone numbers, kept for the second).
+``csvblocks`` (bounded CSV reading), ``rows`` (the pure per-slice work), ``duplicates``
+(duplicates over the whole file), ``normalised`` (the first pass's phone numbers, kept for the
+second).
 """
 
 from campaign.loading.duplicates import Duplicates
