@@ -55,7 +55,3 @@ class RunContext:
 
     def now(self) -> datetime:
         return self.clock()
-
-    @property
-    def name(self) -> str:
-        return self.spec.name

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import polars as pl
@@ -150,7 +151,7 @@ class Ingest:
     first_pass: FirstPass
     chunks: Chunking | None
     stop: asyncio.Event
-    clock: Callable[[], Any]
+    clock: Callable[[], datetime]
 
     async def __call__(self, loaded: Loaded | None = None, feed: LoadFeed | None = None) -> bool:
         """A first pass decides duplicates, the second stores the rows, a slice per

@@ -58,9 +58,10 @@ class Sending:
         spec = ctx.spec
         settings = send_settings(resources.config)
         feed = LoadFeed() if beside else None
+        store = resources.need_store()
         loop = SendLoop(
             mode=spec.mode,
-            store=resources.need_store(),
+            store=store,
             client=resources.need_client(),
             campaign=campaign,
             channel=spec.channel.value,
@@ -76,7 +77,7 @@ class Sending:
             feed=feed,
         )
         loop.set_rate(share(settings.rate, member.live))
-        return cls(ctx, resources.need_store(), campaign, member, loop, settings, feed)
+        return cls(ctx, store, campaign, member, loop, settings, feed)
 
     async def resume(self) -> None:
         """Settle what earlier runs left: chunks formed for another way of sending, batches
