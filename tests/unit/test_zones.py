@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import phonenumbers
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from phonenumbers import timezone as phone_timezone
@@ -197,8 +197,9 @@ def _numbers(draw: st.DrawFn) -> str:
     return "+" + digits
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(_numbers(), min_size=1, max_size=60))
+@example(values=["+11000", "+112684601234"])  # not E.164: the load writes "+12684601234"
 def test_multi_zone_numbers_equal_phone_zone_key(values: list[str]) -> None:
     expected = [zones.phone_zone_key(v) for v in values]
     with pytest.MonkeyPatch.context() as patch:
@@ -210,7 +211,9 @@ def test_multi_zone_numbers_equal_phone_zone_key(values: list[str]) -> None:
     assert got == expected
     for value, key in zip(values, expected, strict=True):
         number = phonenumbers.parse(value)
-        if phonenumbers.is_valid_number(number):
+        # Only E.164 as the load writes it: phonenumbers also takes "+1 1 268..." (a trunk
+        # prefix after the code), which the load writes as "+1 268..." before any zone is asked.
+        if phonenumbers.is_valid_number(number) and _e164(number) == value:
             assert key == _phonenumbers_answer(value), value
 
 
