@@ -104,6 +104,9 @@ class SendingConfig:
     # one silent for `worker_lease` seconds is dead: its claimed rows are settled.
     heartbeat_interval: float = 1.0
     worker_lease: float = 10.0
+    # A stopping run waits this long for its requests under way, and retries its last write of
+    # their outcomes while the database is unavailable (a restart, a full disk).
+    drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,8 @@ def _validate(config: Config, *, credentials: bool) -> None:
         raise ConfigError("[sending] max_in_flight must be at least 1")
     if config.sending.max_attempts < 1:
         raise ConfigError("[sending] max_attempts must be at least 1")
+    if config.sending.drain_timeout <= 0:
+        raise ConfigError("[sending] drain_timeout must be positive")
     if not 0 < config.sending.heartbeat_interval * 3 <= config.sending.worker_lease:
         raise ConfigError(
             "[sending] heartbeat_interval must be positive and worker_lease at least three times it"

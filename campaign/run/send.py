@@ -29,6 +29,7 @@ def send_settings(config: Config) -> SendSettings:
         max_in_flight=config.sending.max_in_flight or estimate.default_max_in_flight(rate),
         retry=RetryPolicy(max_attempts=config.sending.max_attempts),
         batch_size=config.sending.batch_size,
+        drain_timeout=config.sending.drain_timeout,
     )
 
 

@@ -105,6 +105,7 @@ def test_secrets_never_print(tmp_path: Path) -> None:
         ("[sinch]\nsandbox = true\n[sending]\nrequests_per_second = 0\n", "must be positive"),
         ("[sinch]\nsandbox = true\n[sending]\nbatch_size = 1001\n", "between 1 and 1000"),
         ("[sinch]\nsandbox = true\n[sending]\nbatch_size = -1\n", "between 1 and 1000"),
+        ("[sinch]\nsandbox = true\n[sending]\ndrain_timeout = 0\n", "drain_timeout must be"),
         ("[sinch]\nsandbox = true\n[extra]\n", "unknown table or key 'extra'"),
         ("[sinch\n", "invalid TOML"),
     ],

@@ -76,6 +76,8 @@ def test_no_token_at_start_exits_2_with_one_line_and_sends_nothing(
 # --- the database ------------------------------------------------------------------------------
 
 ROWS = 6_000
+# How long a stopping run keeps retrying the write of its last answers (30 s by default).
+DRAIN = "drain_timeout = 3\n"
 LOCK_S = 4.0  # longer than the run's busy timeout (1 s, from the URL)
 
 
@@ -158,14 +160,17 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(
     tmp_path: Path, sandbox: ThreadedSandbox
 ) -> None:
     db = tmp_path / "c.db"
-    runs = Runs(tmp_path, sandbox, f"sqlite:///{db}", rows=ROWS, rate=1_000)
+    # The stopping run retries its last write for drain_timeout: the disk stays full here.
+    runs = Runs(tmp_path, sandbox, f"sqlite:///{db}", rows=ROWS, rate=1_000, extra_sending=DRAIN)
     try:
         # Files capped at 3 MB: loading fits (the database is 1.5 MB with 6,000 rows), but the
         # write-ahead log grows by about 1 MB per 1,000 sends and fills it part-way.
+        started = time.monotonic()
         process = runs.start(preexec_fn=lambda: _no_bigger_than(3 * 1024 * 1024))
         _, stderr = process.communicate(timeout=90)
         accepted = runs.accepted()
         assert process.returncode == 3, stderr
+        assert time.monotonic() - started < 25  # not the default drain_timeout of 30 s
         error = [line for line in stderr.splitlines() if line.startswith("campaign: error:")]
         # SQLite says "disk I/O error" for a write refused with EFBIG, "database or disk is
         # full" for ENOSPC.
@@ -205,7 +210,7 @@ def test_postgres_dropping_every_connection_is_one_line_and_a_rerun_finishes(
     from sqlalchemy.engine import make_url
 
     name = make_url(database_url).database
-    runs = Runs(tmp_path, sandbox, database_url, rows=20_000, rate=1_000)
+    runs = Runs(tmp_path, sandbox, database_url, rows=ROWS, rate=1_000, extra_sending=DRAIN)
     try:
         process = runs.start()
         while runs.accepted() < 2_000 and process.poll() is None:
@@ -221,13 +226,16 @@ def test_postgres_dropping_every_connection_is_one_line_and_a_rerun_finishes(
                 )
                 time.sleep(0.05)
         _, stderr = process.communicate(timeout=120)
+        print(f"\nstopped {time.monotonic() - ends + 30:.1f} s after the first drop")
         assert process.returncode == 3, stderr
         errors = [line for line in stderr.splitlines() if line.startswith("campaign: error:")]
         assert len(errors) == 1, stderr
         assert "run the same command again to resume" in errors[0]
         assert stderr.strip().splitlines()[-1] == errors[0]  # nothing of it on further lines
         assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
+        began = time.monotonic()
         result = runs.run(timeout=120)
+        print(f"rerun {time.monotonic() - began:.1f} s")
         assert result.returncode in (0, 1), result.stderr
         check_accounted_for(runs)
     finally:
