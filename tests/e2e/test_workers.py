@@ -95,7 +95,7 @@ async def test_a_dead_workers_rows_are_settled_by_its_write_ahead_mark(store: re
 
 # --- real processes ----------------------------------------------------------------------------
 
-ROWS = 50_000
+ROWS = 20_000
 RATE = 3_000  # the limit they share; the sandbox enforces the same
 # Requests each worker may have under way (the default at this rate would be 750): what a killed
 # worker had sent and the sandbox had not yet stored is lost to it, however slow the machine.
@@ -105,7 +105,7 @@ MAX_IN_FLIGHT = 100
 @pytest.fixture
 def fast_sandbox() -> Iterator[ThreadedSandbox]:
     # The sandbox counts a request when its handler runs. It runs in this process, which holds
-    # 50,000 recorded messages: a full garbage collection here would hold requests back and
+    # 20,000 recorded messages: a full garbage collection here would hold requests back and
     # then count them together, a burst that no worker sent. So no collection meanwhile.
     gc.collect()
     gc.disable()
