@@ -199,6 +199,8 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(cli: Cli) -> None:
     assert process.returncode == 3, stderr
     interrupted_at = len(cli.sent())
     assert 1500 <= interrupted_at < 8000
+    cli.patch_sandbox(latency_ms=0.0)  # the rest at the full rate
+    cli.config.write_text(cli.config.read_text().replace("= 400", "= 800"))
     resumed = cli.run("run", str(path))
     assert resumed.returncode == 1, resumed.stderr
     sent = cli.sent()
