@@ -25,7 +25,7 @@ MAX_BODY = 16 * 1024 * 1024
 def make_app(settings: SandboxSettings | None = None) -> web.Application:
     """A fresh sandbox app with ``settings`` (defaults: :class:`SandboxSettings`)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_http_errors])
-    app[keys.STATE] = SandboxState(settings or SandboxSettings())
+    app[keys.STATE] = keys.StateSlot(SandboxState(settings or SandboxSettings()))
     app[keys.SERVICES] = keys.Services()
     app.cleanup_ctx.append(_callbacks)
     app.cleanup_ctx.append(_scheduler)
@@ -57,7 +57,7 @@ async def _json_http_errors(request: web.Request, handler: Handler) -> web.Strea
 
 async def _callbacks(app: web.Application) -> AsyncIterator[None]:
     """The callback session and dispatcher, for the lifetime of the app."""
-    state = app[keys.STATE]
+    state = keys.state(app)
     connector = aiohttp.TCPConnector(limit=state.settings.callback_concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         dispatcher = CallbackDispatcher(state, session)
@@ -78,7 +78,7 @@ async def _callbacks(app: web.Application) -> AsyncIterator[None]:
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     """The batch scheduler, for the lifetime of the app."""
     services = app[keys.SERVICES]
-    scheduler = services.scheduler = batches.BatchScheduler(app[keys.STATE])
+    scheduler = services.scheduler = batches.BatchScheduler(keys.state(app))
     task = asyncio.create_task(scheduler.run(), name="sandbox-batch-scheduler")
     try:
         yield

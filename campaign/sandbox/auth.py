@@ -76,7 +76,7 @@ def unauthenticated(challenge: str) -> web.Response:
 
 async def token(request: web.Request) -> web.Response:
     """``POST /oauth2/token``: the client-credentials grant."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     settings = state.settings
     if settings.faults_on_token:
         if settings.latency_ms or settings.jitter_ms:

@@ -93,7 +93,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     """Check, build and accept (or schedule) the batch in ``raw``; the answer to give."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     settings = state.settings
     now = datetime.now(UTC)
     checked = _checked_body(raw, now, strict=settings.reject_unknown_fields)
@@ -221,7 +221,7 @@ def _accept(
 @guard.api_endpoint("batch")
 async def get_batch(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/messages/{batch_id}``."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     batch = state.batches.get(request.match_info["batch_id"])
     if batch is None or batch.project_id != request.match_info["project_id"]:
         return responses.not_found(f"Batch {request.match_info['batch_id']!r}")
@@ -231,7 +231,7 @@ async def get_batch(request: web.Request) -> web.StreamResponse:
 @guard.api_endpoint("batch")
 async def find_batches(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/messages?metadataKey=K&metadataValue=V``."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     key = request.query.get("metadataKey")
     value = request.query.get("metadataValue")
     if key is None or value is None:
@@ -260,7 +260,7 @@ async def cancel_batches(request: web.Request) -> web.StreamResponse:
     are read from the query string. Like Sinch, the answer is 200 ``{}`` whether or not
     anything matched; only a request naming nothing is refused.
     """
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     body: object = dict(request.query)  # for clients that cannot send a DELETE body
     if request.body_exists:
         body = await guard.read_json(request)

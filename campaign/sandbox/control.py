@@ -31,7 +31,7 @@ def _page(request: web.Request, items: Sequence[Any]) -> Sequence[Any] | web.Res
 
 async def messages(request: web.Request) -> web.Response:
     """``GET /_sandbox/messages?offset=&limit=&batch_id=``: accepted messages, in order."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     found: Sequence[Any] = state.messages
     if batch_id := request.query.get("batch_id"):
         found = [m for m in found if m.batch_id == batch_id]
@@ -44,7 +44,7 @@ async def messages(request: web.Request) -> web.Response:
 
 async def batches(request: web.Request) -> web.Response:
     """``GET /_sandbox/batches``: every batch, oldest first."""
-    found = list(request.app[keys.STATE].batches.values())
+    found = list(keys.state(request.app).batches.values())
     page = _page(request, found)
     if isinstance(page, web.Response):
         return page
@@ -53,7 +53,7 @@ async def batches(request: web.Request) -> web.Response:
 
 async def callbacks(request: web.Request) -> web.Response:
     """``GET /_sandbox/callbacks``: every callback attempt and what the receiver answered."""
-    found = request.app[keys.STATE].callback_log
+    found = keys.state(request.app).callback_log
     page = _page(request, found)
     if isinstance(page, web.Response):
         return page
@@ -64,7 +64,7 @@ async def requests(request: web.Request) -> web.Response:
     """``GET /_sandbox/requests?tolerance=``: every API request's arrival and answer (seconds
     since start), and ``early``: requests that arrived while an earlier 429's Retry-After was
     running, more than ``tolerance`` seconds (default 0.05) after that 429 was answered."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     try:
         tolerance = float(request.query.get("tolerance", "0.05"))
     except ValueError:
@@ -84,12 +84,12 @@ async def requests(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """``GET /_sandbox/stats``: the counters."""
-    return responses.json_response(request.app[keys.STATE].stats_json())
+    return responses.json_response(keys.state(request.app).stats_json())
 
 
 async def reset(request: web.Request) -> web.Response:
     """``POST /_sandbox/reset``: forget everything recorded; settings and tokens stay."""
-    request.app[keys.STATE].reset()
+    keys.state(request.app).reset()
     services = request.app[keys.SERVICES]
     if services.dispatcher is not None:
         services.dispatcher.clear()
@@ -100,12 +100,12 @@ async def reset(request: web.Request) -> web.Response:
 
 async def get_settings(request: web.Request) -> web.Response:
     """``GET /_sandbox/settings``."""
-    return responses.json_response(settings.to_json(request.app[keys.STATE].settings))
+    return responses.json_response(settings.to_json(keys.state(request.app).settings))
 
 
 async def patch_settings(request: web.Request) -> web.Response:
     """``PATCH /_sandbox/settings``: change some settings now; answers the new settings."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     changes = await read_json(request)
     if isinstance(changes, web.Response):
         return changes
@@ -120,7 +120,7 @@ async def patch_settings(request: web.Request) -> web.Response:
 
 async def expire_tokens(request: web.Request) -> web.Response:
     """``POST /_sandbox/expire-tokens``: every issued token is expired from now on."""
-    count = request.app[keys.STATE].tokens.expire_all()
+    count = keys.state(request.app).tokens.expire_all()
     return responses.json_response({"expired": count})
 
 

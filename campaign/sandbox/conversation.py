@@ -12,7 +12,7 @@ from campaign.sandbox import guard, keys, records, responses, validation
 @guard.api_endpoint("conversation")
 async def send_message(request: web.Request) -> web.StreamResponse:
     """``POST /v1/projects/{project_id}/messages:send``."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     settings = state.settings
     body = await guard.read_json(request)
     if isinstance(body, web.Response):
@@ -36,7 +36,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
 @guard.api_endpoint("conversation")
 async def list_apps(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/apps`` (also under ``/v1beta``)."""
-    settings = request.app[keys.STATE].settings
+    settings = keys.state(request.app).settings
     apps = [
         {
             "id": app_id,

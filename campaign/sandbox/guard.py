@@ -33,7 +33,7 @@ def api_endpoint(api: Api) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            state = request.app[keys.STATE]
+            state = keys.state(request.app)
             now = time.monotonic()
             response = await _guard(request, handler, now, allow_basic)
             if state.settings.record_history:
@@ -61,7 +61,7 @@ async def _guard(
     request: web.Request, handler: Handler, now: float, allow_basic: bool
 ) -> web.StreamResponse:
     """The checks and faults around ``handler``, for a request that arrived at ``now``."""
-    state = request.app[keys.STATE]
+    state = keys.state(request.app)
     settings = state.settings
     stats = state.stats
     rng = state.fault_rng

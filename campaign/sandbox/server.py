@@ -49,6 +49,7 @@ class SandboxServer:
         self.port = port
         self._serving: serving.Listening | None = None
         self._app: web.Application | None = None
+        self._state: SandboxState | None = None  # still readable once closed
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()
@@ -68,6 +69,7 @@ class SandboxServer:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         listening = await serving.listen(runner, self.host, self.port)
         self._app, self._serving = app, listening
+        self._state = keys.state(app)
         self.port = listening.port
         log.info("sandbox listening on %s", self.url, extra={"action": "sandbox.start"})
 
@@ -77,6 +79,8 @@ class SandboxServer:
         if listening is not None:
             await listening.close()
             log.info("sandbox stopped", extra={"action": "sandbox.stop"})
+        if self._app is not None:
+            self._app[keys.STATE].state = None
 
     @property
     def url(self) -> str:
@@ -86,9 +90,9 @@ class SandboxServer:
     @property
     def state(self) -> SandboxState:
         """The live state of the running sandbox (messages, batches, stats, settings)."""
-        if self._app is None:
+        if self._state is None:
             raise RuntimeError("the sandbox is not running")
-        return self._app[keys.STATE]
+        return self._state
 
 
 class ThreadedSandbox:

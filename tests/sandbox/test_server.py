@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import urllib.error
 import urllib.request
+import weakref
 
 import pytest
 import requests
@@ -48,6 +50,32 @@ def test_threaded_sandbox_from_sync_code() -> None:
         url = sandbox.url
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/_sandbox/stats", timeout=2)
+
+
+def test_a_closed_sandbox_lets_go_of_what_it_recorded() -> None:
+    """aiohttp keeps every app it built middlewares for (up to 1,024); a closed sandbox's app,
+    kept that way, must not keep its messages: a test suite that starts sandbox after sandbox
+    held 3.6 million objects (1.3 GB) by the end of one module."""
+    sandbox = ThreadedSandbox(SandboxSettings(rate_limit=0))
+    with sandbox:
+        token = requests.post(
+            sandbox.url + "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(KEY_ID, KEY_SECRET),
+            timeout=5,
+        ).json()["access_token"]
+        answer = requests.post(
+            f"{sandbox.url}/v1/projects/{PROJECT}/messages:send",
+            json=text_send(),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert answer.status_code == 200, answer.text
+        state = weakref.ref(sandbox.state)
+    assert len(sandbox.state.messages) == 1  # still readable once closed
+    del sandbox
+    gc.collect()
+    assert state() is None
 
 
 def test_threaded_sandbox_reports_startup_errors() -> None:
