@@ -1,13 +1,16 @@
-"""``store.campaigns``: the campaigns themselves (one row each), and cancelling one."""
+"""``store.campaigns``: the campaigns themselves (one row each); cancelling, pausing and
+resuming one, and putting its failed recipients back to be sent again."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
 from campaign.store import chunks
@@ -17,6 +20,28 @@ from campaign.store.tables import batches, campaigns, recipients
 
 C = recipients.c
 B = batches.c
+
+# What `campaign retry` may put back. FAILED: Sinch refused the request, or the channel
+# reported it undelivered: nothing reached the recipient, so a new send is no second copy.
+# IN_DOUBT: the request may have reached Sinch (the CLI puts it back only when asked by name,
+# and warns). Never a status in which Sinch accepted a message it may still deliver (QUEUED,
+# QUEUED_ON_CHANNEL, SWITCHING_CHANNEL, DELIVERED, READ), nor REJECTED, DUPLICATE, CANCELLED.
+RETRYABLE: frozenset[Status] = frozenset({Status.FAILED, Status.IN_DOUBT})
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What :meth:`Campaigns.retry` did: how many rows of each status went back to PENDING,
+    the campaign's state before and after (``refused``: it is CANCELLED, nothing changed)."""
+
+    counts: dict[Status, int] = field(default_factory=dict)
+    state_before: str = ""
+    state_after: str = ""
+    refused: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 class Campaigns(Group):
@@ -117,3 +142,112 @@ class Campaigns(Group):
                 .values(state="CANCELLED", updated_at=now)
             )
         return {"pending": int(pending.rowcount), "scheduled": scheduled}
+
+    async def retry(
+        self,
+        campaign_id: int,
+        statuses: Sequence[Status],
+        codes: Sequence[str],
+        now: datetime,
+    ) -> Retried:
+        """Put the campaign's rows in ``statuses`` (of :data:`RETRYABLE`; with ``codes``, only
+        those with one of these error codes) back to PENDING, as if never sent: no error, no
+        attempt, no chunk, batch or message id of the earlier send. A DONE campaign becomes
+        READY again, so that `campaign run` sends them. One transaction; a CANCELLED campaign
+        is refused and nothing changes."""
+        wrong = sorted(set(statuses) - RETRYABLE)
+        if wrong:
+            raise ValueError(f"not retryable: {', '.join(wrong)}")
+        async with self.writes.begin() as conn:
+            state = await _locked_state(conn, campaign_id)
+            if state == "CANCELLED":
+                return Retried(state_before=state, state_after=state, refused=True)
+            counts: dict[Status, int] = {}
+            for status in sorted(set(statuses)):
+                counts[status] = await _put_back(conn, campaign_id, status, codes, now)
+            after = state
+            if state == "DONE" and any(counts.values()):
+                after = "READY"
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id)
+                    .values(state=after, updated_at=now)
+                )
+        return Retried(counts, state, after)
+
+    async def pause(self, campaign_id: int, now: datetime) -> datetime | None:
+        """Pause the campaign: its runs stop claiming at their next heartbeat. Returns when it
+        was paused already (None: it was not, and is now)."""
+        async with self.writes.begin() as conn:
+            before = await conn.scalar(
+                select(campaigns.c.paused_at).where(campaigns.c.id == campaign_id)
+            )
+            if before is None:
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id)
+                    .values(paused_at=now, updated_at=now)
+                )
+        return before
+
+    async def resume(self, campaign_id: int, now: datetime) -> datetime | None:
+        """Lift a pause; returns when the campaign had been paused (None: it was not)."""
+        async with self.writes.begin() as conn:
+            before = await conn.scalar(
+                select(campaigns.c.paused_at).where(campaigns.c.id == campaign_id)
+            )
+            if before is not None:
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign_id)
+                    .values(paused_at=None, updated_at=now)
+                )
+        return before
+
+    async def paused(self, campaign_id: int) -> bool:
+        """Whether the campaign is paused: read by every run's heartbeat."""
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(campaigns.c.paused_at).where(campaigns.c.id == campaign_id)
+            )
+        return value is not None
+
+
+async def _locked_state(conn: AsyncConnection, campaign_id: int) -> str:
+    """The campaign's state, its row locked on Postgres until the transaction ends (SQLite's
+    write transaction holds the whole database), so that a cancel cannot slip in between."""
+    query = select(campaigns.c.state).where(campaigns.c.id == campaign_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return str(await conn.scalar(query))
+
+
+async def _put_back(
+    conn: AsyncConnection, campaign_id: int, status: Status, codes: Sequence[str], now: datetime
+) -> int:
+    """Rows of ``status`` (and of ``codes``, when given) back to PENDING; how many. They are
+    ordinary rows (a row that follows its chunk is never FAILED nor IN_DOUBT), and leave
+    their old chunk: the next claim puts them in a chunk of its own, or none."""
+    where = [C.campaign_id == campaign_id, C.status == status.value]
+    if codes:
+        where.append(C.error_code.in_(list(codes)))
+    result = await conn.execute(
+        update(recipients)
+        .where(*where)
+        .values(
+            status=Status.PENDING.value,
+            attempts=0,
+            next_attempt_at=None,
+            error_code=None,
+            error_description=None,
+            message_id=None,
+            batch_id=None,
+            chunk=None,
+            worker_id=None,
+            sent_at=None,
+            status_at=None,
+            channel_used=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)

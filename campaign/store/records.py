@@ -32,6 +32,7 @@ class CampaignRow:
     created_at: datetime
     updated_at: datetime
     source_digest: str | None = None  # None: created before digests were kept
+    paused_at: datetime | None = None  # None: not paused (`campaign pause`)
 
 
 @dataclass(frozen=True)

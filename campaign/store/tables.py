@@ -76,6 +76,9 @@ campaigns = Table(
     Column("total_rows", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set by `campaign pause`: its runs stop claiming at their next heartbeat, and a new run
+    # sends nothing, until `campaign resume` clears it. NULL: not paused.
+    Column("paused_at", UTCDateTime, nullable=True),
 )
 
 recipients = Table(
