@@ -7,7 +7,8 @@ Each registers (:meth:`Membership.join`) and then, every ``interval`` seconds:
   that count, so that together they stay within Sinch's limit;
 - settles the workers whose heartbeat is older than the lease (their claimed rows back to the
   pool or IN_DOUBT, see :mod:`campaign.store.workers`), and in batch mode their chunks;
-- notices when another worker declared *it* dead (a pause longer than the lease): it stops.
+- notices when another worker declared *it* dead (a pause longer than the lease): it stops;
+- notices when the campaign was paused (`campaign pause`): it stops claiming and drains.
 
 A worker that joins while others run waits until each has beaten since it registered (and so
 counts it), so that the others have lowered their share first: the sum of the rates never
@@ -82,6 +83,7 @@ class Membership:
         self._clock = clock
         self.live = 1
         self.lost = False  # declared dead by another worker
+        self.paused = False  # stopped by `campaign pause`
 
     @classmethod
     async def join(
@@ -137,8 +139,9 @@ class Membership:
         on_share: Callable[[int], None],
         on_lost: Callable[[], None],
         settle: Callable[[], Awaitable[object]] | None = None,
+        on_paused: Callable[[], None] | None = None,
     ) -> None:
-        """Beat, share and reap until cancelled."""
+        """Beat, share and reap until cancelled (or until lost, or paused: ``on_paused``)."""
         while True:
             await asyncio.sleep(self.settings.interval)
             try:
@@ -150,6 +153,15 @@ class Membership:
                         extra={"action": "worker_lost", "worker": self.worker_id},
                     )
                     on_lost()
+                    return
+                # Read with every beat, so that each worker stops within an interval of a pause.
+                if on_paused is not None and await self.store.campaigns.paused(self.campaign_id):
+                    logger.warning(
+                        "the campaign was paused: no more claims; draining",
+                        extra={"action": "worker_paused", "worker": self.worker_id},
+                    )
+                    self.paused = True
+                    on_paused()
                     return
                 on_share(self.live)
                 reaped = await self.store.workers.reap(

@@ -22,7 +22,7 @@ from campaign.models import SCHEDULED
 from campaign.progress import ProgressDisplay
 from campaign.resources import Resources, open_resources
 from campaign.run import finish, preflight, state
-from campaign.run.context import RunContext, RunOptions, prepare_spec, utc_now
+from campaign.run.context import RunContext, RunOptions, iso, prepare_spec, utc_now
 from campaign.run.finish import wait_for_delivery
 from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
 from campaign.run.send import Sending
@@ -51,6 +51,12 @@ async def run(
         if resources.receiver is not None:
             out(f"receiving delivery callbacks on {resources.receiver.url}")
         found = await store.campaigns.find(ctx.spec.name)
+        if found is not None and found.paused_at is not None:
+            out(
+                f"{ctx.spec.name}: paused by `campaign pause` since {iso(found.paused_at)};"
+                f" nothing sent (`campaign resume {ctx.spec.name}` then run again)"
+            )
+            return 0
         if found is not None and found.state not in ("LOADING", SCHEDULED):
             await first.close()  # loaded already: the pass begun on the way is not needed
         if found is None or found.state not in state.FINISHED:
@@ -105,6 +111,9 @@ async def _as_worker(
                 f" {member.settings.lease:g} s); its recipients were settled; stopped"
             )
             return EXIT_INTERRUPTED
+        if member.paused and not finished:
+            ctx.out(paused_line(ctx.spec.name))
+            return 0
         if finished and deferred is None:
             await store.campaigns.update(campaign.id, now=ctx.now(), state="DONE")
             if ctx.options.wait_for_delivery is not None:
@@ -119,9 +128,20 @@ async def _as_worker(
                 )
         return await finish.summary(ctx, store, campaign, finished, deferred)
     finally:
-        await member.leave(
-            "LOST" if member.lost else "STOPPED" if ctx.stop.is_set() else "FINISHED"
-        )
+        await member.leave(_stop_reason(member, ctx.stop.is_set()))
+
+
+def paused_line(name: str) -> str:
+    """What a run stopped by `campaign pause` says as it exits 0."""
+    return f"{name}: paused by `campaign pause`; `campaign resume {name}` then run again"
+
+
+def _stop_reason(member: Membership, stopped: bool) -> str:
+    if member.lost:
+        return "LOST"
+    if member.paused:
+        return "PAUSED"
+    return "STOPPED" if stopped else "FINISHED"
 
 
 __all__ = ["FirstPass", "RunOptions", "prepare_spec", "run", "wait_for_delivery"]

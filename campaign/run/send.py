@@ -153,6 +153,7 @@ class Sending:
             on_share=lambda live: self.loop.set_rate(share(self.settings.rate, live)),
             on_lost=self.ctx.stop.set,
             settle=settle,
+            on_paused=self.ctx.stop.set,
         )
 
 
