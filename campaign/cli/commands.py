@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import errno
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,11 +20,17 @@ from campaign import cancelling, demo, errors, jsonutil, reporting, run, status_
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import Config
+from campaign.models import Status
 from campaign.progress import ProgressDisplay
 from campaign.resources import open_resources
 from campaign.store import engine as store_engine
+from campaign.store.repository import CampaignRow, Store
 
 Command = Callable[[argparse.Namespace, Config | None], Coroutine[Any, Any, int]]
+
+# What `campaign retry --status` accepts (campaign.store.campaigns.RETRYABLE); FAILED alone by
+# default: IN_DOUBT rows may have reached Sinch, and are put back only when named.
+RETRY_STATUSES = [Status.FAILED.value, Status.IN_DOUBT.value]
 
 
 async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
@@ -67,6 +74,7 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
         views = []
         now = datetime.now(UTC)
         for campaign in campaigns:
+            paused = None if campaign.paused_at is None else campaign.paused_at.isoformat()
             definition = jsonutil.loads(campaign.definition)
             stale_after = float(definition.get("stale_after", 3600.0))
             views.append(
@@ -82,13 +90,15 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
                     await store.chunks.by_status(campaign.id),
                     definition.get("send_after"),
                 )
+                | {"paused_at": paused}
             )
     if args.json:
         print(jsonutil.dumps(views if not args.name else views[0]))
     elif not views:
         print("no campaigns yet")
     else:
-        for line in status_view.render_text(views):
+        shown = [v | {"state": f"{v['state']}, PAUSED"} if v["paused_at"] else v for v in views]
+        for line in status_view.render_text(shown):
             print(line)
     return errors.EXIT_OK
 
@@ -109,6 +119,77 @@ async def cancel_campaign(args: argparse.Namespace, config: Config | None) -> in
         f"{counts['scheduled']:,} in {len(cancelled):,} scheduled batches"
     )
     return errors.EXIT_OK
+
+
+async def retry_recipients(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    statuses = [Status(s) for s in dict.fromkeys(args.statuses or [Status.FAILED.value])]
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
+        campaign = await _campaign(store, args.name)
+        retried = await store.campaigns.retry(
+            campaign.id, statuses, args.codes or [], datetime.now(UTC)
+        )
+    if retried.refused:
+        raise errors.CampaignError(
+            f"{args.name}: the campaign was cancelled; its recipients are not sent again"
+        )
+    codes = f" with error code {', '.join(args.codes)}" if args.codes else ""
+    for status in statuses:
+        print(f"{args.name}: {retried.counts[status]:,} {status.value} recipients{codes} put back")
+    if retried.counts.get(Status.IN_DOUBT):
+        _warn(
+            f"{args.name}: IN_DOUBT recipients may have reached Sinch before their answer was"
+            " lost: sending them again may deliver the message twice"
+        )
+    if retried.total:
+        paused = " (paused: `campaign resume` it first)" if campaign.paused_at else ""
+        print(f"{args.name}: `campaign run` sends them{paused}")
+    return errors.EXIT_OK
+
+
+async def pause_campaign(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
+        campaign = await _campaign(store, args.name)
+        since = await store.campaigns.pause(campaign.id, datetime.now(UTC))
+    if since is not None:
+        print(f"{args.name}: already paused since {_iso(since)}")
+    else:
+        print(
+            f"{args.name}: paused; its runs stop claiming within a heartbeat and exit once their"
+            f" requests under way are recorded (`campaign resume {args.name}` lifts it)"
+        )
+    return errors.EXIT_OK
+
+
+async def resume_campaign(args: argparse.Namespace, config: Config | None) -> int:
+    assert config is not None
+    async with open_resources(config, sinch=False) as resources:
+        store = resources.need_store()
+        campaign = await _campaign(store, args.name)
+        since = await store.campaigns.resume(campaign.id, datetime.now(UTC))
+    if since is None:
+        print(f"{args.name}: not paused; nothing to resume")
+    else:
+        print(f"{args.name}: resumed (paused since {_iso(since)}); run it again to carry on")
+    return errors.EXIT_OK
+
+
+async def _campaign(store: Store, name: str) -> CampaignRow:
+    campaign = await store.campaigns.find(name)
+    if campaign is None:
+        raise errors.CampaignError(f"no campaign named {name!r}")
+    return campaign
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _warn(text: str) -> None:
+    print(f"campaign: warning: {text}", file=sys.stderr)
 
 
 async def export_report(args: argparse.Namespace, config: Config | None) -> int:

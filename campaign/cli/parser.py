@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _run(sub, common)
     _cancel(sub, common)
+    _retry(sub, common)
+    _pause(sub, common)
     _status(sub, common)
     _report(sub, common)
     _db(sub, common)
@@ -85,6 +87,57 @@ def _cancel(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     cancel.add_argument("name", metavar="NAME")
     cancel.set_defaults(handler=commands.cancel_campaign, needs_config=True)
+
+
+def _retry(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    retry = sub.add_parser(
+        "retry",
+        parents=[common],
+        help="put failed recipients back, to be sent by the next run",
+        description="Put the campaign's FAILED recipients (or those of the --status given) back "
+        "to PENDING, their error and attempts cleared, in one transaction; a finished campaign "
+        "is sent again by the next `campaign run`. Nothing Sinch accepted and may still deliver "
+        "is ever put back. IN_DOUBT recipients may have reached Sinch: only with "
+        "--status IN_DOUBT, and they may receive the message twice.",
+    )
+    retry.add_argument("name", metavar="NAME")
+    retry.add_argument(
+        "--status",
+        action="append",
+        choices=commands.RETRY_STATUSES,
+        dest="statuses",
+        help="the status to put back (repeatable; default: FAILED)",
+    )
+    retry.add_argument(
+        "--code",
+        action="append",
+        dest="codes",
+        metavar="CODE",
+        help="only recipients with this error code (repeatable; see `campaign status NAME`)",
+    )
+    retry.set_defaults(handler=commands.retry_recipients, needs_config=True, needs_sinch=False)
+
+
+def _pause(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    pause = sub.add_parser(
+        "pause",
+        parents=[common],
+        help="hold a campaign: its runs stop claiming and drain",
+        description="Pause the campaign: every `campaign run` of it stops claiming within a "
+        "heartbeat (about a second), lets its requests under way finish and be recorded, and "
+        "exits 0; a new run sends nothing until `campaign resume`.",
+    )
+    pause.add_argument("name", metavar="NAME")
+    pause.set_defaults(handler=commands.pause_campaign, needs_config=True, needs_sinch=False)
+    resume = sub.add_parser(
+        "resume",
+        parents=[common],
+        help="lift a pause (then run the campaign again)",
+        description="Lift `campaign pause`: the next `campaign run` carries on where the "
+        "paused runs stopped.",
+    )
+    resume.add_argument("name", metavar="NAME")
+    resume.set_defaults(handler=commands.resume_campaign, needs_config=True, needs_sinch=False)
 
 
 def _status(sub: Subparsers, common: argparse.ArgumentParser) -> None:
