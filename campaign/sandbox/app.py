@@ -36,6 +36,8 @@ def make_app(settings: SandboxSettings | None = None) -> web.Application:
     router.add_post(project + "/messages:send", conversation.send_message)
     router.add_get(project + "/apps", conversation.list_apps)
     router.add_get("/v1beta/projects/{project_id}/apps", conversation.list_apps)
+    router.add_get(project + "/apps/{app_id}", conversation.get_app)
+    router.add_get("/v1beta/projects/{project_id}/apps/{app_id}", conversation.get_app)
     router.add_post(project + "/messages", batches.send_batch)
     router.add_get(project + "/messages", batches.find_batches)
     router.add_delete(project + "/messages", batches.cancel_batches)

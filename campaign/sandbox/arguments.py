@@ -57,6 +57,26 @@ def _add_faults(parser: argparse.ArgumentParser) -> None:
         help="requests per sliding second per project (0: unlimited)",
     )
     faults.add_argument(
+        "--outbound-rate",
+        type=int,
+        default=_DEFAULTS.outbound_rate,
+        metavar="N",
+        help="messages/s each app's MT queue drains at (Sinch's default: 20)",
+    )
+    faults.add_argument(
+        "--queue-limit",
+        type=int,
+        default=_DEFAULTS.queue_limit,
+        metavar="N",
+        help="messages each app's MT queue holds; beyond, 429 without Retry-After",
+    )
+    faults.add_argument(
+        "--processing-mode",
+        choices=("CONVERSATION", "DISPATCH"),
+        default=_DEFAULTS.processing_mode,
+        help="the processing mode the app reports",
+    )
+    faults.add_argument(
         "--storm-every",
         type=float,
         default=0.0,
@@ -138,6 +158,9 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         key_secret=opt("key_secret", d.key_secret),
         token_lifetime=opt("token_lifetime", d.token_lifetime),
         rate_limit=opt("rate_limit", d.rate_limit),
+        outbound_rate=opt("outbound_rate", d.outbound_rate),
+        queue_limit=opt("queue_limit", d.queue_limit),
+        processing_mode=opt("processing_mode", d.processing_mode),
         storm_every_s=opt("storm_every", d.storm_every_s),
         storm_duration_s=opt("storm_duration", d.storm_duration_s),
         latency_ms=opt("latency_ms", d.latency_ms),

@@ -121,6 +121,7 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
         pending=prepared,
         size=size,
         unbuilt=0 if build else size,
+        ttl_s=records.ttl_seconds(body),
     )
     return _accept(request, state, batch, body, now)
 
@@ -200,17 +201,25 @@ def _recipient_messages(
 def _accept(
     request: web.Request, state: SandboxState, batch: Batch, body: dict[str, Any], now: datetime
 ) -> web.StreamResponse:
-    """Record ``batch`` and release it now, or schedule it for a future ``send_after``."""
+    """Record ``batch`` and release it now, or schedule it for a future ``send_after``.
+
+    A batch sent now whose recipients do not all fit in the app's MT queue is refused whole
+    with the queue's 429, and not recorded. A scheduled one meets the queue when it falls due
+    (:meth:`SandboxState.release`)."""
     answer: dict[str, Any] = {"batch_id": batch.batch_id}
     if "send_after" in body:
         requested = scheduling.parse_time(body["send_after"])
         assert requested is not None  # check_batch refuses anything else
         batch.send_after = scheduling.effective_send_after(requested, now)
         batch.send_after_text = answer["send_after"] = responses.iso_seconds(batch.send_after)
+    scheduler = request.app[keys.SERVICES].scheduler
+    later = batch.send_after is not None and batch.send_after > now and scheduler is not None
+    if not later and not state.has_room(batch.app_id, batch.size):
+        return responses.queue_full(batch.app_id, state.settings.queue_limit)
     state.batches[batch.batch_id] = batch
     state.stats.batches += 1
-    scheduler = request.app[keys.SERVICES].scheduler
-    if batch.send_after is not None and batch.send_after > now and scheduler is not None:
+    if later:
+        assert scheduler is not None
         batch.status = BatchStatus.SCHEDULED
         scheduler.schedule(batch)
     else:

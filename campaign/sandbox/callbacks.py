@@ -20,6 +20,7 @@ import aiohttp
 from campaign import jsonutil
 from campaign.sandbox import delivery, responses
 from campaign.sandbox.records import SentMessage
+from campaign.sandbox.settings import FailureRule
 from campaign.sandbox.state import SandboxState
 from campaign.sandbox.timers import DueQueue
 from campaign.sinch import signature
@@ -61,23 +62,30 @@ class CallbackDispatcher:
         """Callbacks waiting for their time, queued for a sender, or being sent."""
         return len(self._due) + self._ready.qsize() + self._in_flight
 
-    def schedule(self, message: SentMessage) -> None:
-        """Plan the callbacks of a freshly accepted ``message`` (no-op without a target)."""
+    def schedule(
+        self, message: SentMessage, start: float, failure: FailureRule | None = None
+    ) -> None:
+        """Plan the callbacks of a freshly accepted ``message`` from ``start`` (monotonic), when
+        it leaves the app's MT queue; with ``failure``, only that FAILED report, at ``start``.
+        No-op without a target."""
         settings = self._state.settings
         url = message.callback_url or settings.callback_url
         if url is None:
             return
         rng = self._state.callback_rng
-        now = time.monotonic()
         duplicates = settings.duplicate_callback_rate
-        for event in delivery.plan(message, settings, rng):
+        if failure is None:
+            events = delivery.plan(message, settings, rng)
+        else:
+            events = delivery.failure(message, settings, failure, _happened(message, failure))
+        for event in events:
             job = CallbackJob(url, message, event)
-            self._due.push(now + event.offset_s, job)
+            self._due.push(start + event.offset_s, job)
             if duplicates and rng.random() < duplicates:
                 # A redelivery of the same event: same body, sent a little later.
                 later = event.offset_s + rng.uniform(0.0, max(settings.queued_delay_s, 0.01))
                 twin = CallbackJob(url, message, event, duplicate=True, twin=job)
-                self._due.push(now + later, twin)
+                self._due.push(start + later, twin)
 
     def clear(self) -> None:
         """Drop every callback not yet being sent (``POST /_sandbox/reset``)."""
@@ -163,3 +171,12 @@ class CallbackDispatcher:
                 "body": job.payload,
             }
         )
+
+
+def _happened(message: SentMessage, failure: FailureRule) -> float:
+    """When ``failure`` happened, from the message's turn: an expired message expired when its
+    ttl ran out (``event_time``), before its turn; anything else, at its turn."""
+    ttl = message.ttl_s
+    if failure is delivery.EXPIRED and ttl is not None:
+        return ttl - message.queued_s
+    return 0.0

@@ -1,12 +1,15 @@
-"""The Conversation API endpoints: ``messages:send`` and the app list."""
+"""The Conversation API endpoints: ``messages:send`` and the apps (list and one)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from campaign.sandbox import guard, keys, records, responses, validation
+from campaign.sandbox.state import SandboxState
 
 
 @guard.api_endpoint("conversation")
@@ -23,6 +26,8 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     assert isinstance(body, dict)  # check_send refuses anything else
     if body["app_id"] not in settings.app_ids:
         return responses.not_found(f"App {body['app_id']!r}")
+    if not state.has_room(body["app_id"]):
+        return responses.queue_full(body["app_id"], settings.queue_limit)
     message = records.from_send(body, settings.project_id, datetime.now(UTC))
     state.record(message)
     return responses.json_response(
@@ -36,19 +41,35 @@ async def send_message(request: web.Request) -> web.StreamResponse:
 @guard.api_endpoint("conversation")
 async def list_apps(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/apps`` (also under ``/v1beta``)."""
-    settings = keys.state(request.app).settings
-    apps = [
-        {
-            "id": app_id,
-            "display_name": f"Sandbox app {app_id}",
-            "channel_credentials": [],
-            "conversation_metadata_report_view": "NONE",
-            "retention_policy": {"retention_type": "MESSAGE_EXPIRE_POLICY", "ttl_days": 180},
-            "dispatch_retention_policy": {"retention_type": "MESSAGE_EXPIRE_POLICY", "ttl_days": 0},
-            "processing_mode": "DISPATCH",
-            "rate_limits": {"outbound": 20, "inbound": 25, "webhooks": 25},
-            "callback_settings": {"secret_for_overridden_callback_urls": ""},
-        }
-        for app_id in settings.app_ids
-    ]
-    return responses.json_response({"apps": apps})
+    state = keys.state(request.app)
+    return responses.json_response({"apps": [_app(state, a) for a in state.settings.app_ids]})
+
+
+@guard.api_endpoint("conversation")
+async def get_app(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/projects/{project_id}/apps/{app_id}`` (also under ``/v1beta``)."""
+    state = keys.state(request.app)
+    app_id = request.match_info["app_id"]
+    if app_id not in state.settings.app_ids:
+        return responses.not_found(f"App {app_id!r}")
+    return responses.json_response(_app(state, app_id))
+
+
+def _app(state: SandboxState, app_id: str) -> dict[str, Any]:
+    """The App resource of ``app_id``, with its MT queue as it stands now."""
+    settings = state.settings
+    return {
+        "id": app_id,
+        "display_name": f"Sandbox app {app_id}",
+        "channel_credentials": [],
+        "conversation_metadata_report_view": "NONE",
+        "retention_policy": {"retention_type": "MESSAGE_EXPIRE_POLICY", "ttl_days": 180},
+        "dispatch_retention_policy": {"retention_type": "MESSAGE_EXPIRE_POLICY", "ttl_days": 0},
+        "processing_mode": settings.processing_mode,
+        "rate_limits": {"outbound": settings.outbound_rate, "inbound": 25, "webhooks": 25},
+        "queue_stats": {
+            "outbound_size": state.queue(app_id).size(time.monotonic()),
+            "outbound_limit": settings.queue_limit,
+        },
+        "callback_settings": {"secret_for_overridden_callback_urls": ""},
+    }

@@ -1,8 +1,10 @@
 """What happens to a message after Sinch accepted it: the callbacks it produces, as data.
 
 :func:`plan` decides the sequence (submit, queued, delivered, read; failures and channel
-switches from the failure rules) and when each event happens relative to acceptance;
-:func:`callback_body` builds the JSON Sinch would POST for one event. Both are pure: the
+switches from the failure rules) and when each event happens relative to the moment the
+message left the app's MT queue (:mod:`campaign.sandbox.outbound`); :func:`failure` is the
+one report of a message that never left it (expired, or refused with its batch);
+:func:`callback_body` builds the JSON Sinch would POST for one event. All are pure: the
 random generator and the current time are passed in.
 """
 
@@ -37,9 +39,26 @@ class DeliveryStatus(enum.StrEnum):
     SWITCHING_CHANNEL = "SWITCHING_CHANNEL"
 
 
+# Why a message fails without reaching a channel. Its ttl ran out while it waited in the app's
+# MT queue: MESSAGE_EXPIRED (Sinch's reason code for a message whose ttl ran out), reported
+# when its turn comes. A scheduled batch fell due while the queue had no room for all of it:
+# RATE_LIMITED, for each of its recipients, when it fell due.
+EXPIRED = FailureRule(
+    pattern=".",
+    code="MESSAGE_EXPIRED",
+    description="The message's ttl ran out while it waited in the app's outbound queue",
+)
+QUEUE_FULL = FailureRule(
+    pattern=".",
+    code="RATE_LIMITED",
+    description="The app's outbound queue was full when the scheduled batch fell due",
+)
+
+
 @dataclass(frozen=True)
 class Event:
-    """One callback-worthy event, sent ``offset_s`` seconds after the message was accepted.
+    """One callback-worthy event, sent ``offset_s`` seconds after the message left the app's
+    MT queue (``queued_s`` after it was accepted).
 
     ``happened_s`` is when the event happened on the channel (the callback's ``event_time``);
     it equals ``offset_s`` unless reordering sends it at another moment.
@@ -54,7 +73,8 @@ class Event:
 
 
 def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) -> list[Event]:
-    """The events of ``message``, in the order they happen unless ``settings.reorder``.
+    """The events of ``message``, in the order they happen unless ``settings.reorder``, timed
+    from when it left the app's MT queue.
 
     MESSAGE_SUBMIT comes first, on the first channel. Then on each channel of the route:
     QUEUED_ON_CHANNEL, and DELIVERED (+ READ on channels that report it); or, when a failure
@@ -97,6 +117,18 @@ def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) ->
     return events
 
 
+def failure(
+    message: SentMessage, settings: SandboxSettings, rule: FailureRule, happened_s: float = 0.0
+) -> list[Event]:
+    """The one FAILED report of a message that never reached a channel (no MESSAGE_SUBMIT:
+    nothing was submitted), sent when its turn comes; it happened ``happened_s`` from then."""
+    if Trigger.MESSAGE_DELIVERY not in settings.triggers:
+        return []
+    hop = message.route[0]
+    status = DeliveryStatus.FAILED
+    return [Event(0.0, Trigger.MESSAGE_DELIVERY, hop, status, rule, happened_s=happened_s)]
+
+
 def callback_body(message: SentMessage, event: Event, now: datetime) -> dict[str, Any]:
     """The JSON object Sinch POSTs for ``event`` of ``message`` at ``now``."""
     hop = event.hop
@@ -106,8 +138,9 @@ def callback_body(message: SentMessage, event: Event, now: datetime) -> dict[str
         "app_id": "",
     }
     stamp = responses.iso_millis(now)
+    left = message.accepted_time + timedelta(seconds=message.queued_s)
     happened = (
-        responses.iso_millis(message.accepted_time + timedelta(seconds=event.happened_s))
+        responses.iso_millis(left + timedelta(seconds=event.happened_s))
         if event.happened_s is not None
         else stamp
     )

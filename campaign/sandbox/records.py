@@ -55,6 +55,13 @@ class SentMessage:
     conversation_metadata: dict[str, Any] | None = None
     callback_url: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Seconds it waited in the app's MT queue: its callbacks are timed from when it left.
+    queued_s: float = 0.0
+
+    @property
+    def ttl_s(self) -> int | None:
+        """Its ``ttl`` in seconds (validated ``"600s"``), or None: it never expires."""
+        return ttl_seconds(self.options)
 
     def to_json(self) -> dict[str, Any]:
         """The inspection form (``GET /_sandbox/messages``)."""
@@ -93,6 +100,9 @@ class Batch:
     pending: list[SentMessage] = field(default_factory=list)
     size: int = 0
     unbuilt: int = 0  # accepted messages not built (no history, no callbacks): only counted
+    ttl_s: int | None = None  # the request's ttl, for the messages not built
+    # Why its messages were not sent when it fell due (its status has no such value at Sinch).
+    refused: str | None = None
 
     def status_json(self) -> dict[str, Any]:
         """The Batch API status object (``GET /messages/{batch_id}``)."""
@@ -113,6 +123,7 @@ class Batch:
             "app_id": self.app_id,
             "recipients": self.size,
             "created_time": responses.iso_millis(self.created_time),
+            "refused": self.refused,
         }
 
 
@@ -160,6 +171,12 @@ _OPTION_KEYS = (
     "queue",
     "message_content_type",
 )
+
+
+def ttl_seconds(body: Mapping[str, Any]) -> int | None:
+    """The ``ttl`` of a validated request or options (``"600s"``) in seconds, or None."""
+    ttl = body.get("ttl")
+    return int(ttl.removesuffix("s")) if isinstance(ttl, str) else None
 
 
 def from_send(body: Mapping[str, Any], project_id: str, now: datetime) -> SentMessage:

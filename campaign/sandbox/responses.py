@@ -69,6 +69,14 @@ def invalid_argument(violations: Sequence[tuple[str, str]]) -> web.Response:
     return api_error(400, "Invalid argument", details=[detail])
 
 
+def queue_full(app_id: str, limit: int) -> web.Response:
+    """429 RESOURCE_EXHAUSTED for a full MT queue. No ``Retry-After``, unlike the per-project
+    rate limit's 429: the queue drains at the app's rate, and when it has room is unknown."""
+    return api_error(
+        429, f"The outbound queue is full: app {app_id!r} holds {limit} messages not yet sent"
+    )
+
+
 def not_found(what: str) -> web.Response:
     """404 NOT_FOUND for an unknown project, app or batch."""
     return api_error(404, f"{what} not found")

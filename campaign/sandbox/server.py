@@ -224,6 +224,7 @@ def describe(server: SandboxServer) -> list[str]:
         f"  webhook secret    {s.webhook_secret or '(none: callbacks unsigned)'}",
         f"  callbacks to      {s.callback_url or '(per-request callback_url only)'}",
         f"  rate limit        {s.rate_limit or 'unlimited'} requests/s per project",
+        f"  MT queue          {s.queue_limit} messages per app, drained at {s.outbound_rate}/s",
         f"  inspect           {url}/_sandbox/stats, /_sandbox/messages, /_sandbox/callbacks",
     ]
     return lines

@@ -22,6 +22,7 @@ from campaign.errors import ConfigError
 from campaign.messages.channels import CHANNELS
 
 UnknownParameterPolicy = Literal["literal", "empty", "error"]
+ProcessingMode = Literal["CONVERSATION", "DISPATCH"]
 
 TRIGGERS = ("MESSAGE_DELIVERY", "MESSAGE_SUBMIT")
 
@@ -78,6 +79,10 @@ class SandboxSettings:
 
     Everything may change at runtime (``PATCH /_sandbox/settings``) except
     ``callback_concurrency``, which sizes the sender pool when the app starts.
+
+    ``outbound_rate`` (messages/s the app's MT queue drains at) defaults to 100,000 so that
+    the demo and the tests do not wait; real Sinch defaults to 20/s (25/s per the OAS). Set it
+    low to see a campaign's delivery trail its sending.
     """
 
     # Identity of the emulated project and its credentials.
@@ -91,6 +96,13 @@ class SandboxSettings:
     rate_limit: int = 800
     storm_every_s: float = 0.0
     storm_duration_s: float = 0.0
+    # The app (``GET /apps/{app_id}``) and its MT queue: accepted messages leave it towards the
+    # channel at ``outbound_rate`` per second, and callbacks start when a message leaves. Real
+    # Sinch drains at 20-25/s by default; the sandbox's default keeps the demo and tests quick.
+    # A full queue (``queue_limit``, 500,000 at Sinch) refuses with a 429 without Retry-After.
+    outbound_rate: int = 100_000
+    queue_limit: int = 500_000
+    processing_mode: ProcessingMode = "CONVERSATION"
     # Faults on the API endpoints (``faults_on_token``: on /oauth2/token too).
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -149,6 +161,10 @@ def _problems(s: SandboxSettings) -> list[str]:
         out.append("token_lifetime must be at least 1")
     if s.rate_limit < 0:
         out.append("rate_limit must be >= 0 (0: unlimited)")
+    if s.outbound_rate < 1 or s.queue_limit < 1:
+        out.append("outbound_rate and queue_limit must be at least 1")
+    if s.processing_mode not in ("CONVERSATION", "DISPATCH"):
+        out.append("processing_mode must be CONVERSATION or DISPATCH")
     for name in ("error_rate_500", "error_rate_503", "drop_rate", "duplicate_callback_rate"):
         if not 0.0 <= getattr(s, name) <= 1.0:
             out.append(f"{name} must be between 0 and 1")

@@ -7,6 +7,7 @@ so tests may read it directly through ``SandboxServer.state``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import secrets
 import time
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from campaign.sandbox import ratelimit, records
-from campaign.sandbox.settings import SandboxSettings
+from campaign.sandbox import delivery, outbound, ratelimit, records
+from campaign.sandbox.settings import FailureRule, SandboxSettings
 
 TokenCheck = Literal["valid", "expired", "unknown"]
 
@@ -29,6 +30,7 @@ class Stats:
     accepted_messages: int = 0
     batches: int = 0
     rate_limited: int = 0
+    queue_full: int = 0  # refused because the app's MT queue was full (429, no Retry-After)
     errors_injected: int = 0
     dropped: int = 0
     tokens_issued: int = 0
@@ -89,8 +91,13 @@ class SandboxState:
         self.limiters: dict[str, ratelimit.SlidingWindowLimiter] = {}
         self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(settings.seed)
-        # Set by the delivery simulator while it runs: called once per accepted message.
-        self.on_accept: Callable[[records.SentMessage], None] | None = None
+        # Each app's MT queue (created on first use).
+        self.queues: dict[str, outbound.OutboundQueue] = {}
+        # Set by the delivery simulator while it runs: called once per accepted message, with
+        # when it leaves the queue (monotonic) and the failure it meets there, if any.
+        self.on_accept: Callable[[records.SentMessage, float, FailureRule | None], None] | None = (
+            None
+        )
         # Set by the delivery simulator: how many callbacks are waiting or in flight.
         self.pending_callbacks: Callable[[], int] = lambda: 0
 
@@ -118,24 +125,72 @@ class SandboxState:
         """Seconds since the sandbox started (or was last reset), as arrivals are timed."""
         return time.monotonic() - self.started
 
+    def queue(self, app_id: str) -> outbound.OutboundQueue:
+        """The MT queue of ``app_id``."""
+        queue = self.queues.get(app_id)
+        if queue is None:
+            queue = self.queues[app_id] = outbound.OutboundQueue()
+        return queue
+
+    def has_room(self, app_id: str, count: int = 1) -> bool:
+        """Whether ``count`` more messages fit in the MT queue of ``app_id`` now; counts a
+        ``queue_full`` refusal when they do not."""
+        if self.queue(app_id).size(time.monotonic()) + count <= self._settings.queue_limit:
+            return True
+        self.stats.queue_full += 1
+        return False
+
     def record(self, message: records.SentMessage) -> None:
-        """Remember an accepted message and start its delivery simulation."""
+        """Remember an accepted message, queue it, and start its delivery simulation (the
+        caller has checked :meth:`has_room`)."""
+        now = time.monotonic()
+        leaves, _ = self.queue(message.app_id).admit(1, now, self._settings.outbound_rate)
+        self._accepted(message, now, leaves)
+
+    def release(self, batch: records.Batch) -> bool:
+        """Send a batch's messages into its app's MT queue now and mark it PROCESSED.
+
+        When they do not all fit, none is sent: the batch records why, and each recipient
+        built gets a FAILED report (RATE_LIMITED) now; False.
+        """
+        wall, now = datetime.now(UTC), time.monotonic()
+        pending, batch.pending = batch.pending, []
+        batch.status = records.BatchStatus.PROCESSED
+        unbuilt, batch.unbuilt = batch.unbuilt, 0
+        if not self.has_room(batch.app_id, len(pending) + unbuilt):
+            batch.refused = "the app's outbound queue was full"
+            for message in pending:
+                message.accepted_time = wall
+                if self.on_accept is not None:
+                    self.on_accept(message, now, delivery.QUEUE_FULL)
+            return False
+        queue = self.queue(batch.app_id)
+        first, interval = queue.admit(len(pending) + unbuilt, now, self._settings.outbound_rate)
+        for i, message in enumerate(pending):
+            message.accepted_time = wall
+            self._accepted(message, now, first + i * interval)
+        self.stats.accepted_messages += unbuilt
+        if unbuilt and batch.ttl_s is not None:
+            # Those that wait longer than the ttl: from the first index that does, to the end.
+            late = max(0, math.floor((now + batch.ttl_s - first) / interval) + 1)
+            for i in range(late, unbuilt):
+                queue.expire_at(first + i * interval)
+        return True
+
+    def _accepted(self, message: records.SentMessage, now: float, leaves: float) -> None:
+        """Remember ``message``, queued at ``now`` to leave at ``leaves``, and hand it to the
+        delivery simulator; a ttl that runs out before then makes it expire at its turn."""
         if self._settings.record_history:
             self.messages.append(message)
         self.stats.accepted_messages += 1
+        message.queued_s = leaves - now
+        ttl = message.ttl_s
+        failure: FailureRule | None = None
+        if ttl is not None and message.queued_s > ttl:
+            self.queue(message.app_id).expire_at(leaves)
+            failure = delivery.EXPIRED
         if self.on_accept is not None:
-            self.on_accept(message)
-
-    def release(self, batch: records.Batch) -> None:
-        """Send a batch's prepared messages now and mark it PROCESSED."""
-        now = datetime.now(UTC)
-        pending, batch.pending = batch.pending, []
-        batch.status = records.BatchStatus.PROCESSED
-        self.stats.accepted_messages += batch.unbuilt
-        batch.unbuilt = 0
-        for message in pending:
-            message.accepted_time = now
-            self.record(message)
+            self.on_accept(message, leaves, failure)
 
     def stats_json(self) -> dict[str, Any]:
         """The counters of ``GET /_sandbox/stats``."""
@@ -148,10 +203,22 @@ class SandboxState:
                 1 for b in self.batches.values() if b.status is records.BatchStatus.SCHEDULED
             ),
             "tokens": len(self.tokens),
+            **self._queue_json(),
+        }
+
+    def _queue_json(self) -> dict[str, int]:
+        """The MT queues (every app's together): size now, limit, rate, ttl expiries so far."""
+        now = time.monotonic()
+        queues = self.queues.values()
+        return {
+            "queue_size": sum(q.size(now) for q in queues),
+            "queue_limit": self._settings.queue_limit,
+            "outbound_rate": self._settings.outbound_rate,
+            "expired_in_queue": sum(q.expired(now) for q in queues),
         }
 
     def reset(self) -> None:
-        """Forget messages, batches, callbacks, counters and rate windows.
+        """Forget messages, batches, callbacks, counters, rate windows and MT queues.
 
         Settings and issued tokens are kept, so clients holding a token carry on.
         """
@@ -162,6 +229,7 @@ class SandboxState:
         self.stats = Stats()
         self.peak = ratelimit.PeakMeter()
         self.limiters.clear()
+        self.queues.clear()
         self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(self._settings.seed)
 
