@@ -4,26 +4,53 @@ or sent), and the check of the credentials before anything is written."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 
-from campaign import estimate
+from campaign import errors, estimate
 from campaign.errors import EXIT_INTERRUPTED
 from campaign.resources import Resources
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
 from campaign.sinch.auth import check_credentials
+from campaign.sinch.client import AppInfo, SinchClient
+
+logger = logging.getLogger(__name__)
 
 _QUIET_LINES = 8
 
 
-async def check(resources: Resources) -> None:
-    """Refused credentials stop the run here (exit 2), before anything is written: sent on,
-    they would fail every recipient."""
-    await check_credentials(resources.need_client().tokens, resources.config.sinch)
+async def check(resources: Resources) -> AppInfo | None:
+    """Refused credentials, or an app that the project does not have in this region, stop the
+    run here (exit 2), before anything is written: sent on, every request would be refused.
+    Returns the app as Sinch describes it (None when it could not be read)."""
+    client = resources.need_client()
+    await check_credentials(client.tokens, resources.config.sinch)
+    return await read_app(client)
+
+
+async def read_app(client: SinchClient) -> AppInfo | None:
+    """The configured app. Sinch answers 404 for an app ID that the project does not have in
+    this region (a wrong ``SINCH_APP_ID`` or ``SINCH_REGION``): a :class:`ConfigError`. Any
+    other failure is only a warning: the app's figures inform the plan, they do not gate it."""
+    config = client.config
+    try:
+        return await client.app()
+    except errors.SinchError as exc:
+        if exc.status == 404:
+            raise errors.ConfigError(
+                f"Sinch has no app {config.app_id!r} in project {config.project_id!r} in region "
+                f"{config.region!r} ({exc.message}): check SINCH_APP_ID and SINCH_REGION; "
+                "nothing was sent"
+            ) from None
+        logger.warning(
+            "could not read the app %s: %s", config.app_id, exc, extra={"action": "app_unread"}
+        )
+        return None
 
 
 @dataclass

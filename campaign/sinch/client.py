@@ -45,6 +45,19 @@ class BatchAccepted:
 
 
 @dataclass(frozen=True)
+class AppInfo:
+    """The app as Sinch describes it: how it processes messages, and its MT queue, which
+    drains towards the channels at ``outbound_rate`` messages/s whatever the request rate.
+    A field Sinch leaves out is None."""
+
+    app_id: str
+    processing_mode: str | None
+    outbound_rate: int | None
+    queue_size: int | None
+    queue_limit: int | None
+
+
+@dataclass(frozen=True)
 class BatchInfo:
     batch_id: str
     status: str
@@ -128,6 +141,7 @@ class SinchClient:
         project = quote(config.project_id, safe="")
         conversation = config.resolved_url(config.conversation_url)
         self._send_url = f"{conversation}/v1/projects/{project}/messages:send"
+        self._app_url = f"{conversation}/v1/projects/{project}/apps/{quote(config.app_id, safe='')}"
         self._batch_url = f"{config.resolved_url(config.batch_url)}/v1/projects/{project}/messages"
 
     # --- messages:send ------------------------------------------------------------------------
@@ -146,6 +160,12 @@ class SinchClient:
             raise errors.SinchAmbiguousError(
                 "messages:send answered 2xx without a message_id"
             ) from exc
+
+    async def app(self) -> AppInfo:
+        """``GET apps/{app_id}``: the configured app (a 404 when the project has no such app in
+        this region)."""
+        data = await self._request("GET", self._app_url, None, "conversation")
+        return _app_info(data, self.config.app_id)
 
     # --- Batch API ----------------------------------------------------------------------------
 
@@ -283,6 +303,35 @@ def _batch_info(data: Any) -> BatchInfo:
         metadata=metadata if isinstance(metadata, dict) else {},
         send_after=str(send_after) if send_after else None,
     )
+
+
+def _app_info(data: Any, app_id: str) -> AppInfo:
+    if not isinstance(data, dict):
+        raise errors.SinchPermanentError("the app answered an unexpected shape")
+    limits = data.get("rate_limits") or {}
+    stats = data.get("queue_stats") or {}
+    return AppInfo(
+        app_id=str(data.get("id", app_id)),
+        processing_mode=_text(data.get("processing_mode")),
+        outbound_rate=_count(limits.get("outbound") if isinstance(limits, dict) else None),
+        queue_size=_count(stats.get("outbound_size") if isinstance(stats, dict) else None),
+        queue_limit=_count(stats.get("outbound_limit") if isinstance(stats, dict) else None),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int | None:
+    """A count as Sinch writes it: a number, or an int64 as a string (proto3 JSON)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -148,6 +148,23 @@ async def test_unknown_project_is_permanent_not_found(sandbox: Harness) -> None:
     assert caught.value.status == 404
 
 
+async def test_the_app_reads_its_processing_mode_drain_rate_and_queue(sandbox: Harness) -> None:
+    await sandbox.control("PATCH", "settings", {"outbound_rate": 50, "queue_limit": 1_000})
+    client = sandbox.client()
+    for _ in range(3):
+        await client.send_message(SMS_BODY)
+    app = await client.app()
+    assert app.app_id == config.SANDBOX_APP_ID
+    assert (app.processing_mode, app.outbound_rate, app.queue_limit) == ("CONVERSATION", 50, 1_000)
+    assert app.queue_size is not None and 1 <= app.queue_size <= 3  # draining at 50/s
+
+
+async def test_an_unknown_app_is_not_found(sandbox: Harness) -> None:
+    with pytest.raises(errors.SinchPermanentError) as caught:
+        await sandbox.client(app_id="01UNKNOWN").app()
+    assert caught.value.status == 404
+
+
 @pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_retryable(sandbox: Harness, status: int) -> None:
     await sandbox.control("PATCH", "settings", {f"error_rate_{status}": 1.0})
