@@ -152,7 +152,7 @@ def _finish_after_resume(cli: Cli, campaign: str, rows: int) -> None:
 
 
 def test_pause_stops_a_running_campaign_and_resume_carries_on(cli: Cli) -> None:
-    rows = 3000
+    rows = 1500
     cli.patch_sandbox(latency_ms=30.0)
     cli.config.write_text(cli.config.read_text().replace("= 800", "= 300"))
     campaign = str(cli.campaign_file(recipients=_numbers(cli, rows)))
@@ -172,7 +172,7 @@ def _live_workers(cli: Cli) -> int:
 
 
 def test_pause_stops_every_worker_of_the_campaign(cli: Cli) -> None:
-    rows = 3000
+    rows = 2000
     cli.patch_sandbox(latency_ms=30.0)
     cli.config.write_text(cli.config.read_text().replace("= 800", "= 300"))
     campaign = str(cli.campaign_file(recipients=_numbers(cli, rows)))
