@@ -115,7 +115,9 @@ async def _as_worker(
             ctx.out(paused_line(ctx.spec.name))
             return 0
         if finished and deferred is None:
-            await store.campaigns.update(campaign.id, now=ctx.now(), state="DONE")
+            if not await store.campaigns.finish(campaign.id, ctx.now()):
+                ctx.out(f"{ctx.spec.name}: recipients were put back while this run finished")
+                return await finish.summary(ctx, store, campaign, False, None)
             if ctx.options.wait_for_delivery is not None:
                 await wait_for_delivery(
                     store,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -99,6 +99,19 @@ class Campaigns(Group):
                 .where(campaigns.c.id == campaign_id)
                 .values(updated_at=now, **values)
             )
+
+    async def finish(self, campaign_id: int, now: datetime) -> bool:
+        """Mark the campaign DONE, unless recipients wait to be sent: `campaign retry` may
+        have put some back after this run's last claim found none, and a DONE campaign is
+        never run again. Whether it is DONE now."""
+        waiting = select(C.id).where(C.campaign_id == campaign_id, C.status == Status.PENDING.value)
+        async with self.writes.begin() as conn:
+            result = await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id, ~exists(waiting))
+                .values(state="DONE", updated_at=now)
+            )
+        return result.rowcount == 1
 
     async def cancel(
         self, campaign_id: int, batch_ids: Sequence[str], now: datetime

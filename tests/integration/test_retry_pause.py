@@ -72,6 +72,22 @@ async def test_retry_puts_failed_rows_back_and_the_done_campaign_to_ready(
     assert (await _row(store, 5))["status"] == "IN_DOUBT"
 
 
+async def test_a_campaign_with_recipients_put_back_is_not_finished(store: repo.Store) -> None:
+    """`campaign retry` beside a run whose last claim found nothing: the run must not mark the
+    campaign DONE over the rows put back, or no later run would send them."""
+    campaign = await _sent_with_outcomes(store)
+    await store.campaigns.update(campaign.id, now=NOW, state="SENDING")
+    await store.campaigns.retry(campaign.id, [Status.FAILED], [], LATER)
+    assert not await store.campaigns.finish(campaign.id, LATER)
+    found = await store.campaigns.find(campaign.name)
+    assert found is not None and found.state == "SENDING"
+    claimed = await store.recipients.claim(campaign.id, 10, LATER)
+    await store.recipients.record([repo.Sent(c.id, f"M{c.id}") for c in claimed], LATER)
+    assert await store.campaigns.finish(campaign.id, LATER)
+    found = await store.campaigns.find(campaign.name)
+    assert found is not None and found.state == "DONE"
+
+
 async def test_retry_by_error_code_and_in_doubt_only_when_named(store: repo.Store) -> None:
     campaign = await _sent_with_outcomes(store)
     retried = await store.campaigns.retry(
