@@ -30,6 +30,7 @@ DEFAULT_CONVERSATION_URL = "https://{region}.conversation.api.sinch.com"
 DEFAULT_BATCH_URL = "https://{region}.conversationbatch.api.sinch.com"
 
 # What the embedded sandbox accepts; used when `sandbox = true` and the environment is silent.
+SANDBOX_TARGET = "the built-in sandbox"
 SANDBOX_PROJECT_ID = localcredentials.PROJECT_ID
 SANDBOX_APP_ID = localcredentials.APP_ID
 SANDBOX_KEY_ID = localcredentials.KEY_ID
@@ -56,6 +57,14 @@ class SinchConfig:
     connect_timeout: float = 5.0
     pool_size: int = 1000
     token_refresh_margin: float = 300.0
+
+    @property
+    def target(self) -> str:
+        """Where a campaign's messages go, as a campaign records it: the built-in sandbox, or
+        a Sinch project's app in a region (two runs of one campaign must send to the same)."""
+        if self.sandbox:
+            return SANDBOX_TARGET
+        return f"Sinch project {self.project_id}, app {self.app_id}, region {self.region}"
 
     def resolved_url(self, template: str) -> str:
         """``template`` with ``{region}`` filled in and no trailing slash."""

@@ -40,6 +40,7 @@ def campaign_view(
         "mode": campaign.mode,
         "channel": campaign.channel,
         "state": campaign.state,
+        "target": campaign.target,
         "rows": total,
         "settled": done,
         "counts": {status.value: counts.get(status, 0) for status in Status},
@@ -75,6 +76,8 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{view['settled']:,}/{view['rows']:,} settled"
         )
         lines.append("  " + "  ".join(f"{k} {v:,}" for k, v in counts.items()))
+        if view.get("target"):
+            lines.append(f"  sends to {view['target']}")
         if view.get("accepted"):
             rates = f"  accepted by Sinch {view['accepted']:,}"
             if view["delivery_rate"] is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -19,7 +20,7 @@ from typing import Any
 from campaign import cancelling, demo, errors, jsonutil, reporting, run, status_view
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
-from campaign.config import Config
+from campaign.config import SANDBOX_KEY_ID, Config
 from campaign.models import Status
 from campaign.progress import ProgressDisplay
 from campaign.resources import open_resources
@@ -42,8 +43,11 @@ async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
         dry_run=args.dry_run,
         wait_for_delivery=args.wait_for_delivery,
         force_mode=args.force_mode,
+        force_target=args.force_target,
         wait=args.wait,
     )
+    if not args.dry_run:
+        _say_if_sandbox(config)
     try:
         return await run.run(config, options, stop=_stop_event(), display=ProgressDisplay())
     except OSError as exc:
@@ -103,8 +107,20 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
     return errors.EXIT_OK
 
 
+def _say_if_sandbox(config: Config) -> None:
+    """With Sinch credentials in the environment and ``sandbox = true``, say plainly that
+    nothing goes to Sinch: the run would report everyone QUEUED as if it had."""
+    if config.sinch.sandbox and os.environ.get("SINCH_KEY_ID", "") not in ("", SANDBOX_KEY_ID):
+        print(
+            "campaign: note: [sinch] sandbox = true: this sends to the built-in sandbox, not to"
+            " Sinch (set sandbox = false in the config to send for real)",
+            file=sys.stderr,
+        )
+
+
 async def cancel_campaign(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
+    _say_if_sandbox(config)
     async with open_resources(config) as resources:
         store = resources.need_store()
         campaign = await store.campaigns.find(args.name)

@@ -69,6 +69,12 @@ def _run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="switch a started campaign to the --mode given (it otherwise keeps its mode)",
     )
     run.add_argument(
+        "--force-target",
+        action="store_true",
+        help="carry a started campaign on where this run sends (the built-in sandbox, or a"
+        " Sinch project's app and region), not where it began",
+    )
+    run.add_argument(
         "--wait",
         action="store_true",
         help="a campaign not due yet (send_after): wait for it instead of exiting 0",

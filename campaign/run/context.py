@@ -23,6 +23,7 @@ class RunOptions:
     dry_run: bool = False
     wait_for_delivery: float | None = None  # seconds to wait for callbacks after sending
     force_mode: bool = False  # switch a started campaign to the mode asked for
+    force_target: bool = False  # carry a started campaign on where this run sends
     wait: bool = False  # before send_after: wait for it instead of exiting
 
 

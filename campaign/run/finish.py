@@ -48,6 +48,7 @@ async def summary(
     spec = ctx.spec
     counts = await store.recipients.counts(campaign.id)
     lines = summary_lines(spec.name, counts, await store.recipients.error_summary(campaign.id))
+    lines.insert(1, ("sent to", campaign.target or ctx.config.sinch.target))
     delivery = await store.recipients.delivery_summary(campaign.id)
     if delivery["accepted"]:
         accepted = delivery["accepted"]

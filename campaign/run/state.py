@@ -49,6 +49,7 @@ async def current(
     spec = ctx.spec
     if campaign is None:
         return await _create(ctx, store, source, str(ulid.ULID()))
+    campaign = await _same_target(ctx, store, campaign)
     if campaign.state == SCHEDULED:  # due now: it begins as a new campaign would
         await store.campaigns.update(campaign.id, now=ctx.now(), **_as_now(ctx, source, "LOADING"))
         found = await store.campaigns.find(spec.name)
@@ -64,6 +65,25 @@ async def current(
     await store.campaigns.update(campaign.id, now=ctx.now(), mode=spec.mode)
     ctx.out(f"{spec.name}: switched from {campaign.mode} to {spec.mode} mode")
     return dataclasses.replace(campaign, mode=spec.mode)
+
+
+async def _same_target(ctx: RunContext, store: Store, campaign: CampaignRow) -> CampaignRow:
+    """The campaign, if this run sends where it began: a campaign begun on the built-in
+    sandbox and carried on against Sinch (or another app) would tell the sandbox's results for
+    real ones. ``--force-target`` moves it; a campaign that did not record it takes this one."""
+    target = ctx.config.sinch.target
+    if campaign.target == target:
+        return campaign
+    if campaign.target is not None and not ctx.options.force_target:
+        raise ConfigError(
+            f"{ctx.spec.name}: the campaign was started on {campaign.target}; this run would "
+            f"send on {target} (pass --force-target to carry it on there, or give the "
+            "campaign another name)"
+        )
+    await store.campaigns.update(campaign.id, now=ctx.now(), target=target)
+    if campaign.target is not None:
+        ctx.out(f"{ctx.spec.name}: moved from {campaign.target} to {target}")
+    return dataclasses.replace(campaign, target=target)
 
 
 def _as_now(ctx: RunContext, source: loading.RecipientSource, state: str) -> dict[str, Any]:
@@ -93,6 +113,7 @@ async def _create(
         source=str(spec.recipients),
         source_digest=source.digest,
         now=ctx.now(),
+        target=ctx.config.sinch.target,
     )
 
 

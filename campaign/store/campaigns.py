@@ -68,9 +68,11 @@ class Campaigns(Group):
         source: str,
         now: datetime,
         source_digest: str | None = None,
+        target: str | None = None,
     ) -> CampaignRow:
         """Create the campaign, or return the one another process created first."""
         values = {
+            "target": target,
             "name": name,
             "key": key,
             "mode": mode,

@@ -33,6 +33,7 @@ class CampaignRow:
     updated_at: datetime
     source_digest: str | None = None  # None: created before digests were kept
     paused_at: datetime | None = None  # None: not paused (`campaign pause`)
+    target: str | None = None  # where its messages go; None: not recorded (an older campaign)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ campaigns = Table(
     # Set by `campaign pause`: its runs stop claiming at their next heartbeat, and a new run
     # sends nothing, until `campaign resume` clears it. NULL: not paused.
     Column("paused_at", UTCDateTime, nullable=True),
+    # Where its messages go (SinchConfig.target); NULL: started before it was recorded.
+    Column("target", Text, nullable=True),
 )
 
 recipients = Table(
