@@ -142,6 +142,10 @@ class SandboxConfig:
     fail_pattern: str = ""
     delivered_delay: float = 1.0
     read_delay: float = 3.0
+    # The app's MT queue: messages/s it passes on to the channels (real Sinch: 20-25 unless
+    # raised; the sandbox's default keeps the demo quick) and how many it holds.
+    outbound_rate: int = 100_000
+    queue_limit: int = 500_000
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ def _validate(config: Config, *, credentials: bool) -> None:
         raise ConfigError("[sending] max_in_flight must be at least 1")
     if config.sending.max_attempts < 1:
         raise ConfigError("[sending] max_attempts must be at least 1")
+    if config.sandbox.outbound_rate < 1 or config.sandbox.queue_limit < 1:
+        raise ConfigError("[sandbox] outbound_rate and queue_limit must be at least 1")
     if config.sending.drain_timeout <= 0:
         raise ConfigError("[sending] drain_timeout must be positive")
     if not 0 < config.sending.heartbeat_interval * 3 <= config.sending.worker_lease:

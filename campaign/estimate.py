@@ -1,5 +1,9 @@
 """The dry run's estimate: how many requests a campaign takes and how long, and how many
-requests to keep in flight to hold a rate."""
+requests to keep in flight to hold a rate.
+
+Two clocks: the time to submit (requests at the request rate) and the time for Sinch to pass
+the messages on (the app's MT queue drains towards the channels at the app's outbound rate,
+20-25 messages/s unless raised, whatever the request rate)."""
 
 from __future__ import annotations
 
@@ -38,3 +42,22 @@ def preflight(
     """How many requests the campaign takes and how long at ``rate`` requests per second."""
     requests = math.ceil(valid / batch_size) if mode == "batch" else valid
     return Preflight(rows, valid, dict(rejected), duplicates, requests, requests / rate)
+
+
+def drain_seconds(messages: int, outbound_rate: int | None, queued: int = 0) -> float | None:
+    """How long the app's queue takes to pass ``messages`` on to the channels, behind the
+    ``queued`` already waiting, at ``outbound_rate`` messages/s (None: not known)."""
+    if not outbound_rate or outbound_rate <= 0:
+        return None
+    return (max(0, queued) + messages) / outbound_rate
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: 11.8 s, 8 min 20 s, 13 h 53 min, 2 d 4 h."""
+    if seconds < 60:
+        return f"{seconds:,.1f} s"
+    whole = round(seconds)
+    for size, unit, next_size, next_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "min")):
+        if whole >= size:
+            return f"{whole // size:,} {unit} {whole % size // next_size} {next_unit}"
+    return f"{whole // 60} min {whole % 60} s"

@@ -58,6 +58,8 @@ def embedded_sandbox_settings(config: Config) -> SandboxSettings:
         delivered_jitter_s=box.delivered_delay / 2,
         read_delay_s=box.read_delay,
         read_jitter_s=box.read_delay / 2,
+        outbound_rate=box.outbound_rate,
+        queue_limit=box.queue_limit,
     )
 
 

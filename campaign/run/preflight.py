@@ -13,7 +13,7 @@ import polars as pl
 
 from campaign import errors, estimate
 from campaign.errors import EXIT_INTERRUPTED
-from campaign.resources import Resources
+from campaign.resources import Resources, open_resources
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
 from campaign.sinch.auth import check_credentials
@@ -90,11 +90,21 @@ async def dry_run(ctx: RunContext) -> int:
                     ctx.out(f"{spec.name}: dry run interrupted")
                     return EXIT_INTERRUPTED
                 tally.add(frame)
-    _report(ctx, tally)
+    _report(ctx, tally, await _app_for_the_plan(ctx))
     return 0
 
 
-def _report(ctx: RunContext, tally: _Tally) -> None:
+async def _app_for_the_plan(ctx: RunContext) -> AppInfo | None:
+    """The app, for the drain estimate, when the config can reach it (the embedded sandbox, or
+    Sinch with credentials); None otherwise. Reading it writes and sends nothing."""
+    sinch = ctx.config.sinch
+    if not sinch.sandbox and not (sinch.key_id and sinch.key_secret.reveal() and sinch.app_id):
+        return None
+    async with open_resources(ctx.config, store=False) as resources:
+        return await read_app(resources.need_client())
+
+
+def _report(ctx: RunContext, tally: _Tally, app: AppInfo | None) -> None:
     spec, sending, out = ctx.spec, ctx.config.sending, ctx.out
     plan = estimate.preflight(
         rows=tally.rows,
@@ -113,15 +123,52 @@ def _report(ctx: RunContext, tally: _Tally) -> None:
         out(f"rejected      {count:,}  {reason}")
     out(f"duplicates    {plan.duplicates:,}")
     out(f"requests      {plan.requests:,}")
-    out(f"time          {plan.seconds:,.1f} s at {sending.requests_per_second:,.0f} requests/s")
+    rate = sending.requests_per_second
+    out(f"submit        {estimate.duration(plan.seconds)} at {rate:,.0f} requests/s")
+    drain = _drain(app, plan.valid)
+    out(f"drain         {_drain_text(app, drain)}")
     out(
         f"in doubt      policy {spec.in_doubt_policy}, after {spec.in_doubt_grace:g} s "
         "without a callback"
     )
-    out(f"window        {window_text(ctx, plan.seconds)}")
+    out(f"window        {window_text(ctx, max(plan.seconds, drain or 0.0))}")
+    for line in _drain_warnings(ctx, drain):
+        out(line)
     for line in quiet_lines(ctx, tally.zones):
         out(line)
     out("dry run: nothing was written or sent")
+
+
+def _drain(app: AppInfo | None, messages: int) -> float | None:
+    if app is None:
+        return None
+    return estimate.drain_seconds(messages, app.outbound_rate, app.queue_size or 0)
+
+
+def _drain_text(app: AppInfo | None, drain: float | None) -> str:
+    """How long Sinch takes to pass the campaign on to the channels, and why."""
+    if app is None or drain is None or app.outbound_rate is None:
+        return "unknown: the app could not be read (the time to submit is not the time to send)"
+    queued = f", behind {app.queue_size:,} already queued" if app.queue_size else ""
+    return (
+        f"{estimate.duration(drain)} at {app.outbound_rate:,} messages/s, the app's outbound "
+        f"rate{queued}"
+    )
+
+
+def _drain_warnings(ctx: RunContext, drain: float | None) -> list[str]:
+    """Where Sinch's queue cannot pass the campaign on in time: past a message's ttl the last
+    ones would expire in it."""
+    ttl = ctx.spec.send.get("ttl")
+    if drain is None or not isinstance(ttl, str) or not ttl.endswith("s"):
+        return []
+    seconds = int(ttl[:-1])
+    if drain <= seconds:
+        return []
+    return [
+        f"warning       the last messages would wait about {estimate.duration(drain)} in "
+        f"Sinch's queue, past their ttl of {estimate.duration(seconds)}: they would expire there"
+    ]
 
 
 def window_text(ctx: RunContext, seconds: float) -> str:

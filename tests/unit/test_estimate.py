@@ -26,3 +26,17 @@ def test_preflight_counts_requests_and_time() -> None:
         rows=2500, valid=2500, rejected={}, duplicates=0, mode="batch", batch_size=1000, rate=800
     )
     assert batch.requests == 3
+
+
+def test_the_drain_is_the_queue_ahead_and_the_campaign_at_the_outbound_rate() -> None:
+    assert estimate.drain_seconds(10_000, 20) == 500.0
+    assert estimate.drain_seconds(10_000, 20, queued=2_000) == 600.0
+    assert estimate.drain_seconds(10_000, None) is None
+    assert estimate.drain_seconds(10_000, 0) is None
+
+
+def test_durations_read_as_a_person_reads_them() -> None:
+    assert estimate.duration(11.83) == "11.8 s"
+    assert estimate.duration(500) == "8 min 20 s"
+    assert estimate.duration(50_000) == "13 h 53 min"
+    assert estimate.duration(2 * 86_400 + 4 * 3_600 + 5) == "2 d 4 h"
