@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -195,6 +194,7 @@ class BatchSender:
                 return
             accepted = found
         ctx.stats.sent += members.size if members is not None else len(claims)
+        ctx.halt.streak.accepted()
         ctx.recorder.add(self._accepted(number, accepted, follows=members is not None))
 
     async def _after_error(
@@ -210,9 +210,7 @@ class BatchSender:
         it (given back as it is when not sent)."""
         ctx = self._ctx
         attempts = max(c.attempts for c in claims)
-        verdict = outcomes.classify(
-            exc, attempts, ctx.settings.retry, random.random(), recipients=len(claims)
-        )
+        verdict = ctx.judge(exc, attempts, len(claims))
         if verdict.kind is Kind.IN_DOUBT:
             return await self._settle_lost(number, tag, claims, exc)
         ctx.tally(verdict, len(claims))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from campaign import errors, pacing, rendering, retry
 from campaign.models import DispatchStats
+from campaign.sending import outcomes
 from campaign.sending.feed import LoadFeed
-from campaign.sending.outcomes import Kind, Verdict
+from campaign.sending.outcomes import Kind, RefusalStreak, Verdict
 from campaign.sending.pacer import Pacer
 from campaign.sending.recorder import Recorder
 from campaign.sending.timing import Timing
@@ -41,6 +43,8 @@ class Halt:
 
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
+        # Identical refusals of the message in a row, over every sender of this process.
+        self.streak = RefusalStreak()
         self._credentials: errors.SinchAuthError | None = None
         self._campaign: errors.CampaignRefusedError | None = None
 
@@ -102,6 +106,21 @@ class Context:
     writeahead: WriteAhead
     stats: DispatchStats
     feed: LoadFeed | None = None
+
+    def judge(self, exc: errors.SinchError, attempts: int, recipients: int = 1) -> Verdict:
+        """What ``exc`` means for a request of ``recipients`` recipients, the same in every
+        mode: its classification, then the streak of identical refusals of the message
+        (which may stop the run in its place)."""
+        sinch = self.client.config
+        verdict = outcomes.classify(
+            exc,
+            attempts,
+            self.settings.retry,
+            random.random(),
+            recipients=recipients,
+            app=outcomes.App(sinch.app_id, sinch.region),
+        )
+        return self.halt.streak.feed(verdict, exc, recipients)
 
     def tally(self, verdict: Verdict, recipients: int = 1) -> None:
         """Count ``verdict`` for ``recipients`` recipients, and pause every sender on a 429."""

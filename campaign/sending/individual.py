@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -80,6 +79,7 @@ class IndividualSender:
                 key = wire.recipient_key(ctx.campaign.key, claim.position)
                 outcome = repo.Sent(claim.id, accepted.message_id, key=key)
                 ctx.stats.sent += 1
+                ctx.halt.streak.accepted()
         except asyncio.CancelledError:
             outcome = (
                 repo.InDoubt(claim.id, "the run stopped while the request was under way")
@@ -94,7 +94,7 @@ class IndividualSender:
 
     def _after_error(self, claim: repo.Claim, exc: errors.SinchError) -> repo.Outcome:
         ctx = self._ctx
-        verdict = outcomes.classify(exc, claim.attempts, ctx.settings.retry, random.random())
+        verdict = ctx.judge(exc, claim.attempts)
         ctx.tally(verdict)
         ctx.halt.after(verdict, exc)
         if verdict.kind in (Kind.CREDENTIALS, Kind.CAMPAIGN):
@@ -104,4 +104,4 @@ class IndividualSender:
             return repo.Retry(claim.id, at, verdict.code, exc.message)
         if verdict.kind is Kind.IN_DOUBT:
             return repo.InDoubt(claim.id, str(exc))
-        return repo.Failed(claim.id, verdict.code, exc.message)
+        return repo.Failed(claim.id, verdict.code, outcomes.recipient_reason(exc))

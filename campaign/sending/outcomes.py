@@ -19,6 +19,12 @@ from campaign.sinch.responses import field_violations
 _PER_RECIPIENT = ("recipient", "message")
 _BATCH_INDEX = re.compile(r"^recipient_and_params\[(\d+)\]")
 
+# Identical refusals of the message, in a row, after which the message is taken to be wrong
+# for everyone and the run stops. One is not enough: a recipient's rendered text (a parameter
+# of its own) may be what Sinch refuses. Five in a row is already far past coincidence, and
+# costs at most four recipients marked FAILED (which `campaign retry` puts back).
+STREAK_LIMIT = 5
+
 
 class Kind(StrEnum):
     CREDENTIALS = "credentials"  # refused credentials: nobody's fault, the run stops
@@ -27,6 +33,14 @@ class Kind(StrEnum):
     RETRY = "retry"
     FAIL = "fail"
     SPLIT = "split"  # a batch refused for some of its recipients
+
+
+@dataclass(frozen=True)
+class App:
+    """Where the campaign's requests go, named when Sinch does not know it (no secret)."""
+
+    app_id: str
+    region: str
 
 
 @dataclass(frozen=True)
@@ -45,11 +59,14 @@ def classify(
     rand: float,
     *,
     recipients: int = 1,
+    app: App | None = None,
 ) -> Verdict:
     """What ``exc``, after the ``attempts``-th attempt of a request for ``recipients``
-    recipients, leads to."""
+    recipients to ``app``, leads to."""
     if isinstance(exc, errors.SinchAuthError):
         return Verdict(Kind.CREDENTIALS)
+    if (refused := app_refusal(exc, app)) is not None:
+        return Verdict(Kind.CAMPAIGN, refusal=refused)
     if (refused := campaign_refusal(exc)) is not None:
         return Verdict(Kind.CAMPAIGN, refusal=refused)
     if exc.status == 400 and recipients > 1:
@@ -61,6 +78,26 @@ def classify(
     if decision.outcome is retry.Outcome.RETRY:
         return Verdict(Kind.RETRY, failure_code(exc), decision.delay, limited)
     return Verdict(Kind.FAIL, failure_code(exc), rate_limited=limited)
+
+
+def app_refusal(exc: errors.SinchError, app: App | None) -> errors.CampaignRefusedError | None:
+    """The run's error when Sinch answers 404 to a send: nobody fails for it.
+
+    Only the path (the project) and the body's ``app_id`` name resources on ``messages:send``
+    and the Batch API's ``POST /messages``: an unknown recipient is never a 404 there (Sinch
+    accepts the request and reports the recipient in a delivery callback, or refuses its
+    identity with a 400). So a 404 means the project or the app is unknown where the requests
+    go (a wrong ``SINCH_APP_ID`` or ``SINCH_REGION``, an app deleted mid-run), and every
+    request of the campaign would get it."""
+    if exc.status != 404:
+        return None
+    where = f"the app {app.app_id!r} in region {app.region!r}" if app is not None else "the app"
+    return errors.CampaignRefusedError(
+        f"Sinch does not know {where} (HTTP 404 {exc.code or 'NOT_FOUND'}: {exc.message}); "
+        "sending stopped and nobody was marked failed for it: check SINCH_APP_ID, SINCH_REGION "
+        "and SINCH_PROJECT_ID, then run the same command again (with --force-target when "
+        "they name another app than the campaign began with)"
+    )
 
 
 def campaign_refusal(exc: errors.SinchError) -> errors.CampaignRefusedError | None:
@@ -94,10 +131,87 @@ def named_recipients(exc: errors.SinchError, size: int) -> set[int]:
     return named & set(range(size))
 
 
-def recipient_reason(exc: errors.SinchError, index: int) -> str:
-    """Sinch's description for recipient ``index`` of a batch, else its message."""
-    prefix = f"recipient_and_params[{index}]"
+def recipient_reason(exc: errors.SinchError, index: int | None = None) -> str:
+    """What a recipient's failure records: Sinch's message and its field violations
+    ("field: description") that concern the recipient: for recipient ``index`` of a batch,
+    those naming it (the index left out) and those naming no recipient (the message);
+    for an individual send (``index`` None), all of them."""
+    named: list[str] = []
+    prefix = None if index is None else f"recipient_and_params[{index}]"
     for field, description in field_violations(exc):
-        if field.startswith(prefix):
-            return f"{exc.message}: {field[len(prefix) :].lstrip('.')} {description}".strip()
-    return exc.message
+        if prefix is not None and field.startswith(prefix):
+            field = field[len(prefix) :].lstrip(".")
+        elif prefix is not None and _BATCH_INDEX.match(field):
+            continue  # another recipient's
+        named.append(f"{field}: {description}" if field else description)
+    return f"{exc.message}: {'; '.join(named)}" if named else exc.message
+
+
+def _is_message(field: str) -> bool:
+    return field == "message" or field.startswith(("message.", "message["))
+
+
+RefusalKey = tuple[int | None, str | None, tuple[tuple[str, str], ...]]
+
+
+def message_refusal(exc: errors.SinchError) -> RefusalKey | None:
+    """What identifies a refusal of the message (status, code, violations), or None when
+    Sinch's violations name anything else. Only the message counts: a recipient's identity
+    refused alike for several recipients says something about each of them, not the campaign."""
+    violations = field_violations(exc)
+    if not violations or not all(_is_message(field) for field, _ in violations):
+        return None
+    return exc.status, exc.code, tuple(violations)
+
+
+class RefusalStreak:
+    """Identical refusals of the message in a row: after ``limit`` of them the message is
+    wrong for everyone, and this one and every later identical refusal stop the run instead
+    of failing their recipients. Fed with every verdict, in the order the answers come. Pure."""
+
+    def __init__(self, limit: int = STREAK_LIMIT) -> None:
+        self.limit = limit
+        self._key: RefusalKey | None = None
+        self._count = 0
+        self._failed = 0  # recipients FAILED by the refusals of the streak
+        self._stopped: tuple[RefusalKey, errors.CampaignRefusedError] | None = None
+
+    def accepted(self) -> None:
+        """A request was accepted: the streak is broken."""
+        self._key, self._count, self._failed = None, 0, 0
+
+    def feed(self, verdict: Verdict, exc: errors.SinchError, recipients: int = 1) -> Verdict:
+        """``verdict`` (of ``exc``, for ``recipients``), or the run's stop in its place."""
+        if verdict.kind in (Kind.RETRY, Kind.IN_DOUBT):
+            return verdict  # not an answer about the message: neither counts nor breaks it
+        key = message_refusal(exc) if verdict.kind in (Kind.FAIL, Kind.SPLIT) else None
+        if key is None:
+            self.accepted()
+            return verdict
+        if self._stopped is not None and self._stopped[0] == key:
+            return Verdict(Kind.CAMPAIGN, refusal=self._stopped[1])
+        if key != self._key:
+            self._key, self._count, self._failed = key, 0, 0
+        self._count += 1
+        if self._count < self.limit:
+            self._failed += recipients if verdict.kind is Kind.FAIL else 0
+            return verdict
+        refusal = self._refusal(exc, key)
+        self._stopped = (key, refusal)
+        return Verdict(Kind.CAMPAIGN, refusal=refusal)
+
+    def _refusal(self, exc: errors.SinchError, key: RefusalKey) -> errors.CampaignRefusedError:
+        named = "; ".join(f"{field}: {description}" for field, description in key[2])
+        before = (
+            f"{self._failed:,} {'recipient' if self._failed == 1 else 'recipients'} failed "
+            "with it before the run stopped; "
+            "`campaign retry` will put them back"
+            if self._failed
+            else "nobody was marked failed for it"
+        )
+        status = f"HTTP {exc.status} {exc.code}" if exc.code else f"HTTP {exc.status}"
+        return errors.CampaignRefusedError(
+            f"Sinch refused the campaign's message {self._count} times in a row ({status}: "
+            f"{named}); sending stopped: {before}; correct the message and run the same "
+            "command again"
+        )
