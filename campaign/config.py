@@ -116,6 +116,9 @@ class SendingConfig:
     # A stopping run waits this long for its requests under way, and retries its last write of
     # their outcomes while the database is unavailable (a restart, a full disk).
     drain_timeout: float = 30.0
+    # Keep the app's MT queue below this share of its limit, slowing to its drain rate near
+    # that mark (campaign.sending.queue); 0: do not read the queue.
+    queue_share: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ def _validate(config: Config, *, credentials: bool) -> None:
         raise ConfigError("[sending] max_attempts must be at least 1")
     if config.sandbox.outbound_rate < 1 or config.sandbox.queue_limit < 1:
         raise ConfigError("[sandbox] outbound_rate and queue_limit must be at least 1")
+    if not 0 <= config.sending.queue_share < 1:
+        raise ConfigError("[sending] queue_share must be at least 0 and below 1")
     if config.sending.drain_timeout <= 0:
         raise ConfigError("[sending] drain_timeout must be positive")
     if not 0 < config.sending.heartbeat_interval * 3 <= config.sending.worker_lease:

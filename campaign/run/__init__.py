@@ -26,6 +26,7 @@ from campaign.run.context import RunContext, RunOptions, iso, prepare_spec, utc_
 from campaign.run.finish import wait_for_delivery
 from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
 from campaign.run.send import Sending
+from campaign.sinch.client import AppInfo
 from campaign.store.repository import CampaignRow
 
 
@@ -59,8 +60,9 @@ async def run(
             return 0
         if found is not None and found.state not in ("LOADING", SCHEDULED):
             await first.close()  # loaded already: the pass begun on the way is not needed
+        app: AppInfo | None = None
         if found is None or found.state not in state.FINISHED:
-            await preflight.check(resources)
+            app = await preflight.check(resources)
         campaign = await state.current(ctx, store, found, source)
         beside: LoadBeside | None = None
         if campaign.state == "LOADING":
@@ -78,7 +80,7 @@ async def run(
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{ctx.spec.name}: already {done}; nothing to do")
             return 0
-        return await _as_worker(ctx, resources, campaign, template, beside)
+        return await _as_worker(ctx, resources, campaign, template, beside, app)
 
 
 async def _as_worker(
@@ -87,6 +89,7 @@ async def _as_worker(
     campaign: CampaignRow,
     template: rendering.MessageTemplate,
     beside: LoadBeside | None,
+    app: AppInfo | None,
 ) -> int:
     """Resume, send, wait for delivery and summarise as one of the campaign's workers."""
     store, sending_config = resources.need_store(), resources.config.sending
@@ -101,7 +104,7 @@ async def _as_worker(
         clock=ctx.clock,
     )
     try:
-        sending = Sending.begin(ctx, resources, campaign, member, template, beside is not None)
+        sending = Sending.begin(ctx, resources, campaign, member, template, beside is not None, app)
         await sending.resume()
         finished, deferred = await sending.send(beside)
         deferred = await finish.close_deadline(ctx, store, campaign, deferred)

@@ -19,6 +19,7 @@ from campaign.retry import RetryPolicy
 from campaign.run.context import RunContext
 from campaign.run.load import LoadBeside, Loaded, chunking
 from campaign.sending import LoadFeed, SendLoop, SendSettings
+from campaign.sinch.client import AppInfo
 from campaign.store.repository import CampaignRow, Store
 
 
@@ -30,6 +31,7 @@ def send_settings(config: Config) -> SendSettings:
         retry=RetryPolicy(max_attempts=config.sending.max_attempts),
         batch_size=config.sending.batch_size,
         drain_timeout=config.sending.drain_timeout,
+        queue_share=config.sending.queue_share or None,
     )
 
 
@@ -54,8 +56,10 @@ class Sending:
         member: Membership,
         template: rendering.MessageTemplate,
         beside: bool,
+        app: AppInfo | None = None,
     ) -> Sending:
-        """``beside``: the campaign is loaded while it is sent."""
+        """``beside``: the campaign is loaded while it is sent. ``app``: the preflight's
+        reading of the app, from which the app's queue is watched."""
         spec = ctx.spec
         settings = send_settings(resources.config)
         feed = LoadFeed() if beside else None
@@ -76,6 +80,7 @@ class Sending:
             window=windows.Window(spec.send_after, spec.deadline),
             quiet_hours=spec.quiet_plan,
             feed=feed,
+            app=app,
         )
         loop.set_rate(share(settings.rate, member.live))
         return cls(ctx, store, campaign, member, loop, settings, feed)

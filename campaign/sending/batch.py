@@ -43,6 +43,10 @@ class BatchSender:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self.per_request = ctx.settings.batch_size
+
+    def messages(self, chunk: repo.Chunk) -> int:
+        return chunk.size
 
     async def claim(self, size: int) -> list[repo.Chunk]:
         """The next chunks: those formed at ingest while any is left, else due rows (retries,

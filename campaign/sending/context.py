@@ -14,6 +14,7 @@ from campaign.sending import outcomes
 from campaign.sending.feed import LoadFeed
 from campaign.sending.outcomes import Kind, RefusalStreak, Verdict
 from campaign.sending.pacer import Pacer
+from campaign.sending.queue import QueueGate
 from campaign.sending.recorder import Recorder
 from campaign.sending.timing import Timing
 from campaign.sending.writeahead import WriteAhead
@@ -35,6 +36,9 @@ class SendSettings:
     # the next window opens (cron runs it again then) instead of waiting.
     idle_limit: float = 60.0
     batch_size: int = 1000  # recipients per Batch API request (batch mode)
+    # Keep the app's MT queue below this share of its limit (campaign.sending.queue); None:
+    # do not read it.
+    queue_share: float | None = 0.8
 
 
 class Halt:
@@ -105,6 +109,7 @@ class Context:
     halt: Halt
     writeahead: WriteAhead
     stats: DispatchStats
+    gate: QueueGate
     feed: LoadFeed | None = None
 
     def judge(self, exc: errors.SinchError, attempts: int, recipients: int = 1) -> Verdict:

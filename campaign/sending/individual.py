@@ -21,9 +21,13 @@ class IndividualSender:
     """Turns claimed rows into ``messages:send`` requests and their answers into outcomes."""
 
     claims_ahead = True
+    per_request = 1
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+
+    def messages(self, claim: repo.Claim) -> int:
+        return 1
 
     async def claim(self, size: int) -> list[repo.Claim]:
         ctx = self._ctx

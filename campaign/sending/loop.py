@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,10 +29,11 @@ from campaign.sending.context import Context, Halt, SendSettings
 from campaign.sending.feed import LoadFeed
 from campaign.sending.individual import IndividualSender
 from campaign.sending.pacer import Pacer
+from campaign.sending.queue import QueueGate, QueueWatch
 from campaign.sending.recorder import Recorder
 from campaign.sending.timing import Timing
 from campaign.sending.writeahead import WriteAhead
-from campaign.sinch.client import SinchClient
+from campaign.sinch.client import AppInfo, SinchClient
 from campaign.store import repository as repo
 
 
@@ -41,7 +43,11 @@ class Sender(Protocol):
     # Whether the next claim is taken while the last one is paced out.
     claims_ahead: bool
 
+    # Messages in a full request (what the app's queue takes in per request).
+    per_request: int
+
     async def claim(self, size: int) -> list[Any]: ...
+    def messages(self, item: Any) -> int: ...
     async def sendable(self, items: list[Any]) -> list[Any]: ...
     async def before_send(self, items: Sequence[Any], index: int) -> bool: ...
     async def send(self, item: Any, grant: pacing.Grant) -> None: ...
@@ -89,6 +95,7 @@ class SendLoop:
         window: windows.Window | None = None,
         quiet_hours: quiet.Plan | None = None,
         feed: LoadFeed | None = None,
+        app: AppInfo | None = None,
     ) -> None:
         pacer = Pacer(settings.rate, settings.rate_guard)
         self._ctx = ctx = Context(
@@ -114,6 +121,7 @@ class SendLoop:
             halt=Halt(stop),
             writeahead=WriteAhead(store, worker_id, stop, lambda: pacer.rate),
             stats=stats or DispatchStats(),
+            gate=QueueGate(stop),
             feed=feed,
         )
         self.sender = SENDERS[mode](ctx)
@@ -125,6 +133,20 @@ class SendLoop:
         self._room = asyncio.Event()  # set whenever a send finishes
         self._tasks: set[asyncio.Task[None]] = set()
         self._crashed: BaseException | None = None
+        self._watch = self._queue_watch(app)
+
+    def _queue_watch(self, app: AppInfo | None) -> QueueWatch | None:
+        """The reader of the app's queue, from the preflight's reading of the app; none without
+        one (it could not be read), without a request rate (a benchmark's), or with
+        ``queue_share`` unset."""
+        ctx = self._ctx
+        share = ctx.settings.queue_share
+        if app is None or not share or ctx.settings.rate is None:
+            return None
+        rate = ctx.settings.rate
+        watch = QueueWatch(ctx.client, ctx.pacer, ctx.gate, share=share, full_rate=rate)
+        watch.seed(app)
+        return watch
 
     def set_rate(self, rate: float | None) -> None:
         """Send at ``rate`` from now on (this worker's share, as workers come and go)."""
@@ -159,9 +181,18 @@ class SendLoop:
         quiet_gc()
         recorder = self._ctx.recorder
         recorder.start()
+        watching = None
+        if self._watch is not None:
+            # The preflight's read of the app may be less than a second old: its place in the
+            # window is taken, as if written now.
+            (await self._ctx.pacer.grant()).written()
+            watching = asyncio.create_task(self._watch.run(), name="queue")
         try:
             return await self._produce()
         finally:
+            if watching is not None:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)
             # Whatever stopped the sending, requests under way get their time to finish.
             await self._drain()
             recorder.stop()
@@ -204,6 +235,7 @@ class SendLoop:
         passed) or not (a stop)."""
         ctx = self._ctx
         for index, item in enumerate(items):
+            await ctx.gate.admit(self.sender.messages(item))
             grant = await self._pace()
             if grant is None or not await self.sender.before_send(items, index):
                 if grant is not None:
@@ -226,7 +258,11 @@ class SendLoop:
             held = ctx.timing.held(await ctx.store.recipients.pending_zones(campaign_id))
             await ctx.store.recipients.defer(campaign_id, held)
         bound = ctx.settings.max_in_flight
-        return await self.sender.claim(min(bound, ctx.pacer.admits(0.25) or bound))
+        size = min(bound, ctx.pacer.admits(0.25) or bound)
+        drain = ctx.gate.rate()
+        if drain is not None and ctx.gate.near():  # what the queue takes in a quarter second
+            size = min(size, max(1, math.ceil(drain * 0.25 / self.sender.per_request)))
+        return await self.sender.claim(size)
 
     async def _nothing_to_claim(self) -> bool:
         """Nothing is due now: True when the campaign is done, False after waiting a while

@@ -161,10 +161,10 @@ class SinchClient:
                 "messages:send answered 2xx without a message_id"
             ) from exc
 
-    async def app(self) -> AppInfo:
+    async def app(self, *, written: Written | None = None) -> AppInfo:
         """``GET apps/{app_id}``: the configured app (a 404 when the project has no such app in
-        this region)."""
-        data = await self._request("GET", self._app_url, None, "conversation")
+        this region). ``written`` is called when the request is written."""
+        data = await self._request("GET", self._app_url, None, "conversation", written=written)
         return _app_info(data, self.config.app_id)
 
     # --- Batch API ----------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Pacing by the app's MT queue: a campaign larger than the queue goes through it with no
+queue-full refusal and no recipient failed for one. The sandbox's app drains at 500 messages/s
+and holds 1,000; the campaign is submitted at up to 800 requests/s, so without pacing the
+queue fills in about three seconds and every send after that is refused."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.e2e.test_cli_e2e import Cli, read_report
+from tests.e2e.test_cli_e2e import cli as cli
+from tests.e2e.test_cli_e2e import sandbox as sandbox
+
+ROWS = 3_000
+OUTBOUND = 500
+LIMIT = 1_000
+
+
+def _recipients(cli: Cli) -> str:
+    path = cli.tmp / "many.csv"
+    path.write_text(
+        "phone,first_name,code\n"
+        + "".join(f"+1201{2000000 + i:07d},N{i},{i:06d}\n" for i in range(ROWS))
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["individual", "batch"])
+def test_a_campaign_larger_than_the_queue_never_fills_it(cli: Cli, mode: str) -> None:
+    cli.patch_sandbox(outbound_rate=OUTBOUND, queue_limit=LIMIT)
+    with cli.config.open("a") as config:  # [sending] is its last table
+        config.write("batch_size = 50\n")
+    campaign = cli.campaign_file(recipients=cli.tmp / "many.csv", mode=f'"{mode}"')
+    _recipients(cli)
+    result = cli.run("run", str(campaign))
+    assert result.returncode == 0, result.stderr
+    stats = requests.get(f"{cli.sandbox.url}/_sandbox/stats", timeout=10).json()
+    assert stats["queue_full"] == 0
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    assert Counter(r["status"] for r in read_report(report)) == {"QUEUED": ROWS}
+    identities = [m["identity"] for m in cli.sent()]
+    assert len(identities) == len(set(identities)) == ROWS
+
+
+def test_without_pacing_the_queue_fills_and_refuses(cli: Cli) -> None:
+    """The same campaign with ``queue_share = 0`` (the queue not read): Sinch refuses sends
+    once the queue is full, which is what the pacing prevents."""
+    cli.patch_sandbox(outbound_rate=OUTBOUND, queue_limit=LIMIT)
+    with cli.config.open("a") as config:
+        config.write("queue_share = 0\nmax_attempts = 50\n")
+    campaign = cli.campaign_file(recipients=cli.tmp / "many.csv")
+    _recipients(cli)
+    result = cli.run("run", str(campaign))
+    assert result.returncode in (0, 1), result.stderr
+    stats = requests.get(f"{cli.sandbox.url}/_sandbox/stats", timeout=10).json()
+    assert stats["queue_full"] > 0
