@@ -49,6 +49,10 @@ class WriteAhead:
         ahead = max(2, math.ceil((self._rate() or 2000.0) * 0.025))
         while claims[index].id > self._announced and not self._stop.is_set():
             if self._announcing is None or self._announcing.done():
+                if self._announcing is not None and not self._announcing.cancelled():
+                    # A background mark that failed is retrieved here (else its task would be
+                    # reported as an exception never retrieved); this mark's write decides.
+                    self._announcing.exception()
                 self._announcing = asyncio.ensure_future(self._mark(claims, index, ahead))
             await asyncio.shield(self._announcing)
         if self._stop.is_set():
