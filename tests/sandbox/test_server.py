@@ -26,20 +26,25 @@ async def test_server_url_uses_the_real_port() -> None:
         SandboxServer().state  # noqa: B018
 
 
+def _send_one(sandbox: ThreadedSandbox) -> requests.Response:
+    """A token, then one text message, from synchronous code."""
+    token = requests.post(
+        sandbox.url + "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(KEY_ID, KEY_SECRET),
+        timeout=5,
+    ).json()["access_token"]
+    return requests.post(
+        f"{sandbox.url}/v1/projects/{PROJECT}/messages:send",
+        json=text_send(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+
+
 def test_threaded_sandbox_from_sync_code() -> None:
     with ThreadedSandbox(SandboxSettings(rate_limit=0)) as sandbox:
-        token = requests.post(
-            sandbox.url + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(KEY_ID, KEY_SECRET),
-            timeout=5,
-        ).json()["access_token"]
-        response = requests.post(
-            f"{sandbox.url}/v1/projects/{PROJECT}/messages:send",
-            json=text_send(),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
+        response = _send_one(sandbox)
         assert response.status_code == 200 and len(response.json()["message_id"]) == 26
         request = urllib.request.Request(
             f"{sandbox.url}/v1beta/projects/{PROJECT}/apps", headers={"Authorization": basic()}
@@ -58,18 +63,7 @@ def test_a_closed_sandbox_lets_go_of_what_it_recorded() -> None:
     held 3.6 million objects (1.3 GB) by the end of one module."""
     sandbox = ThreadedSandbox(SandboxSettings(rate_limit=0))
     with sandbox:
-        token = requests.post(
-            sandbox.url + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(KEY_ID, KEY_SECRET),
-            timeout=5,
-        ).json()["access_token"]
-        answer = requests.post(
-            f"{sandbox.url}/v1/projects/{PROJECT}/messages:send",
-            json=text_send(),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
+        answer = _send_one(sandbox)
         assert answer.status_code == 200, answer.text
         state = weakref.ref(sandbox.state)
     assert len(sandbox.state.messages) == 1  # still readable once closed
