@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -111,13 +112,29 @@ def sqlite_cache_mb(parsed: URL) -> int:
 def _sqlite_pragmas(dbapi_connection: Any, busy_timeout: float, cache_mb: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (status, report, the receiver) work while a run writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _wal(cursor, busy_timeout)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")  # negative: KiB, not pages
     cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     cursor.close()
+
+
+def _wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch a new database file to WAL. The switch needs the file to itself and does not
+    wait for the busy timeout: two runs that open a new file at once found it "database is
+    locked" at once. So it is tried again, every 50 ms, for up to the busy timeout (a file
+    already in WAL is switched at once: this only waits at a new file's first moments)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, adapted or not
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_file(parsed: URL) -> Path | None:
