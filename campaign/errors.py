@@ -80,6 +80,12 @@ class SinchRateLimitedError(SinchRetryableError):
     """HTTP 429: the project's request rate is over Sinch's limit."""
 
 
+class SinchQueueFullError(SinchRetryableError):
+    """HTTP 429 because the app's MT queue is full: back-pressure, not a fault. The queue drains
+    at the app's outbound rate; the request and the request rate are fine, and it is sent again
+    once there is room, without counting as an attempt."""
+
+
 class SinchPermanentError(SinchError):
     """Sinch refused the request (400, 403, 404, ...): sending it again gives the same answer."""
 

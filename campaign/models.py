@@ -82,5 +82,6 @@ class DispatchStats:
     in_doubt: int = 0
     retried: int = 0
     rate_limited: int = 0
+    queue_full: int = 0  # requests refused because the app's queue was full (sent again)
     in_flight: int = 0
     requests: int = 0

@@ -58,6 +58,8 @@ def snapshot(
         f" · retries {stats.retried:,} · 429s {stats.rate_limited:,}"
         f" · in flight {stats.in_flight:,}"
     )
+    if stats.queue_full:  # sent again once the app's queue had room: nobody failed for it
+        detail += f" · refused for a full queue {stats.queue_full:,}"
     return Snapshot(done, total, rate, limit, detail)
 
 

@@ -198,7 +198,7 @@ class BatchSender:
                 return
             accepted = found
         ctx.stats.sent += members.size if members is not None else len(claims)
-        ctx.halt.streak.accepted()
+        ctx.accepted()
         ctx.recorder.add(self._accepted(number, accepted, follows=members is not None))
 
     async def _after_error(
@@ -221,6 +221,8 @@ class BatchSender:
         ctx.halt.after(verdict, exc)
         if verdict.kind in (Kind.CREDENTIALS, Kind.CAMPAIGN):  # nobody's fault: given back
             await self._give_back(number, claims, formed)
+        elif verdict.kind is Kind.QUEUE_FULL:
+            await self._hold_back(number, claims, formed)
         elif verdict.kind is Kind.SPLIT:
             await self._split(number, claims, exc)
         elif verdict.kind is Kind.RETRY:
@@ -288,6 +290,16 @@ class BatchSender:
             await ctx.store.chunks.unclaim(ctx.campaign.id, number, ctx.clock(), ctx.worker)
         else:
             await self._record(number, "RELEASED", [repo.Release(c.id) for c in claims])
+
+    async def _hold_back(self, number: int, claims: list[repo.Claim], formed: bool) -> None:
+        """Refused because the app's queue is full: due again at once, attempt not counted
+        (the gate holds the next send until the queue has room). A formed chunk as it is."""
+        ctx = self._ctx
+        if formed:
+            await ctx.store.chunks.unclaim(ctx.campaign.id, number, ctx.clock(), ctx.worker)
+        else:
+            now = ctx.clock()
+            await self._record(number, "RELEASED", [repo.Deferred(c.id, now) for c in claims])
 
     async def _look_up(self, tag: str) -> list[BatchAccepted] | None:
         """The batch Sinch holds under ``tag`` ([] if none), or None if we cannot tell."""

@@ -124,16 +124,26 @@ class Context:
             random.random(),
             recipients=recipients,
             app=outcomes.App(sinch.app_id, sinch.region),
+            queue_full=self.gate.read_full(),
         )
         return self.halt.streak.feed(verdict, exc, recipients)
 
+    def accepted(self) -> None:
+        """Sinch accepted a request: no streak of refusals, no queue found full, goes on."""
+        self.halt.streak.accepted()
+        self.gate.accepted()
+
     def tally(self, verdict: Verdict, recipients: int = 1) -> None:
-        """Count ``verdict`` for ``recipients`` recipients, and pause every sender on a 429."""
+        """Count ``verdict`` for ``recipients`` recipients; pause every sender on the request
+        rate's 429, hold every send until the queue has room on the queue's."""
         stats = self.stats
         if verdict.rate_limited:
             stats.rate_limited += 1
             self.pacer.pause(verdict.delay)
-        if verdict.kind is Kind.RETRY:
+        if verdict.kind is Kind.QUEUE_FULL:
+            stats.queue_full += 1
+            self.gate.refused()
+        elif verdict.kind is Kind.RETRY:
             stats.retried += recipients
         elif verdict.kind is Kind.IN_DOUBT:
             stats.in_doubt += recipients

@@ -83,7 +83,7 @@ class IndividualSender:
                 key = wire.recipient_key(ctx.campaign.key, claim.position)
                 outcome = repo.Sent(claim.id, accepted.message_id, key=key)
                 ctx.stats.sent += 1
-                ctx.halt.streak.accepted()
+                ctx.accepted()
         except asyncio.CancelledError:
             outcome = (
                 repo.InDoubt(claim.id, "the run stopped while the request was under way")
@@ -103,6 +103,8 @@ class IndividualSender:
         ctx.halt.after(verdict, exc)
         if verdict.kind in (Kind.CREDENTIALS, Kind.CAMPAIGN):
             return repo.Release(claim.id)  # refused: it did not go out for this recipient
+        if verdict.kind is Kind.QUEUE_FULL:  # due again at once: the gate holds it for room
+            return repo.Deferred(claim.id, ctx.clock())
         if verdict.kind is Kind.RETRY:
             at = ctx.clock() + timedelta(seconds=verdict.delay)
             return repo.Retry(claim.id, at, verdict.code, exc.message)

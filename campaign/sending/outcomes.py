@@ -31,6 +31,7 @@ class Kind(StrEnum):
     CAMPAIGN = "campaign"  # a field every request carries: nobody's fault, the run stops
     IN_DOUBT = "in_doubt"  # sent, answer lost: never sent again blindly
     RETRY = "retry"
+    QUEUE_FULL = "queue_full"  # the app's queue is full: sent again when it has room, uncounted
     FAIL = "fail"
     SPLIT = "split"  # a batch refused for some of its recipients
 
@@ -60,9 +61,11 @@ def classify(
     *,
     recipients: int = 1,
     app: App | None = None,
+    queue_full: bool = False,
 ) -> Verdict:
     """What ``exc``, after the ``attempts``-th attempt of a request for ``recipients``
-    recipients to ``app``, leads to."""
+    recipients to ``app``, leads to. ``queue_full``: the app's queue was full when last read
+    (a 429 without ``Retry-After`` is then the queue's, whatever its message says)."""
     if isinstance(exc, errors.SinchAuthError):
         return Verdict(Kind.CREDENTIALS)
     if (refused := app_refusal(exc, app)) is not None:
@@ -71,6 +74,8 @@ def classify(
         return Verdict(Kind.CAMPAIGN, refusal=refused)
     if exc.status == 400 and recipients > 1:
         return Verdict(Kind.SPLIT, failure_code(exc))
+    if is_queue_full(exc, queue_full):
+        return Verdict(Kind.QUEUE_FULL, failure_code(exc))
     decision = retry.decide(policy, attempts, exc, rand)
     limited = isinstance(exc, errors.SinchRateLimitedError)
     if decision.outcome is retry.Outcome.IN_DOUBT:
@@ -78,6 +83,18 @@ def classify(
     if decision.outcome is retry.Outcome.RETRY:
         return Verdict(Kind.RETRY, failure_code(exc), decision.delay, limited)
     return Verdict(Kind.FAIL, failure_code(exc), rate_limited=limited)
+
+
+def is_queue_full(exc: errors.SinchError, queue_read_full: bool = False) -> bool:
+    """A 429 for the app's MT queue: back-pressure, which never fails a recipient and is not
+    the request rate's fault (its message names the queue, or the queue was read full)."""
+    if isinstance(exc, errors.SinchQueueFullError):
+        return True
+    return (
+        queue_read_full
+        and isinstance(exc, errors.SinchRateLimitedError)
+        and exc.retry_after is None
+    )
 
 
 def app_refusal(exc: errors.SinchError, app: App | None) -> errors.CampaignRefusedError | None:
@@ -182,7 +199,7 @@ class RefusalStreak:
 
     def feed(self, verdict: Verdict, exc: errors.SinchError, recipients: int = 1) -> Verdict:
         """``verdict`` (of ``exc``, for ``recipients``), or the run's stop in its place."""
-        if verdict.kind in (Kind.RETRY, Kind.IN_DOUBT):
+        if verdict.kind in (Kind.RETRY, Kind.QUEUE_FULL, Kind.IN_DOUBT):
             return verdict  # not an answer about the message: neither counts nor breaks it
         key = message_refusal(exc) if verdict.kind in (Kind.FAIL, Kind.SPLIT) else None
         if key is None:

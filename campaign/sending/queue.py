@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 # reading is a request). Between readings the gate counts what it let in and what drained.
 NEAR_EVERY_S = 1.0
 FAR_EVERY_S = 5.0
+# A queue read at 95% of its limit or more is full: a 429 without Retry-After is then its.
+FULL_AT = 0.95
+# Refused for a full queue with no reading to go by (queue_share off, or an app whose queue
+# Sinch does not show): wait this long, doubling with each refusal in a row, up to the cap.
+BLIND_WAIT_S = 1.0
+BLIND_WAIT_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ class QueueGate:
         self._drain = 0.0  # and of the drain, per second
         self._size = 0.0  # its part of the queue, as the model has it at ``_at``
         self._at = 0.0
+        self._full = 0.0  # its part of the queue's limit
+        self._closed_until = 0.0  # refused as full with no reading: closed until then
+        self._refusals = 0  # refusals as full in a row
         self.admitted = 0  # messages let in, ever
+        self.wake = asyncio.Event()  # set when the queue must be read at once
 
     def update(self, reading: Reading, share: float, part: float, since: int = 0) -> None:
         """Start the model again from ``reading``, plus ``since`` messages let in after it
@@ -76,7 +86,32 @@ class QueueGate:
         self._reading = reading
         self._mark = part * share * reading.limit
         self._drain = part * reading.outbound
+        self._full = part * reading.limit
         self._size, self._at = part * reading.size + since, self._clock()
+
+    def refused(self) -> None:
+        """Sinch refused a send because the queue is full: the model has it full (or, with no
+        reading, the gate closes for a while, longer each time in a row) until a reading,
+        asked for at once, says otherwise."""
+        self.wake.set()
+        if self._reading is not None:
+            self._size = max(self._now_size(), self._full)
+            self._refusals += 1
+        elif self._clock() >= self._closed_until:  # else sent before it closed: no news
+            wait = min(BLIND_WAIT_MAX_S, BLIND_WAIT_S * 2**self._refusals)
+            self._closed_until = self._clock() + wait
+            self._refusals += 1
+
+    def accepted(self) -> None:
+        """Sinch accepted a send: the queue had room."""
+        self._refusals = 0
+
+    def read_full(self) -> bool:
+        """Whether the queue was full when last read (or refused a send since)."""
+        reading = self._reading
+        return self._refusals > 0 or (
+            reading is not None and reading.size >= FULL_AT * reading.limit
+        )
 
     def near(self) -> bool:
         """Whether the queue is past half its mark, by the model (read it often then)."""
@@ -95,6 +130,9 @@ class QueueGate:
         """Wait until ``messages`` fit under the mark (or a stop). A request larger than
         this worker's part of the mark waits for the queue to be empty of its part."""
         while not self._stop.is_set():
+            if (closed := self._closed_until - self._clock()) > 0:
+                await self._pause(closed)
+                continue
             if self._reading is None:
                 return
             size = self._now_size()
@@ -103,9 +141,11 @@ class QueueGate:
                 self._size += messages
                 self.admitted += messages
                 return
-            wait = min((size + need - self._mark) / self._drain, 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=max(wait, 0.001))
+            await self._pause(min((size + need - self._mark) / self._drain, 1.0))
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.001))
 
 
 class QueueWatch:
@@ -137,7 +177,10 @@ class QueueWatch:
         """Read, update, sleep; until cancelled. A failed reading leaves the gate counting
         from the last one."""
         while True:
-            await asyncio.sleep(NEAR_EVERY_S if self._gate.near() else FAR_EVERY_S)
+            with contextlib.suppress(TimeoutError):  # a refusal for a full queue: read now
+                every = NEAR_EVERY_S if self._gate.near() else FAR_EVERY_S
+                await asyncio.wait_for(self._gate.wake.wait(), timeout=every)
+            self._gate.wake.clear()
             before = self._gate.admitted
             reading = await self._read()
             if reading is not None:

@@ -78,13 +78,13 @@ def error_for_status(
     code, message, details = parse_error_body(body)
     text = secrets.redact(message) if message else _REASONS.get(status, "unexpected answer")
     if status == 429:
-        return errors.SinchRateLimitedError(
-            text,
-            status=status,
-            code=code,
-            details=details,
-            retry_after=parse_retry_after(headers.get("Retry-After"), now),
+        retry_after = parse_retry_after(headers.get("Retry-After"), now)
+        kind = (
+            errors.SinchQueueFullError
+            if names_queue(text, retry_after)
+            else errors.SinchRateLimitedError
         )
+        return kind(text, status=status, code=code, details=details, retry_after=retry_after)
     if status in RETRYABLE_STATUSES:
         return errors.SinchRetryableError(
             text,
@@ -96,6 +96,13 @@ def error_for_status(
     if status in (401, 403):
         return errors.SinchAuthError(text, status=status, code=code, details=details)
     return errors.SinchPermanentError(text, status=status, code=code, details=details)
+
+
+def names_queue(message: str, retry_after: float | None) -> bool:
+    """Whether a 429 is the app's MT queue being full rather than the project's request rate.
+    Sinch documents neither answer's body; the rate limit's may carry ``Retry-After``, the
+    queue's cannot (when it has room is unknown), and its message names the queue."""
+    return retry_after is None and "queue" in message.lower()
 
 
 def field_violations(error: errors.SinchError) -> list[tuple[str, str]]:

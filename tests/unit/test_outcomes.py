@@ -44,6 +44,11 @@ def test_every_mode_records_the_same_for_the_same_error(recipients: int) -> None
     verdict = classify(limited, 1, POLICY, 0.0, recipients=recipients)
     assert verdict == Verdict(Kind.RETRY, "RESOURCE_EXHAUSTED", 0.5, rate_limited=True)
     assert classify(limited, 3, POLICY, 0.0, recipients=recipients).rate_limited  # still counted
+    full = errors.SinchQueueFullError("queue is full", status=429, code="RESOURCE_EXHAUSTED")
+    for attempts in (1, POLICY.max_attempts, 100):  # never fails, never the rate's 429
+        assert classify(full, attempts, POLICY, 0.0, recipients=recipients) == Verdict(
+            Kind.QUEUE_FULL, "RESOURCE_EXHAUSTED"
+        )
     lost = errors.SinchAmbiguousError("read timeout")
     assert classify(lost, 1, POLICY, 0.0, recipients=recipients).kind is Kind.IN_DOUBT
     gone = errors.SinchPermanentError("not found", status=404, code="NOT_FOUND")
@@ -163,3 +168,22 @@ def test_a_batch_refused_for_its_message_stops_the_run_before_anyone_fails() -> 
     verdicts = [streak.feed(_fail(refused, n), refused, n) for n in sizes]
     assert [v.kind for v in verdicts] == [Kind.SPLIT] * 4 + [Kind.CAMPAIGN]
     assert "nobody was marked failed for it" in str(verdicts[-1].refusal)
+
+
+def test_a_429_without_retry_after_is_the_queues_when_the_queue_was_read_full() -> None:
+    """Sinch documents no body for the full queue's 429: whatever its message, one that
+    comes while the queue was last read full, without Retry-After, is the queue's."""
+    bare = errors.SinchRateLimitedError("Too many requests", status=429)
+    assert classify(bare, 1, POLICY, 0.0).kind is Kind.RETRY
+    assert classify(bare, 1, POLICY, 0.0, queue_full=True).kind is Kind.QUEUE_FULL
+    timed = errors.SinchRateLimitedError("Too many requests", status=429, retry_after=1.0)
+    assert classify(timed, 1, POLICY, 0.0, queue_full=True).rate_limited
+
+
+def test_a_full_queue_neither_counts_in_nor_breaks_a_streak_of_refusals() -> None:
+    streak = RefusalStreak(limit=2)
+    refused = bad_request("message.text_message.text")
+    full = errors.SinchQueueFullError("queue is full", status=429)
+    assert streak.feed(classify(refused, 1, POLICY, 0.0), refused).kind is Kind.FAIL
+    assert streak.feed(classify(full, 1, POLICY, 0.0), full).kind is Kind.QUEUE_FULL
+    assert streak.feed(classify(refused, 1, POLICY, 0.0), refused).kind is Kind.CAMPAIGN

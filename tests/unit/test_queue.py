@@ -60,3 +60,43 @@ async def test_a_request_larger_than_the_mark_waits_for_an_empty_queue() -> None
     assert not waiter.done()
     clock.now = 0.1  # empty
     await asyncio.wait_for(waiter, timeout=2)
+
+
+async def test_a_refusal_for_a_full_queue_holds_sends_until_it_drains_and_asks_for_a_reading() -> (
+    None
+):
+    clock, stop = _Clock(), asyncio.Event()
+    gate = QueueGate(stop, clock)
+    gate.update(Reading(size=0, limit=1_000, outbound=100), share=0.8, part=1.0)
+    assert not gate.read_full()
+    gate.refused()  # another sender filled it: the model has it full, 1,000
+    assert gate.wake.is_set() and gate.read_full()
+    waiter = asyncio.create_task(gate.admit(1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    clock.now = 2.0  # 200 drained: 800, the mark, and one more must wait
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    clock.now = 2.02
+    await asyncio.wait_for(waiter, timeout=2)
+    gate.accepted()
+    assert not gate.read_full()
+
+
+async def test_with_no_reading_a_refusal_closes_the_gate_for_longer_each_time_in_a_row() -> None:
+    clock, stop = _Clock(), asyncio.Event()
+    gate = QueueGate(stop, clock)
+    gate.refused()
+    gate.refused()  # under way before it closed: no longer for it
+    waiter = asyncio.create_task(gate.admit(1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    clock.now = 1.0
+    await asyncio.wait_for(waiter, timeout=2)
+    gate.refused()  # refused again after it opened: closed for twice as long
+    clock.now = 2.5
+    waiter = asyncio.create_task(gate.admit(1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    clock.now = 3.0
+    await asyncio.wait_for(waiter, timeout=2)

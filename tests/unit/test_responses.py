@@ -46,6 +46,25 @@ def test_retryable_statuses(status: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("headers", "message", "kind"),
+    [
+        ({}, "The outbound queue is full: app 'A' holds 500000 messages", "queue"),
+        ({}, "Too many requests", "rate"),
+        # Retry-After says when to come back: the project's rate, whatever the message says.
+        ({"Retry-After": "1"}, "queue full", "rate"),
+    ],
+)
+def test_a_429_for_the_apps_full_queue_is_told_from_the_request_rates(
+    headers: dict[str, str], message: str, kind: str
+) -> None:
+    body = sinch_error(429, "RESOURCE_EXHAUSTED", message)
+    error = responses.error_for_status(429, headers, body, now=NOW)
+    assert isinstance(error, errors.SinchQueueFullError) == (kind == "queue")
+    assert isinstance(error, errors.SinchRateLimitedError) == (kind == "rate")
+    assert isinstance(error, errors.SinchRetryableError)
+
+
+@pytest.mark.parametrize(
     ("status", "kind"),
     [
         (400, errors.SinchPermanentError),
