@@ -208,3 +208,12 @@ class Gate:
     def closes(self, key: str | None, now: datetime) -> datetime:
         """When ``key``'s current (or next) window closes."""
         return self._look(key, now)[1]
+
+    def held_for(self, key: str | None, now: datetime, wait: float) -> datetime | None:
+        """:meth:`held_until` for a message that waits ``wait`` seconds in Sinch's queue
+        before it leaves for the channel: held, too, when its window closes before then
+        (until the next one opens), rather than sent to expire in the queue."""
+        held, closes = self._look(key, now)
+        if held is not None or wait <= 0 or now + timedelta(seconds=wait) < closes:
+            return held
+        return self.plan.window(key, closes)[0]

@@ -32,7 +32,11 @@ async def close_deadline(
         campaign.id, ctx.now(), windows.DEADLINE_CODE, windows.DEADLINE_REASON
     )
     if closed:
-        why = "the deadline passed" if deferred is None else "quiet hours last past the deadline"
+        why = (
+            "the deadline passed"
+            if deferred is None
+            else "what is left could not reach the channels before the deadline"
+        )
         ctx.out(f"{ctx.spec.name}: {why}: {closed:,} recipients not sent, CANCELLED")
     return None
 

@@ -98,6 +98,7 @@ class SendLoop:
         app: AppInfo | None = None,
     ) -> None:
         pacer = Pacer(settings.rate, settings.rate_guard)
+        gate = QueueGate(stop)
         self._ctx = ctx = Context(
             store=store,
             client=client,
@@ -108,7 +109,11 @@ class SendLoop:
             clock=clock,
             worker=worker_id,
             timing=Timing(
-                send_fields=send_fields, clock=clock, window=window, quiet_hours=quiet_hours
+                send_fields=send_fields,
+                clock=clock,
+                window=window,
+                quiet_hours=quiet_hours,
+                queue_wait=gate.wait,
             ),
             pacer=pacer,
             recorder=Recorder(
@@ -121,7 +126,7 @@ class SendLoop:
             halt=Halt(stop),
             writeahead=WriteAhead(store, worker_id, stop, lambda: pacer.rate),
             stats=stats or DispatchStats(),
-            gate=QueueGate(stop),
+            gate=gate,
             feed=feed,
         )
         self.sender = SENDERS[mode](ctx)
@@ -210,7 +215,7 @@ class SendLoop:
         try:
             while not ctx.halt.asked:
                 self._check()
-                if ctx.timing.closed():
+                if ctx.timing.closed() or self._too_late():
                     return True
                 # Quiet hours are looked at when the rows are about to leave, not when claimed.
                 items = await self.sender.sendable(await (ahead or self._claim()))
@@ -242,12 +247,20 @@ class SendLoop:
                     grant.release()
                 await self.sender.give_back(items[index:])
                 return False
-            if ctx.timing.closed():
+            if ctx.timing.closed() or self._too_late():
                 grant.release()
                 await self.sender.give_back(items[index:])
                 return True
             self._start(self.sender.send(item, grant))
         return None
+
+    def _too_late(self) -> bool:
+        """What is sent now would leave Sinch's queue after the deadline: the run ends, what
+        is left waits for the deadline (which cancels it) instead of expiring in the queue."""
+        deadline = self._ctx.timing.too_late()
+        if deadline is not None:
+            self.deferred_until = deadline
+        return deadline is not None
 
     async def _claim(self) -> list[Any]:
         """Claim the next items due (the rows of zones in quiet hours deferred first): what

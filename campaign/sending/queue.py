@@ -117,6 +117,13 @@ class QueueGate:
         """Whether the queue is past half its mark, by the model (read it often then)."""
         return self._reading is not None and self._now_size() >= self._mark / 2
 
+    def wait(self) -> float:
+        """Seconds a message let in now waits in the queue before it leaves for the channel,
+        by the model (0: no reading)."""
+        if self._reading is None or not self._drain:
+            return 0.0
+        return self._now_size() / self._drain
+
     def rate(self) -> float | None:
         """Messages per second this worker may submit in the long run (None: open)."""
         return None if self._reading is None else self._drain

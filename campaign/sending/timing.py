@@ -1,5 +1,8 @@
 """When a campaign's recipients may be sent to, at the pace of a run: the campaign's window
-(``send_after``, ``deadline``) and each recipient's quiet hours."""
+(``send_after``, ``deadline``) and each recipient's quiet hours. A message leaves Sinch's queue
+for the channel some time after it is sent (the app's queue drains at its outbound rate): one
+that would leave only after the deadline, or after its recipient's window closes, is held back
+rather than sent to expire in the queue."""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ from typing import Any
 from campaign import quiet, windows
 from campaign.store import repository as repo
 
+# Added to the expected wait in Sinch's queue: the ttl is whole seconds, rounded down, and the
+# request itself takes a while to arrive.
+QUEUE_MARGIN_S = 2.0
+
 
 class Timing:
     def __init__(
@@ -19,12 +26,21 @@ class Timing:
         clock: Callable[[], datetime],
         window: windows.Window | None = None,
         quiet_hours: quiet.Plan | None = None,
+        queue_wait: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._send_fields = dict(send_fields)
         self._clock = clock
+        self._queue_wait = queue_wait  # seconds a message sent now waits in Sinch's queue
+
         self._window = window or windows.Window()
         self.gate = quiet.Gate(quiet_hours) if quiet_hours is not None else None
         self._zones_look_at: datetime | None = None  # when to defer closed zones again
+
+    def _wait(self) -> float:
+        """Seconds until a message sent now leaves Sinch's queue, with a margin (0: the queue
+        is not read, or empty)."""
+        wait = self._queue_wait()
+        return wait + QUEUE_MARGIN_S if wait > 0 else 0.0
 
     def send_options(self, zones: list[str | None] | None = None) -> dict[str, Any]:
         """The campaign's send fields, the ``ttl`` capped by the deadline and, with quiet
@@ -39,6 +55,15 @@ class Timing:
         """The deadline has passed: send nothing more (what is left is CANCELLED)."""
         return self._window.phase(self._clock()) is windows.Phase.CLOSED
 
+    def too_late(self) -> datetime | None:
+        """The deadline, when a message sent now would leave Sinch's queue only after it:
+        send nothing more (what is left is CANCELLED at the deadline)."""
+        deadline = self._window.deadline
+        wait = self._wait()
+        if deadline is None or wait <= 0:
+            return None
+        return deadline if self._clock() + timedelta(seconds=wait) >= deadline else None
+
     def quiet_due(self) -> bool:
         """Time to defer the PENDING rows of zones in quiet hours again: whenever a window
         opens or closes, and every minute."""
@@ -51,8 +76,9 @@ class Timing:
         assert self.gate is not None
         now = self._clock()
         held = {}
+        wait = self._wait()
         for key in zones:
-            until = self.gate.held_until(key, now)
+            until = self.gate.held_for(key, now, wait)
             if until is not None:
                 held[key] = until
         look_at = now + timedelta(seconds=60)
@@ -68,8 +94,9 @@ class Timing:
         now = self._clock()
         keep: list[repo.Claim] = []
         later: list[repo.Deferred] = []
+        wait = self._wait()
         for claim in claims:
-            until = self.gate.held_until(claim.time_zone, now)
+            until = self.gate.held_for(claim.time_zone, now, wait)
             if until is None:
                 keep.append(claim)
             else:

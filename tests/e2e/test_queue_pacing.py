@@ -5,7 +5,9 @@ queue fills in about three seconds and every send after that is refused."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -72,3 +74,33 @@ def test_a_full_queue_holds_sends_back_and_fails_nobody(cli: Cli, mode: str) -> 
     assert Counter(r["status"] for r in read_report(report)) == {"QUEUED": rows}
     identities = [m["identity"] for m in cli.sent()]
     assert len(identities) == len(set(identities)) == rows
+
+
+def test_what_would_leave_the_queue_after_the_deadline_is_held_back_not_expired(
+    cli: Cli,
+) -> None:
+    """The app drains 20 messages/s and the deadline is 8 s away: a message sent once the
+    queue holds 8 s of messages would leave it after the deadline, its ttl (capped at the
+    deadline) spent in the queue. The run holds the rest back (CANCELLED at the deadline)
+    instead: every message sent leaves the queue in time, none expires there."""
+    rows = 500
+    cli.patch_sandbox(outbound_rate=20, queue_limit=1_000)
+    path = cli.tmp / "few.csv"
+    path.write_text(
+        "phone,first_name,code\n"
+        + "".join(f"+1201{3000000 + i:07d},N{i},{i:06d}\n" for i in range(rows))
+    )
+    ends = datetime.now(UTC) + timedelta(seconds=8)
+    stamp = ends.isoformat(timespec="seconds").replace("+00:00", "Z")
+    campaign = cli.campaign_file(recipients=path, deadline=f'"{stamp}"')
+    result = cli.run("run", str(campaign))
+    assert result.returncode == 0, result.stderr
+    assert "could not reach the channels before the deadline" in result.stdout
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "e2e", "-o", str(report)).returncode == 0
+    counts = Counter(r["status"] for r in read_report(report))
+    assert counts["CANCELLED"] > 0 and counts["QUEUED"] + counts["CANCELLED"] == rows
+    assert counts["QUEUED"] <= 200  # what leaves in 8 s at 20/s, and a margin
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 1.5)
+    stats = requests.get(f"{cli.sandbox.url}/_sandbox/stats", timeout=10).json()
+    assert stats["expired_in_queue"] == 0

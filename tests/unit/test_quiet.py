@@ -90,6 +90,17 @@ def test_the_gate_keeps_states_until_the_first_boundary() -> None:
     assert gate.held_until("Asia/Tokyo", later) == utc("2026-11-21T23:00")
 
 
+def test_a_message_that_would_leave_sinchs_queue_after_its_window_closes_is_held() -> None:
+    """Tokyo's window closes at 12:00 UTC: at 11:50, a message that waits 5 minutes in the
+    queue goes; one that waits 20 would reach the channel at night: held until 23:00."""
+    gate = quiet.Gate(quiet.Plan(NIGHT, "UTC"))
+    at = utc("2026-11-21T11:50")
+    assert gate.held_for("Asia/Tokyo", at, 0.0) is None
+    assert gate.held_for("Asia/Tokyo", at, 300.0) is None
+    assert gate.held_for("Asia/Tokyo", at, 1_200.0) == utc("2026-11-21T23:00")
+    assert gate.held_for("America/New_York", at, 0.0) == utc("2026-11-21T13:00")
+
+
 # --- each recipient's zone -------------------------------------------------------------------
 
 NUMBERS = [
