@@ -52,6 +52,42 @@ def drain_seconds(messages: int, outbound_rate: int | None, queued: int = 0) -> 
     return (max(0, queued) + messages) / outbound_rate
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """The two clocks of what is left: seconds to submit it at the request rate, and seconds
+    until Sinch's queue has passed it (and what the queue holds) on. None: not known."""
+
+    submit: float | None
+    drain: float | None
+
+    def text(self) -> str:
+        """``submit 41.0 s · drain 13 h 53 min``, what is known of it."""
+        parts = [
+            f"{name} {duration(value)}"
+            for name, value in (("submit", self.submit), ("drain", self.drain))
+            if value is not None
+        ]
+        return " · ".join(parts)
+
+
+def clocks(
+    *,
+    messages: int,
+    requests: int,
+    rate: float | None,
+    queued: int | None = None,
+    outbound: int | None = None,
+) -> Clocks:
+    """The clocks of ``messages`` left to send in ``requests`` at ``rate`` requests/s, behind
+    ``queued`` messages in an app queue draining at ``outbound`` per second. A message cannot
+    leave the queue before it is sent: the drain is never shorter than the submission."""
+    submit = requests / rate if rate and rate > 0 else None
+    drain = drain_seconds(messages, outbound, queued or 0)
+    if drain is not None and submit is not None:
+        drain = max(drain, submit)
+    return Clocks(submit, drain)
+
+
 def duration(seconds: float) -> str:
     """``seconds`` as a person reads it: 11.8 s, 8 min 20 s, 13 h 53 min, 2 d 4 h."""
     if seconds < 60:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Channel(StrEnum):
@@ -69,6 +70,14 @@ UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE})
 # due. Nothing of it is loaded: the run that finds it due takes the campaign file and the
 # recipients file as they are then, and the campaign begins LOADING.
 SCHEDULED = "SCHEDULED"
+
+
+class AppQueue(NamedTuple):
+    """The app's MT queue as Sinch said: messages waiting, its limit, its drain rate (per s)."""
+
+    size: int
+    limit: int
+    outbound: int
 
 
 @dataclass

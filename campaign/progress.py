@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
 from collections import deque
@@ -14,10 +15,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from campaign.models import DispatchStats
+from campaign import estimate
+from campaign.models import AppQueue, DispatchStats
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,17 @@ class RateMeter:
 
 
 def snapshot(
-    stats: DispatchStats, total: int, already_done: int, limit: float | None, rate: float
+    stats: DispatchStats,
+    total: int,
+    already_done: int,
+    limit: float | None,
+    rate: float,
+    per_request: int = 1,
+    queue: AppQueue | None = None,
 ) -> Snapshot:
-    """What to show, from the counters and the current ``rate`` (requests per second)."""
+    """What to show, from the counters and the current ``rate`` (requests per second, each
+    of up to ``per_request`` recipients): the counts, and the two clocks of what is left,
+    behind the app's ``queue`` as the run models it."""
     done = already_done + stats.sent + stats.failed + stats.in_doubt
     detail = (
         f"queued {stats.sent:,} · failed {stats.failed:,} · in doubt {stats.in_doubt:,}"
@@ -60,6 +70,18 @@ def snapshot(
     )
     if stats.queue_full:  # sent again once the app's queue had room: nobody failed for it
         detail += f" · refused for a full queue {stats.queue_full:,}"
+    left = max(0, total - done)
+    clocks = estimate.clocks(
+        messages=left,
+        requests=math.ceil(left / per_request),
+        rate=rate or limit,
+        queued=queue.size if queue else None,
+        outbound=queue.outbound if queue else None,
+    )
+    if left or queue:
+        detail += f" · {clocks.text()}"
+    if queue is not None:
+        detail += f" · Sinch queue {queue.size:,}/{queue.limit:,} at {queue.outbound:,}/s"
     return Snapshot(done, total, rate, limit, detail)
 
 
@@ -94,7 +116,6 @@ class ProgressDisplay:
                 TaskProgressColumn(),
                 TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
                 TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
                 TextColumn("{task.fields[detail]}"),
                 console=self.console,
                 transient=False,

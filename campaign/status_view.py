@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from campaign import estimate
 from campaign.models import SCHEDULED, Status
 from campaign.store.repository import CampaignRow
 
@@ -21,6 +24,52 @@ def _utc(moment: str | None) -> str | None:
     return datetime.fromisoformat(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How the campaign is sent: requests per second and recipients per request (a batch)."""
+
+    rate: float | None
+    per_request: int = 1
+
+
+def queue_now(campaign: CampaignRow, now: datetime) -> int | None:
+    """The app's MT queue now, from its last reading: what it held, less what drained since
+    at its outbound rate (the last reading, for a run sending now, is seconds old)."""
+    size, outbound, at = campaign.app_queue_size, campaign.app_outbound, campaign.app_read_at
+    if size is None or outbound is None or at is None:
+        return None
+    return max(0, size - math.floor(outbound * max(0.0, (now - at).total_seconds())))
+
+
+def clocks(
+    campaign: CampaignRow, pending: int, pace: Pace, now: datetime
+) -> estimate.Clocks | None:
+    """The two clocks of what is left: to submit the ``pending`` recipients, and for the
+    app's queue to pass them on behind what it holds. None when nothing is left anywhere."""
+    queued = queue_now(campaign, now)
+    if not pending and not queued:
+        return None
+    return estimate.clocks(
+        messages=pending,
+        requests=math.ceil(pending / pace.per_request),
+        rate=pace.rate,
+        queued=queued,
+        outbound=campaign.app_outbound,
+    )
+
+
+def _queue_view(campaign: CampaignRow, now: datetime) -> dict[str, Any] | None:
+    if campaign.app_read_at is None:
+        return None
+    return {
+        "size": campaign.app_queue_size,
+        "limit": campaign.app_queue_limit,
+        "outbound": campaign.app_outbound,
+        "read_at": campaign.app_read_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "now": queue_now(campaign, now),
+    }
+
+
 def campaign_view(
     campaign: CampaignRow,
     counts: Mapping[Status, int],
@@ -30,11 +79,16 @@ def campaign_view(
     policy: str = "hold",
     batches: Mapping[str, int] | None = None,
     send_after: str | None = None,
+    pace: Pace | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
     delivery = delivery or {}
     accepted = delivery.get("accepted", 0)
+    now = now or datetime.now(UTC)
+    pending = counts.get(Status.PENDING, 0) + counts.get(Status.IN_FLIGHT, 0)
+    left = clocks(campaign, pending, pace or Pace(None), now)
     return {
         "name": campaign.name,
         "mode": campaign.mode,
@@ -56,6 +110,9 @@ def campaign_view(
         "stale": stale,
         "batches": dict(batches or {}),
         "send_after": _utc(send_after),
+        "submit_seconds": None if left is None else left.submit,
+        "drain_seconds": None if left is None else left.drain,
+        "queue": _queue_view(campaign, now),
         "created_at": campaign.created_at.isoformat(),
         "updated_at": campaign.updated_at.isoformat(),
     }
@@ -78,6 +135,8 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append("  " + "  ".join(f"{k} {v:,}" for k, v in counts.items()))
         if view.get("target"):
             lines.append(f"  sends to {view['target']}")
+        if view.get("submit_seconds") is not None or view.get("drain_seconds") is not None:
+            lines.append("  " + _clocks_text(view))
         if view.get("accepted"):
             rates = f"  accepted by Sinch {view['accepted']:,}"
             if view["delivery_rate"] is not None:
@@ -97,3 +156,21 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
         for error in view["errors"][:10]:
             lines.append(f"    {error['status']:<10} {error['code']:<28} {error['count']:,}")
     return lines
+
+
+def _clocks_text(view: Mapping[str, Any]) -> str:
+    """``to submit 2 min 5 s · to leave Sinch's queue 13 h 53 min at 20 messages/s (queue
+    4,000/5,000 as read at ...)``: what is known of the two clocks."""
+    parts = []
+    if view.get("submit_seconds") is not None:
+        parts.append(f"to submit {estimate.duration(view['submit_seconds'])}")
+    queue = view.get("queue")
+    if view.get("drain_seconds") is not None and queue is not None:
+        parts.append(
+            f"to leave Sinch's queue {estimate.duration(view['drain_seconds'])} at "
+            f"{queue['outbound']:,} messages/s (queue {queue['size']:,}/{queue['limit']:,} "
+            f"as read at {queue['read_at']})"
+        )
+    else:
+        parts.append("to leave Sinch's queue: not known (the app's queue was not read)")
+    return " · ".join(parts)

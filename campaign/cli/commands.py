@@ -80,7 +80,11 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
         for campaign in campaigns:
             paused = None if campaign.paused_at is None else campaign.paused_at.isoformat()
             definition = jsonutil.loads(campaign.definition)
-            stale_after = float(definition.get("stale_after", 3600.0))
+            # A queued message leaves Sinch's queue only after the wait in it: stale after
+            # that, not from when it was sent.
+            stale_after = float(definition.get("stale_after", 3600.0)) + (
+                campaign.queue_wait or 0.0
+            )
             views.append(
                 status_view.campaign_view(
                     campaign,
@@ -93,6 +97,11 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
                     str(definition.get("in_doubt_policy", "hold")),
                     await store.chunks.by_status(campaign.id),
                     definition.get("send_after"),
+                    status_view.Pace(
+                        config.sending.requests_per_second,
+                        config.sending.batch_size if campaign.mode == "batch" else 1,
+                    ),
+                    now,
                 )
                 | {"paused_at": paused}
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from campaign import estimate, rendering, windows
 from campaign.config import Config
+from campaign.errors import StoreError
 from campaign.membership import Membership, share
 from campaign.models import UNSENDABLE, DispatchStats, Status
 from campaign.progress import RateMeter, Snapshot, snapshot
@@ -21,6 +23,11 @@ from campaign.run.load import LoadBeside, Loaded, chunking
 from campaign.sending import LoadFeed, SendLoop, SendSettings
 from campaign.sinch.client import AppInfo
 from campaign.store.repository import CampaignRow, Store
+
+logger = logging.getLogger(__name__)
+
+# Seconds between writes of the app's queue reading to the store (status reads it).
+NOTE_QUEUE_EVERY_S = 10.0
 
 
 def send_settings(config: Config) -> SendSettings:
@@ -130,9 +137,18 @@ class Sending:
 
         def read() -> Snapshot:
             rate = meter.rate(time.monotonic(), loop.stats.requests)
-            return snapshot(loop.stats, total + loaded.sendable, already, self.settings.rate, rate)
+            return snapshot(
+                loop.stats,
+                total + loaded.sendable,
+                already,
+                self.settings.rate,
+                rate,
+                loop.sender.per_request,
+                loop.queue()[0],
+            )
 
         beats = asyncio.create_task(self._beat(), name="heartbeat")
+        noting = asyncio.create_task(self._note_queue(), name="note_queue")
         try:
             async with ctx.display.track(ctx.spec.name, read):
                 finished = await loop.run()
@@ -142,11 +158,44 @@ class Sending:
             raise
         finally:
             beats.cancel()
+            noting.cancel()
             # After a stop, the load ends at the end of its slice.
-            await asyncio.gather(beats, *([loader] if loader else []), return_exceptions=True)
+            await asyncio.gather(
+                beats, noting, *([loader] if loader else []), return_exceptions=True
+            )
         if loader is not None and not await loader:  # its error, if it failed, is the run's
             finished = False  # stopped while loading: the next run resumes the load
         return finished, loop.deferred_until
+
+    async def _note_queue(self) -> None:
+        """Keep the app's queue, as this run models it, in the store (for ``status``): at
+        the start, every few seconds, and at the end. A failed write waits for the next."""
+        try:
+            while True:
+                await self.note_queue()
+                await asyncio.sleep(NOTE_QUEUE_EVERY_S)
+        finally:  # the last state, as the sending ends
+            await asyncio.shield(self.note_queue())
+
+    async def note_queue(self) -> None:
+        queue, longest = self.loop.queue()
+        if queue is None:
+            return
+        try:
+            await self.store.campaigns.note_queue(
+                self.campaign.id,
+                size=queue.size,
+                limit=queue.limit,
+                outbound=queue.outbound,
+                at=self.ctx.now(),
+                wait=longest,
+            )
+        except StoreError as exc:
+            logger.warning(
+                "could not keep the app's queue reading: %s",
+                type(exc).__name__,
+                extra={"action": "note_queue_failed"},
+            )
 
     async def _beat(self) -> None:
         lease = self.member.settings.lease

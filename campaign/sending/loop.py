@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from campaign import errors, pacing, quiet, rendering, windows
-from campaign.models import DispatchStats
+from campaign.models import AppQueue, DispatchStats
 from campaign.sending.batch import BatchSender
 from campaign.sending.context import Context, Halt, SendSettings
 from campaign.sending.feed import LoadFeed
@@ -152,6 +152,12 @@ class SendLoop:
         watch = QueueWatch(ctx.client, ctx.pacer, ctx.gate, share=share, full_rate=rate)
         watch.seed(app)
         return watch
+
+    def queue(self) -> tuple[AppQueue | None, float]:
+        """The app's queue now as this run models it (None: not read), and the longest a
+        message it sent is expected to wait there (seconds)."""
+        gate = self._ctx.gate
+        return gate.queue(), gate.longest
 
     def set_rate(self, rate: float | None) -> None:
         """Send at ``rate`` from now on (this worker's share, as workers come and go)."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campaign import errors
+from campaign.models import AppQueue
 from campaign.sending.pacer import Pacer
 from campaign.sinch.client import AppInfo, SinchClient
 
@@ -75,6 +76,8 @@ class QueueGate:
         self._size = 0.0  # its part of the queue, as the model has it at ``_at``
         self._at = 0.0
         self._full = 0.0  # its part of the queue's limit
+        self._part = 1.0
+        self.longest = 0.0  # the longest wait in the queue of a message let in, by the model
         self._closed_until = 0.0  # refused as full with no reading: closed until then
         self._refusals = 0  # refusals as full in a row
         self.admitted = 0  # messages let in, ever
@@ -87,7 +90,15 @@ class QueueGate:
         self._mark = part * share * reading.limit
         self._drain = part * reading.outbound
         self._full = part * reading.limit
+        self._part = part
         self._size, self._at = part * reading.size + since, self._clock()
+
+    def queue(self) -> AppQueue | None:
+        """The whole queue now, by this worker's model of its part (None: no reading)."""
+        reading = self._reading
+        if reading is None:
+            return None
+        return AppQueue(round(self._now_size() / self._part), reading.limit, reading.outbound)
 
     def refused(self) -> None:
         """Sinch refused a send because the queue is full: the model has it full (or, with no
@@ -147,6 +158,7 @@ class QueueGate:
             if size + need <= self._mark:
                 self._size += messages
                 self.admitted += messages
+                self.longest = max(self.longest, self._size / self._drain)
                 return
             await self._pause(min((size + need - self._mark) / self._drain, 1.0))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -218,6 +218,34 @@ class Campaigns(Group):
                     .values(paused_at=None, updated_at=now)
                 )
         return before
+
+    async def note_queue(
+        self,
+        campaign_id: int,
+        *,
+        size: int,
+        limit: int,
+        outbound: int,
+        at: datetime,
+        wait: float,
+    ) -> None:
+        """Keep the app's MT queue as a run has it at ``at`` (for ``status``'s time to drain),
+        and ``wait``, the longest a message it sent waits there, if longer than any kept
+        (a message of an earlier run may still wait)."""
+        longest = campaigns.c.queue_wait
+        kept = case((func.coalesce(longest, 0.0) >= wait, longest), else_=literal(wait))
+        async with self.writes.begin() as conn:
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(
+                    app_queue_size=size,
+                    app_queue_limit=limit,
+                    app_outbound=outbound,
+                    app_read_at=at,
+                    queue_wait=kept,
+                )
+            )
 
     async def paused(self, campaign_id: int) -> bool:
         """Whether the campaign is paused: read by every run's heartbeat."""

@@ -34,6 +34,13 @@ class CampaignRow:
     source_digest: str | None = None  # None: created before digests were kept
     paused_at: datetime | None = None  # None: not paused (`campaign pause`)
     target: str | None = None  # where its messages go; None: not recorded (an older campaign)
+    # The app's MT queue as last read (None: not read), and the longest a message of the last
+    # run was expected to wait in it, in seconds.
+    app_queue_size: int | None = None
+    app_queue_limit: int | None = None
+    app_outbound: int | None = None
+    app_read_at: datetime | None = None
+    queue_wait: float | None = None
 
 
 @dataclass(frozen=True)

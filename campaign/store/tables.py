@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -81,6 +82,13 @@ campaigns = Table(
     Column("paused_at", UTCDateTime, nullable=True),
     # Where its messages go (SinchConfig.target); NULL: started before it was recorded.
     Column("target", Text, nullable=True),
+    # The app's MT queue as a run last read it (messages, limit, outbound rate, when), and the
+    # longest a message of the last run was expected to wait in it (seconds). NULL: not read.
+    Column("app_queue_size", BigInteger, nullable=True),
+    Column("app_queue_limit", BigInteger, nullable=True),
+    Column("app_outbound", Integer, nullable=True),
+    Column("app_read_at", UTCDateTime, nullable=True),
+    Column("queue_wait", Float, nullable=True),
 )
 
 recipients = Table(

@@ -5,7 +5,9 @@ submitted in seconds still take Sinch hours at 20/s, and their ttl may run out i
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
 import requests
 
@@ -79,3 +81,32 @@ def test_the_dry_run_on_the_built_in_sandbox_reads_its_app(cli: Cli) -> None:
     result = cli.run("--config", str(embedded), "run", str(cli.campaign_file()), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "at 50 messages/s, the app's outbound rate" in _line(result.stdout, "drain")
+
+
+def test_the_progress_and_status_show_both_clocks_and_stale_counts_from_the_drain(
+    cli: Cli,
+) -> None:
+    """400 messages submitted in about half a second wait up to 8 s in a queue that drains
+    50/s. The progress line and `status` show both clocks; a queued message is not called
+    stale (here after 1 s without a callback) while it is still expected in the queue."""
+    cli.patch_sandbox(outbound_rate=50, queue_limit=10_000)
+    rows = 400
+    path = cli.tmp / "few.csv"
+    path.write_text(
+        "phone,first_name,code\n"
+        + "".join(f"+1201{4000000 + i:07d},N{i},{i:06d}\n" for i in range(rows))
+    )
+    result = cli.run("run", str(cli.campaign_file(recipients=path, stale_after="1")))
+    assert result.returncode == 0, result.stderr
+    progress = " ".join(result.stderr.split())  # the last line, as wrapped to the width
+    assert re.search(r"submit \S+ s · drain \S+ s · Sinch queue [\d,]+/10,000 at 50/s", progress)
+    shown = cli.run("status", "e2e", "--json")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["queue"]["limit"] == 10_000 and view["queue"]["outbound"] == 50
+    assert 0 < view["queue"]["now"] <= rows
+    assert 0 < view["drain_seconds"] <= rows / 50
+    text = cli.run("status", "e2e").stdout
+    assert "to leave Sinch's queue" in text and "at 50 messages/s" in text
+    time.sleep(2)  # sent more than stale_after ago, still in the queue by its drain
+    assert json.loads(cli.run("status", "e2e", "--json").stdout)["stale"] == 0

@@ -40,3 +40,15 @@ def test_durations_read_as_a_person_reads_them() -> None:
     assert estimate.duration(500) == "8 min 20 s"
     assert estimate.duration(50_000) == "13 h 53 min"
     assert estimate.duration(2 * 86_400 + 4 * 3_600 + 5) == "2 d 4 h"
+
+
+def test_two_clocks_of_what_is_left() -> None:
+    """Submitting 1,000 recipients at 800 requests/s takes 1.25 s; the queue, holding 4,000
+    already and draining 20/s, takes 250 s to pass them on. Nothing leaves before it is sent."""
+    clocks = estimate.clocks(messages=1_000, requests=1_000, rate=800, queued=4_000, outbound=20)
+    assert (clocks.submit, clocks.drain) == (1.25, 250.0)
+    assert clocks.text() == "submit 1.2 s · drain 4 min 10 s"
+    fast = estimate.clocks(messages=1_000, requests=1, rate=0.5, outbound=100_000)
+    assert fast.drain == fast.submit == 2.0
+    unknown = estimate.clocks(messages=1_000, requests=1_000, rate=None)
+    assert (unknown.submit, unknown.drain, unknown.text()) == (None, None, "")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
 from campaign import reporting
-from campaign.models import DispatchStats, Status
+from campaign.models import AppQueue, DispatchStats, Status
 from campaign.progress import RateMeter, snapshot
-from campaign.status_view import campaign_view, render_text
+from campaign.status_view import Pace, campaign_view, queue_now, render_text
 from campaign.store import records
 from campaign.store.repository import CampaignRow
 
@@ -90,6 +91,41 @@ def test_rate_meter_shows_the_recent_rate() -> None:
     snap = snapshot(stats, total=20, already_done=5, limit=800.0, rate=42.0)
     assert (snap.done, snap.total, snap.rate, snap.limit) == (15, 20, 42.0, 800.0)
     assert "failed 2" in snap.detail
+
+
+def test_progress_shows_both_clocks_behind_the_apps_queue() -> None:
+    stats = DispatchStats(sent=100, requests=100)
+    snap = snapshot(
+        stats,
+        total=1_100,
+        already_done=0,
+        limit=800.0,
+        rate=500.0,
+        queue=AppQueue(4_000, 5_000, 500),
+    )
+    assert "submit 2.0 s · drain 10.0 s · Sinch queue 4,000/5,000 at 500/s" in snap.detail
+    batch = snapshot(stats, total=1_100, already_done=0, limit=800.0, rate=1.0, per_request=1_000)
+    assert "submit 1.0 s" in batch.detail and "drain" not in batch.detail  # the queue not read
+
+
+def test_status_shows_the_queue_drained_since_it_was_read() -> None:
+    row = CampaignRow(1, "c", "K", "individual", "SMS", "{}", "r.csv", "READY", 3, NOW, NOW)
+    read = dataclasses.replace(
+        row, app_queue_size=1_000, app_queue_limit=5_000, app_outbound=20, app_read_at=NOW
+    )
+    later = NOW + timedelta(seconds=10)
+    assert queue_now(read, later) == 800
+    assert queue_now(read, NOW + timedelta(hours=1)) == 0
+    assert queue_now(row, later) is None
+    view = campaign_view(read, {Status.PENDING: 200}, [], pace=Pace(100.0), now=later)
+    assert (view["submit_seconds"], view["drain_seconds"]) == (2.0, 50.0)
+    assert view["queue"]["now"] == 800
+    text = "\n".join(render_text([view]))
+    assert "to submit 2.0 s · to leave Sinch's queue 50.0 s at 20 messages/s" in text
+    blind = campaign_view(row, {Status.PENDING: 200}, [], pace=Pace(100.0), now=later)
+    assert "not known" in "\n".join(render_text([blind]))
+    done = campaign_view(read, {Status.QUEUED: 3}, [], now=NOW + timedelta(hours=1))
+    assert done["drain_seconds"] is None  # nothing left, and the queue has drained
 
 
 def test_status_view() -> None:
