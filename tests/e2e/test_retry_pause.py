@@ -151,11 +151,14 @@ def _finish_after_resume(cli: Cli, campaign: str, rows: int) -> None:
     assert _status(cli)["paused_at"] is None
 
 
-def test_pause_stops_a_running_campaign_and_resume_carries_on(cli: Cli) -> None:
+@pytest.mark.parametrize("mode", ["individual", "batch"])
+def test_pause_stops_a_running_campaign_and_resume_carries_on(cli: Cli, mode: str) -> None:
     rows = 1500
     cli.patch_sandbox(latency_ms=30.0)
-    cli.config.write_text(cli.config.read_text().replace("= 800", "= 300"))
-    campaign = str(cli.campaign_file(recipients=_numbers(cli, rows)))
+    # 300 messages/s either way: batches of 10 at 30 requests/s.
+    rate = "= 300" if mode == "individual" else "= 30\nbatch_size = 10"
+    cli.config.write_text(cli.config.read_text().replace("= 800", rate))
+    campaign = str(cli.campaign_file(recipients=_numbers(cli, rows), mode=f'"{mode}"'))
     process = cli.popen("run", campaign)
     _wait_for_sent(cli, 200, process)
     _paused_exits(cli, process)
