@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -50,9 +51,15 @@ async def get_app(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/apps/{app_id}`` (also under ``/v1beta``)."""
     state = keys.state(request.app)
     app_id = request.match_info["app_id"]
-    if app_id not in state.settings.app_ids:
+    settings = state.settings
+    if app_id not in settings.app_ids:
         return responses.not_found(f"App {app_id!r}")
-    return responses.json_response(_app(state, app_id))
+    answer = responses.json_response(_app(state, app_id))
+    reads = state.app_reads[app_id] = state.app_reads.get(app_id, 0) + 1
+    if settings.delete_app_after_reads and reads >= settings.delete_app_after_reads:
+        kept = tuple(a for a in settings.app_ids if a != app_id)
+        state.settings = dataclasses.replace(settings, app_ids=kept)
+    return answer
 
 
 def _app(state: SandboxState, app_id: str) -> dict[str, Any]:

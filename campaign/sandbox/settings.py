@@ -103,6 +103,9 @@ class SandboxSettings:
     outbound_rate: int = 100_000
     queue_limit: int = 500_000
     processing_mode: ProcessingMode = "CONVERSATION"
+    # An app deleted mid-run: once read (``GET /apps/{app_id}``) this many times, an app is
+    # forgotten, and every call naming it answers 404 (0: never).
+    delete_app_after_reads: int = 0
     # Faults on the API endpoints (``faults_on_token``: on /oauth2/token too).
     latency_ms: float = 0.0
     jitter_ms: float = 0.0

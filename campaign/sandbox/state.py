@@ -93,6 +93,7 @@ class SandboxState:
         self.fault_rng, self.callback_rng = _rngs(settings.seed)
         # Each app's MT queue (created on first use).
         self.queues: dict[str, outbound.OutboundQueue] = {}
+        self.app_reads: dict[str, int] = {}  # GET apps/{app_id}, per app
         # Set by the delivery simulator while it runs: called once per accepted message, with
         # when it leaves the queue (monotonic) and the failure it meets there, if any.
         self.on_accept: Callable[[records.SentMessage, float, FailureRule | None], None] | None = (
@@ -218,7 +219,8 @@ class SandboxState:
         }
 
     def reset(self) -> None:
-        """Forget messages, batches, callbacks, counters, rate windows and MT queues.
+        """Forget messages, batches, callbacks, counters, rate windows, MT queues and reads
+        of the apps.
 
         Settings and issued tokens are kept, so clients holding a token carry on.
         """
@@ -230,6 +232,7 @@ class SandboxState:
         self.peak = ratelimit.PeakMeter()
         self.limiters.clear()
         self.queues.clear()
+        self.app_reads.clear()
         self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(self._settings.seed)
 

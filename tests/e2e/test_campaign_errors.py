@@ -18,30 +18,12 @@ from typing import Any
 import pytest
 
 from campaign import config
-from campaign.sandbox import ThreadedSandbox
 from tests.e2e.test_cli_e2e import SAMPLE, Cli
 from tests.e2e.test_cli_e2e import cli as cli
 from tests.e2e.test_cli_e2e import sandbox as sandbox
 
 WRONG_APP = "01WRONGAPP0000000000000000"
 ROWS = 120
-
-
-class _ForgetsAfterRead(list[Any]):
-    """The sandbox's arrival log: when the preflight's read of ``app_id`` is logged (before its
-    answer leaves), the sandbox forgets the app, so that every send after it is a 404."""
-
-    def __init__(self, sandbox: ThreadedSandbox, app_id: str) -> None:
-        super().__init__()
-        self._sandbox = sandbox
-        self._app_id = app_id
-
-    def append(self, arrival: Any) -> None:
-        super().append(arrival)
-        state = self._sandbox.state
-        if arrival.method == "GET" and arrival.path.endswith(f"/apps/{self._app_id}"):
-            kept = tuple(a for a in state.settings.app_ids if a != self._app_id)
-            state.settings = dataclasses.replace(state.settings, app_ids=kept)
 
 
 def _few(cli: Cli) -> Any:
@@ -70,8 +52,10 @@ def _sent_once(cli: Cli, valid: int) -> None:
 def test_a_404_on_the_sends_stops_the_run_and_fails_nobody(cli: Cli, mode: str) -> None:
     campaign = str(cli.campaign_file(recipients=_few(cli), mode=f'"{mode}"'))
     state = cli.sandbox.state
-    state.settings = dataclasses.replace(state.settings, app_ids=(config.SANDBOX_APP_ID, WRONG_APP))
-    state.arrivals = _ForgetsAfterRead(cli.sandbox, WRONG_APP)
+    # The app is deleted once the preflight has read it: every send after that is a 404.
+    state.settings = dataclasses.replace(
+        state.settings, app_ids=(config.SANDBOX_APP_ID, WRONG_APP), delete_app_after_reads=1
+    )
     cli.env["SINCH_APP_ID"] = WRONG_APP
 
     result = cli.run("run", campaign)

@@ -67,6 +67,20 @@ async def test_an_unknown_app_is_404_and_the_app_needs_credentials(api: Api) -> 
     assert status == 401
 
 
+async def test_an_app_deleted_mid_run_answers_404_on_every_call(
+    make_sandbox: SandboxFactory,
+) -> None:
+    async with make_sandbox(delete_app_after_reads=2) as (_, api):
+        send = f"/v1/projects/{PROJECT}/messages:send"
+        for _read in range(2):
+            status, body, _ = await api.call("GET", APP_PATH)
+            assert status == 200, body
+        status, body, _ = await api.call("POST", send, json=text_send())
+        assert status == 404 and APP in body["error"]["message"]
+        status, body, _ = await api.call("GET", APP_PATH)
+        assert status == 404
+
+
 async def test_the_queue_fills_as_messages_are_accepted_and_drains_at_the_rate(
     make_sandbox: SandboxFactory,
 ) -> None:
