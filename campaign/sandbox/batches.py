@@ -100,7 +100,7 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     if isinstance(checked, web.Response):
         return checked
     body, items_json, size = checked
-    if body["app_id"] not in settings.app_ids:
+    if not state.has_app(body["app_id"]):
         return responses.not_found(f"App {body['app_id']!r}")
 
     batch_id = records.new_id()

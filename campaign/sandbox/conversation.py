@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +24,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     if violations:
         return responses.invalid_argument(violations)
     assert isinstance(body, dict)  # check_send refuses anything else
-    if body["app_id"] not in settings.app_ids:
+    if not state.has_app(body["app_id"]):
         return responses.not_found(f"App {body['app_id']!r}")
     if not state.has_room(body["app_id"]):
         return responses.queue_full(body["app_id"], settings.queue_limit)
@@ -43,7 +42,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
 async def list_apps(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/apps`` (also under ``/v1beta``)."""
     state = keys.state(request.app)
-    return responses.json_response({"apps": [_app(state, a) for a in state.settings.app_ids]})
+    return responses.json_response({"apps": [_app(state, a) for a in state.apps()]})
 
 
 @guard.api_endpoint("conversation")
@@ -51,14 +50,10 @@ async def get_app(request: web.Request) -> web.StreamResponse:
     """``GET /v1/projects/{project_id}/apps/{app_id}`` (also under ``/v1beta``)."""
     state = keys.state(request.app)
     app_id = request.match_info["app_id"]
-    settings = state.settings
-    if app_id not in settings.app_ids:
+    if not state.has_app(app_id):
         return responses.not_found(f"App {app_id!r}")
     answer = responses.json_response(_app(state, app_id))
-    reads = state.app_reads[app_id] = state.app_reads.get(app_id, 0) + 1
-    if settings.delete_app_after_reads and reads >= settings.delete_app_after_reads:
-        kept = tuple(a for a in settings.app_ids if a != app_id)
-        state.settings = dataclasses.replace(settings, app_ids=kept)
+    state.read_app(app_id)
     return answer
 
 

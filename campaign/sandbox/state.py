@@ -94,6 +94,7 @@ class SandboxState:
         # Each app's MT queue (created on first use).
         self.queues: dict[str, outbound.OutboundQueue] = {}
         self.app_reads: dict[str, int] = {}  # GET apps/{app_id}, per app
+        self.deleted_apps: set[str] = set()  # by ``delete_app_after_reads``
         # Set by the delivery simulator while it runs: called once per accepted message, with
         # when it leaves the queue (monotonic) and the failure it meets there, if any.
         self.on_accept: Callable[[records.SentMessage, float, FailureRule | None], None] | None = (
@@ -125,6 +126,20 @@ class SandboxState:
     def clock(self) -> float:
         """Seconds since the sandbox started (or was last reset), as arrivals are timed."""
         return time.monotonic() - self.started
+
+    def apps(self) -> list[str]:
+        """The apps the project has: those of the settings, less any deleted since."""
+        return [a for a in self._settings.app_ids if a not in self.deleted_apps]
+
+    def has_app(self, app_id: str) -> bool:
+        return app_id in self._settings.app_ids and app_id not in self.deleted_apps
+
+    def read_app(self, app_id: str) -> None:
+        """``app_id`` was read: deleted now if ``delete_app_after_reads`` says so."""
+        reads = self.app_reads[app_id] = self.app_reads.get(app_id, 0) + 1
+        after = self._settings.delete_app_after_reads
+        if after and reads >= after:
+            self.deleted_apps.add(app_id)
 
     def queue(self, app_id: str) -> outbound.OutboundQueue:
         """The MT queue of ``app_id``."""
@@ -219,8 +234,8 @@ class SandboxState:
         }
 
     def reset(self) -> None:
-        """Forget messages, batches, callbacks, counters, rate windows, MT queues and reads
-        of the apps.
+        """Forget messages, batches, callbacks, counters, rate windows, MT queues, and reads
+        and deletions of the apps.
 
         Settings and issued tokens are kept, so clients holding a token carry on.
         """
@@ -233,6 +248,7 @@ class SandboxState:
         self.limiters.clear()
         self.queues.clear()
         self.app_reads.clear()
+        self.deleted_apps.clear()
         self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(self._settings.seed)
 

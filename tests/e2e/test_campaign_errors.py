@@ -77,6 +77,7 @@ def test_a_404_on_the_sends_stops_the_run_and_fails_nobody(cli: Cli, mode: str) 
     assert view["state"] != "DONE"
 
     cli.env["SINCH_APP_ID"] = config.SANDBOX_APP_ID  # corrected: it sends everyone once
+    cli.patch_sandbox(delete_app_after_reads=0)
     again = cli.run("run", campaign, "--force-target")
     assert again.returncode in (0, 1), again.stderr
     _sent_once(cli, valid)
