@@ -143,6 +143,7 @@ class SinchClient:
         self._send_url = f"{conversation}/v1/projects/{project}/messages:send"
         self._app_url = f"{conversation}/v1/projects/{project}/apps/{quote(config.app_id, safe='')}"
         self._batch_url = f"{config.resolved_url(config.batch_url)}/v1/projects/{project}/messages"
+        self._project_url = f"{conversation}/v1/projects/{project}"
 
     # --- messages:send ------------------------------------------------------------------------
 
@@ -166,6 +167,22 @@ class SinchClient:
         this region). ``written`` is called when the request is written."""
         data = await self._request("GET", self._app_url, None, "conversation", written=written)
         return _app_info(data, self.config.app_id)
+
+    async def conversation(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """A call to a resource of the project on the Conversation API host: ``path`` under
+        ``/v1/projects/{project}`` (``/webhooks``, ``/messages:transcode``...); its JSON
+        answer, or the classified :class:`~campaign.errors.SinchError`. For the resources
+        that modules of :mod:`campaign.sinch` wrap (webhooks, transcoding)."""
+        return await self._request(
+            method, self._project_url + path, body, "conversation", params=params
+        )
 
     # --- Batch API ----------------------------------------------------------------------------
 
