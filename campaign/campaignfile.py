@@ -19,7 +19,7 @@ import phonenumbers
 from campaign import quiet, rendering
 from campaign.errors import InputFileError
 from campaign.messages import content, limits, violations
-from campaign.models import Channel
+from campaign.models import SINCH_CHANNELS, Channel
 
 Mode = Literal["batch", "individual"]
 MODES: tuple[Mode, ...] = ("batch", "individual")
@@ -33,6 +33,7 @@ _TOP_KEYS = {
     "mode",
     "channel",
     "identity_column",
+    "contact_id_column",
     "default_country",
     "message",
     "send",
@@ -193,13 +194,24 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
 
 
 def _audience(data: Mapping[str, Any], fail: Fail) -> tuple[Channel, str, str | None]:
-    """The channel, the column holding each recipient's identity, the default country."""
+    """The channel, the column holding each recipient's identity, the default country.
+    With ``contact_id_column`` instead, recipients are Sinch contacts: the channel is
+    :attr:`Channel.CONTACT_ID`, and Sinch picks the one it sends on."""
+    contact_column = data.get("contact_id_column")
+    if contact_column is not None:
+        if "identity_column" in data or "channel" in data:
+            raise fail(
+                "'contact_id_column' names recipients by Sinch contact ID, instead of "
+                "'channel' and 'identity_column': give one or the other"
+            )
+        if not isinstance(contact_column, str) or not contact_column:
+            raise fail("'contact_id_column' must name the column holding the contact IDs")
+        return Channel.CONTACT_ID, contact_column, None
     channel_name = data.get("channel")
-    try:
-        channel = Channel(channel_name if isinstance(channel_name, str) else "")
-    except ValueError:
-        known = ", ".join(c.value for c in Channel)
-        raise fail(f"unknown channel {channel_name!r} (one of {known})") from None
+    if channel_name not in SINCH_CHANNELS:
+        known = ", ".join(c.value for c in SINCH_CHANNELS)
+        raise fail(f"unknown channel {channel_name!r} (one of {known})")
+    channel = Channel(channel_name)
     identity_column = data.get("identity_column")
     if not isinstance(identity_column, str) or not identity_column:
         raise fail("'identity_column' must name the column holding the identities")
@@ -336,6 +348,6 @@ def _normalise_send(send: dict[str, Any], fail: Fail) -> dict[str, Any]:
         if not isinstance(order, list) or not order:
             raise fail("[send] channel_priority_order: a list of channels")
         for item in order:
-            if item not in Channel.__members__:
+            if item not in SINCH_CHANNELS:
                 raise fail(f"[send] channel_priority_order: unknown channel {item!r}")
     return send

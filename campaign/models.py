@@ -23,6 +23,13 @@ class Channel(StrEnum):
     LINE = "LINE"
     WECHAT = "WECHAT"
     APPLEBC = "APPLEBC"
+    # Not a Sinch channel: recipients named by their Sinch contact ID (``contact_id_column``),
+    # sent as ``recipient.contact_id``; Sinch picks the channel (``channel_priority_order``).
+    CONTACT_ID = "CONTACT_ID"
+
+
+# The channels of Sinch's ConversationChannel enum: what a campaign file may name.
+SINCH_CHANNELS: tuple[Channel, ...] = tuple(c for c in Channel if c is not Channel.CONTACT_ID)
 
 
 # Channels whose identity is a phone number, normalised to E.164.

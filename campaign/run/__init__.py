@@ -21,7 +21,7 @@ from campaign.membership import Membership, MembershipSettings, worker_name
 from campaign.models import SCHEDULED
 from campaign.progress import ProgressDisplay
 from campaign.resources import Resources, open_resources
-from campaign.run import finish, preflight, state
+from campaign.run import audience, finish, preflight, state
 from campaign.run.context import RunContext, RunOptions, iso, prepare_spec, utc_now
 from campaign.run.finish import wait_for_delivery
 from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
@@ -63,6 +63,7 @@ async def run(
         app: AppInfo | None = None
         if found is None or found.state not in state.FINISHED:
             app = await preflight.check(resources)
+            audience.check_app(ctx.spec, app)
         campaign = await state.current(ctx, store, found, source)
         beside: LoadBeside | None = None
         if campaign.state == "LOADING":

@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 import polars as pl
 
+from campaign.models import Channel
+
 # Every request carries the recipient's own key, so that a delivery callback can be matched to
 # its row even when it arrives before the send was recorded.
 _KEY_SEPARATOR = "-"
@@ -32,6 +34,14 @@ def parse_recipient_key(key: str) -> tuple[str, int] | None:
     return campaign_key, int(position)
 
 
+def recipient(channel: str, identity: str) -> dict[str, Any]:
+    """A request's ``recipient``: the identity on ``channel``, or a contact ID (the campaign
+    names its recipients by Sinch contact ID: :attr:`Channel.CONTACT_ID`)."""
+    if channel == Channel.CONTACT_ID:
+        return {"contact_id": identity}
+    return {"identified_by": {"channel_identities": [{"channel": channel, "identity": identity}]}}
+
+
 def individual_body(
     *,
     channel: str,
@@ -42,9 +52,7 @@ def individual_body(
 ) -> dict[str, Any]:
     """The ``messages:send`` body for one recipient (``app_id`` is added by the client)."""
     body: dict[str, Any] = {
-        "recipient": {
-            "identified_by": {"channel_identities": [{"channel": channel, "identity": identity}]}
-        },
+        "recipient": recipient(channel, identity),
         "message": message,
         "correlation_id": key,
         "message_metadata": key,
@@ -146,10 +154,14 @@ def json_string(text: pl.Expr) -> pl.Expr:
 
 def entry_pieces(channel: str) -> tuple[str, str, str, str]:
     """The constant text of an entry: ``head + identity + middle + parameters + tail + key +
-    end``, the identity and the key being JSON strings and the parameters a JSON object."""
+    end``, the identity and the key being JSON strings and the parameters a JSON object (the
+    same JSON as :func:`recipient`'s)."""
+    metadata = ',"message_metadata":{"recipient":'
+    if channel == Channel.CONTACT_ID:
+        return '{"recipient":{"contact_id":', '},"parameters":', metadata, "}}"
     head = (
         '{"recipient":{"identified_by":{"channel_identities":[{"channel":'
         + orjson.dumps(channel).decode()
         + ',"identity":'
     )
-    return head, '}]}},"parameters":', ',"message_metadata":{"recipient":', "}}"
+    return head, '}]}},"parameters":', metadata, "}}"

@@ -77,6 +77,29 @@ def test_bad_files_name_the_problem(tmp_path: Path, change: tuple[str, str], mes
     assert message in str(caught.value)
 
 
+def test_recipients_by_contact_id(tmp_path: Path) -> None:
+    text = GOOD.replace('channel = "SMS"\nidentity_column = "phone"\n', "")
+    text = text.replace('default_country = "us"', 'contact_id_column = "contact"')
+    spec = campaignfile.load(write(tmp_path, text))
+    assert spec.channel is Channel.CONTACT_ID and spec.identity_column == "contact"
+    assert spec.default_country is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("default_country", 'contact_id_column = "c"\ndefault_country'), "one or the other"),
+        (('channel = "SMS"', 'channel = "CONTACT_ID"'), "unknown channel 'CONTACT_ID'"),
+        (("ttl = 60", 'channel_priority_order = ["CONTACT_ID"]'), "unknown channel"),
+    ],
+)
+def test_contact_id_is_not_a_channel_a_file_may_name(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(InputFileError, match=message):
+        campaignfile.load(write(tmp_path, GOOD.replace(*change)))
+
+
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not found"):
         campaignfile.load(tmp_path / "missing.toml")

@@ -84,6 +84,28 @@ def test_entries_by_chunk_are_the_text_that_batch_entries_writes(
         assert text == orjson.dumps(expected).decode()
 
 
+def test_a_contact_id_recipient_in_both_modes() -> None:
+    """A campaign by contact ID sends ``recipient.contact_id``, in an individual body and in
+    a batch's entries (whether Python or Polars writes them)."""
+    body = wire.individual_body(
+        channel="CONTACT_ID", identity="01CONTACT", message={}, key="K-1", send={}
+    )
+    assert body["recipient"] == {"contact_id": "01CONTACT"}
+    entries = wire.batch_entries("CONTACT_ID", [("01CONTACT", '{"a":"b"}', "K-1")])
+    assert orjson.loads(orjson.dumps(entries)) == [
+        {
+            "recipient": {"contact_id": "01CONTACT"},
+            "parameters": {"a": "b"},
+            "message_metadata": {"recipient": "K-1"},
+        }
+    ]
+    rows = pl.DataFrame(
+        {"chunk": [0], "position": [1], "identity": ["01CONTACT"], "parameters": ['{"a":"b"}']}
+    )
+    ((count, text),) = wire.batch_entries_by_chunk(rows, "CONTACT_ID", "K").values()
+    assert count == 1 and text == orjson.dumps(entries).decode()
+
+
 def test_batch_body_entries_are_json_written_once_and_escaped() -> None:
     entries = wire.batch_entries(
         "SMS", [("+12015550001", '{"name":"Zoë \\"Z\\""}', "K-1"), ('a"b\\c', "{}", "K-2")]
