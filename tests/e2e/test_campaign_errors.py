@@ -49,7 +49,10 @@ def _sent_once(cli: Cli, valid: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_a_404_on_the_sends_stops_the_run_and_fails_nobody(cli: Cli, mode: str) -> None:
+def test_a_404_on_the_sends_stops_the_run_and_fails_nobody(
+    cli: Cli, mode: str, database_url: str
+) -> None:
+    cli.use_database(database_url)
     campaign = str(cli.campaign_file(recipients=_few(cli), mode=f'"{mode}"'))
     state = cli.sandbox.state
     # The app is deleted once the preflight has read it: every send after that is a 404.
@@ -96,7 +99,10 @@ def _refused_message_campaign(cli: Cli, mode: str, *, bogus: bool) -> str:
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_a_message_refused_for_everyone_stops_the_run(cli: Cli, mode: str) -> None:
+def test_a_message_refused_for_everyone_stops_the_run(
+    cli: Cli, mode: str, database_url: str
+) -> None:
+    cli.use_database(database_url)
     campaign = _refused_message_campaign(cli, mode, bogus=True)
     result = cli.run("run", campaign)
     assert result.returncode == 2, result.stderr

@@ -122,6 +122,13 @@ requests_per_second = 800
         """What the sandbox accepted, in its inspection form."""
         return [m.to_json() for m in list(self.sandbox.state.messages)]
 
+    def use_database(self, url: str) -> None:
+        """Every command from now on works on the database at ``url`` (the config names a
+        SQLite file; ``CAMPAIGN_DATABASE_URL`` wins over it), migrated first."""
+        self.env["CAMPAIGN_DATABASE_URL"] = url
+        upgraded = self.run("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+
     def patch_sandbox(self, **settings: Any) -> None:
         answer = requests.patch(f"{self.sandbox.url}/_sandbox/settings", json=settings, timeout=5)
         assert answer.status_code == 200, answer.text

@@ -31,7 +31,10 @@ def _recipients(cli: Cli) -> str:
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_a_campaign_larger_than_the_queue_never_fills_it(cli: Cli, mode: str) -> None:
+def test_a_campaign_larger_than_the_queue_never_fills_it(
+    cli: Cli, mode: str, database_url: str
+) -> None:
+    cli.use_database(database_url)
     cli.patch_sandbox(outbound_rate=OUTBOUND, queue_limit=LIMIT)
     with cli.config.open("a") as config:  # [sending] is its last table
         config.write("batch_size = 50\n")
@@ -49,11 +52,14 @@ def test_a_campaign_larger_than_the_queue_never_fills_it(cli: Cli, mode: str) ->
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_a_full_queue_holds_sends_back_and_fails_nobody(cli: Cli, mode: str) -> None:
+def test_a_full_queue_holds_sends_back_and_fails_nobody(
+    cli: Cli, mode: str, database_url: str
+) -> None:
     """The same campaign with ``queue_share = 0`` (the queue not read): Sinch refuses sends
     once the queue is full. Each refusal is back-pressure: the send waits and goes again,
     its attempt not counted (two attempts in all would fail anybody refused twice), never
     as the request rate's 429; everyone is sent exactly once."""
+    cli.use_database(database_url)
     rows = 1_000
     cli.patch_sandbox(outbound_rate=400, queue_limit=200)
     with cli.config.open("a") as config:

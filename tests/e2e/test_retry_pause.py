@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.e2e.test_cli_e2e import Cli, cli, read_report, sandbox
@@ -52,7 +53,10 @@ def _failed(cli: Cli) -> set[str]:
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_retry_sends_the_failed_recipients_again_each_once(cli: Cli, mode: str) -> None:
+def test_retry_sends_the_failed_recipients_again_each_once(
+    cli: Cli, mode: str, database_url: str
+) -> None:
+    cli.use_database(database_url)
     if mode == "individual":  # a quarter of the requests answered 503, none retried
         _config(cli, max_attempts=1)
         cli.patch_sandbox(error_rate_503=0.25)
@@ -152,7 +156,10 @@ def _finish_after_resume(cli: Cli, campaign: str, rows: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["individual", "batch"])
-def test_pause_stops_a_running_campaign_and_resume_carries_on(cli: Cli, mode: str) -> None:
+def test_pause_stops_a_running_campaign_and_resume_carries_on(
+    cli: Cli, mode: str, database_url: str
+) -> None:
+    cli.use_database(database_url)
     rows = 1500
     cli.patch_sandbox(latency_ms=30.0)
     # 300 messages/s either way: batches of 10 at 30 requests/s.
@@ -166,15 +173,23 @@ def test_pause_stops_a_running_campaign_and_resume_carries_on(cli: Cli, mode: st
 
 
 def _live_workers(cli: Cli) -> int:
-    with sqlite3.connect(cli.db) as conn:
-        try:
-            row = conn.execute("SELECT count(*) FROM workers WHERE stopped_at IS NULL").fetchone()
-        except sqlite3.OperationalError:  # not migrated yet
-            return 0
+    query = "SELECT count(*) FROM workers WHERE stopped_at IS NULL"
+    url = cli.env.get("CAMPAIGN_DATABASE_URL", "")
+    if url.startswith("postgresql"):
+        with psycopg.connect(url) as pg:
+            row = pg.execute(query).fetchone()
+    else:
+        with sqlite3.connect(cli.db) as conn:
+            try:
+                row = conn.execute(query).fetchone()
+            except sqlite3.OperationalError:  # not migrated yet
+                return 0
+    assert row is not None
     return int(row[0])
 
 
-def test_pause_stops_every_worker_of_the_campaign(cli: Cli) -> None:
+def test_pause_stops_every_worker_of_the_campaign(cli: Cli, database_url: str) -> None:
+    cli.use_database(database_url)
     rows = 2000
     cli.patch_sandbox(latency_ms=30.0)
     cli.config.write_text(cli.config.read_text().replace("= 800", "= 300"))
