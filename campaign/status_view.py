@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from campaign import estimate
-from campaign.models import SCHEDULED, Status
+from campaign.models import SCHEDULED, Channel, Status
 from campaign.store.repository import CampaignRow
 
 
@@ -58,6 +58,22 @@ def clocks(
     )
 
 
+def first_choice(channel: str, send: Mapping[str, Any]) -> str | None:
+    """The channel Sinch tries first: the head of ``channel_priority_order``, else the
+    campaign's channel (None for contact IDs without an order: Sinch's choice)."""
+    order = send.get("channel_priority_order")
+    if isinstance(order, list) and order:
+        return str(order[0])
+    return None if channel == Channel.CONTACT_ID else channel
+
+
+def fell_back(channels: Mapping[str, int], first: str | None) -> int:
+    """Delivered recipients whom Sinch reached on another channel than the first choice."""
+    if first is None:
+        return 0
+    return sum(count for channel, count in channels.items() if channel != first)
+
+
 def _queue_view(campaign: CampaignRow, now: datetime) -> dict[str, Any] | None:
     if campaign.app_read_at is None:
         return None
@@ -81,7 +97,12 @@ def campaign_view(
     send_after: str | None = None,
     pace: Pace | None = None,
     now: datetime | None = None,
+    channels: Mapping[str, int] | None = None,
+    first_choice: str | None = None,
 ) -> dict[str, Any]:
+    """What ``status`` shows of ``campaign``. ``channels``: delivered recipients per channel
+    that delivered them; ``first_choice``: the channel tried first (the others are
+    fallbacks)."""
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
     delivery = delivery or {}
@@ -105,6 +126,8 @@ def campaign_view(
         "delivery_rate": _share(delivery.get("delivered", 0), accepted),
         "read_rate": _share(delivery.get("read", 0), accepted),
         "failed_after_acceptance": delivery.get("failed", 0),
+        "delivered_by_channel": dict(channels or {}),
+        "fell_back": fell_back(channels or {}, first_choice),
         "in_doubt": counts.get(Status.IN_DOUBT, 0),
         "in_doubt_policy": policy,
         "stale": stale,
@@ -142,6 +165,13 @@ def render_text(views: Sequence[Mapping[str, Any]]) -> list[str]:
             if view["delivery_rate"] is not None:
                 rates += f" · delivered {view['delivery_rate']:.1%} · read {view['read_rate']:.1%}"
             lines.append(rates)
+        if view.get("delivered_by_channel"):
+            by_channel = "  ".join(
+                f"{channel} {count:,}"
+                for channel, count in sorted(view["delivered_by_channel"].items())
+            )
+            fallback = f" · fell back {view['fell_back']:,}" if view.get("fell_back") else ""
+            lines.append(f"  delivered on  {by_channel}{fallback}")
         if view.get("batches"):
             lines.append(
                 "  batches  " + "  ".join(f"{k} {v:,}" for k, v in sorted(view["batches"].items()))

@@ -102,6 +102,8 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
                         config.sending.batch_size if campaign.mode == "batch" else 1,
                     ),
                     now,
+                    await store.recipients.delivered_by_channel(campaign.id),
+                    status_view.first_choice(campaign.channel, definition.get("send") or {}),
                 )
                 | {"paused_at": paused}
             )

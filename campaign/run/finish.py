@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from campaign import windows
+from campaign import status_view, windows
 from campaign.errors import EXIT_INTERRUPTED, StoreError
 from campaign.models import Status
 from campaign.progress import ProgressDisplay, RateMeter, Snapshot
@@ -58,6 +58,14 @@ async def summary(
         accepted = delivery["accepted"]
         lines.append(("delivered (of accepted)", f"{delivery['delivered'] / accepted:.1%}"))
         lines.append(("read (of accepted)", f"{delivery['read'] / accepted:.1%}"))
+    channels = await store.recipients.delivered_by_channel(campaign.id)
+    for channel, count in sorted(channels.items()):
+        lines.append((f"delivered on {channel}", f"{count:,}"))
+    fell_back = status_view.fell_back(
+        channels, status_view.first_choice(spec.channel.value, spec.send)
+    )
+    if fell_back:
+        lines.append(("fell back to another channel", f"{fell_back:,}"))
     lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))
     ctx.display.table(f"summary: {spec.name}", lines)
     if finished and deferred is not None:

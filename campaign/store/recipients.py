@@ -151,6 +151,23 @@ class Recipients(Group):
             row = (await conn.execute(query)).one()
         return dict(zip(("accepted", "delivered", "read", "failed"), map(int, row), strict=True))
 
+    async def delivered_by_channel(self, campaign_id: int) -> dict[str, int]:
+        """Delivered (or read) recipients per channel that Sinch delivered them on, after any
+        fallback (a row that follows its chunk has had no callback, so has no row here)."""
+        statuses = (Status.DELIVERED.value, Status.READ.value)
+        query = (
+            select(C.channel_used, func.count())
+            .where(
+                C.campaign_id == campaign_id,
+                C.status.in_(statuses),
+                C.channel_used.is_not(None),
+            )
+            .group_by(C.channel_used)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(channel): int(count) for channel, count in rows}
+
     async def stale_queued(self, campaign_id: int, older_than: datetime) -> int:
         """QUEUED rows sent before ``older_than`` that no callback has moved since."""
         async with self.engine.connect() as conn:

@@ -5,14 +5,17 @@ anything is sent."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from campaign import localcredentials
 from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.e2e.test_cli_e2e import cli as cli
 from tests.e2e.test_cli_e2e import sandbox as sandbox
+from tests.e2e.test_tracking_e2e import free_port
 
 ROWS = 60
 
@@ -74,3 +77,37 @@ def test_an_app_in_dispatch_mode_refuses_a_campaign_by_contact_id(cli: Cli) -> N
     again = cli.run("run", str(_contacts(cli, "individual")))
     assert again.returncode == 1, again.stderr
     assert len(cli.sent()) == ROWS
+
+
+def test_fallback_is_tracked_per_delivering_channel(cli: Cli) -> None:
+    """Sinch tries WhatsApp first and falls back to SMS where WhatsApp fails (here for the
+    contacts ending in an even digit): the report's delivery_channel, `status` and the
+    summary say which channel delivered, and how many fell back."""
+    port = free_port()
+    cli.config.write_text(cli.config.read_text() + f"\n[receiver]\nport = {port}\n")
+    cli.env["SINCH_WEBHOOK_SECRET"] = localcredentials.WEBHOOK_SECRET
+    cli.patch_sandbox(
+        callback_url=f"http://127.0.0.1:{port}/sinch/callbacks",
+        failure_rules=[
+            {"pattern": "[02468]$", "code": "RECIPIENT_NOT_REACHABLE", "channel": "WHATSAPP"}
+        ],
+        read_delay_s=60.0,  # DELIVERED is the last word within the wait
+    )
+    result = cli.run("run", str(_contacts(cli, "individual")), "--wait-for-delivery", "30")
+    assert result.returncode == 1, result.stderr  # the rejected row
+    report = cli.tmp / "report.csv"
+    assert cli.run("report", "contacts", "-o", str(report)).returncode == 0
+    delivered = {
+        r["identity"]: r["delivery_channel"]
+        for r in read_report(report)
+        if r["status"] == "DELIVERED"
+    }
+    assert len(delivered) == ROWS
+    expected = {f"01CONTACT{i:04d}": "SMS" if i % 2 == 0 else "WHATSAPP" for i in range(ROWS)}
+    assert delivered == expected
+    view = json.loads(cli.run("status", "contacts", "--json").stdout)
+    assert view["delivered_by_channel"] == {"SMS": ROWS // 2, "WHATSAPP": ROWS // 2}
+    assert view["fell_back"] == ROWS // 2
+    assert "fell back 30" in cli.run("status", "contacts").stdout
+    summary = " ".join(result.stdout.replace("│", " ").split())
+    assert "delivered on SMS 30" in summary and "fell back to another channel 30" in summary

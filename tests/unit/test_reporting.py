@@ -11,7 +11,14 @@ import pytest
 from campaign import reporting
 from campaign.models import AppQueue, DispatchStats, Status
 from campaign.progress import RateMeter, snapshot
-from campaign.status_view import Pace, campaign_view, queue_now, render_text
+from campaign.status_view import (
+    Pace,
+    campaign_view,
+    fell_back,
+    first_choice,
+    queue_now,
+    render_text,
+)
 from campaign.store import records
 from campaign.store.repository import CampaignRow
 
@@ -137,3 +144,18 @@ def test_status_view() -> None:
     text = render_text([view])
     assert text[0].startswith("c  [READY, individual, SMS]  2/3 settled")
     assert "X" in text[2]
+
+
+def test_fallback_counts_what_another_channel_than_the_first_choice_delivered() -> None:
+    assert first_choice("SMS", {}) == "SMS"
+    assert first_choice("SMS", {"channel_priority_order": ["WHATSAPP", "SMS"]}) == "WHATSAPP"
+    assert first_choice("CONTACT_ID", {}) is None  # Sinch's choice: nothing to fall back from
+    channels = {"WHATSAPP": 7, "SMS": 3}
+    assert fell_back(channels, "WHATSAPP") == 3
+    assert fell_back(channels, None) == 0
+    row = CampaignRow(1, "c", "K", "individual", "SMS", "{}", "r.csv", "READY", 10, NOW, NOW)
+    view = campaign_view(
+        row, {Status.DELIVERED: 10}, [], channels=channels, first_choice="WHATSAPP"
+    )
+    assert view["delivered_by_channel"] == channels and view["fell_back"] == 3
+    assert "  delivered on  SMS 3  WHATSAPP 7 · fell back 3" in render_text([view])
