@@ -108,6 +108,12 @@ def _add_callbacks(parser: argparse.ArgumentParser) -> None:
         help="HMAC secret for callback signatures ('' to send them unsigned)",
     )
     cb.add_argument(
+        "--override-secret",
+        default=None,
+        help="HMAC secret for callbacks to a request's own callback_url (the app's"
+        " secret_for_overridden_callback_urls; default: the webhook secret; '' unsigned)",
+    )
+    cb.add_argument(
         "--fail-pattern",
         action="append",
         default=[],
@@ -171,6 +177,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         seed=opt("seed", d.seed),
         callback_url=opt("callback_url", d.callback_url),
         webhook_secret=webhook_secret or None,
+        override_secret=opt("override_secret", d.override_secret),
         failure_rules=tuple(FailureRule.parse(p) for p in opt("fail_pattern", [])),
         delivered_delay_s=opt("delivered_delay", d.delivered_delay_s),
         read_delay_s=opt("read_delay", d.read_delay_s),

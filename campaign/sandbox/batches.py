@@ -29,6 +29,7 @@ from campaign.sandbox import (
     scheduling,
     substitution,
     validation,
+    webhooks,
 )
 from campaign.sandbox.records import Batch, BatchStatus
 from campaign.sandbox.settings import SandboxSettings
@@ -106,7 +107,11 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     batch_id = records.new_id()
     # Messages nobody will see (no history kept, no callbacks to send) are counted, not built:
     # the answer is the same, and a long benchmark does not measure our bookkeeping.
-    build = settings.record_history or bool(settings.callback_url or body.get("callback_url"))
+    build = (
+        settings.record_history
+        or bool(settings.callback_url or body.get("callback_url"))
+        or bool(webhooks.subscribers(state, body["app_id"]))
+    )
     prepared = _recipient_messages(settings, body, items_json, size, batch_id, build, now)
     if isinstance(prepared, web.Response):
         return prepared

@@ -4,11 +4,18 @@ One :class:`~campaign.sandbox.timers.DueQueue` holds every callback not yet due 
 and retries alike); one pump moves due callbacks into a small bounded queue; a fixed pool of
 sender coroutines drains it through the app's single :class:`aiohttp.ClientSession`. No task
 is spawned per message, so a benchmark with a million messages stays cheap.
+
+Where a message's events go, as at Sinch: to its request's own ``callback_url`` when it gave
+one (signed with the app's secret for overridden URLs), else to every registered webhook of
+its app whose triggers include the event's (each signed with its own secret), and to the
+settings' ``callback_url``, which acts as a webhook registered beforehand for
+``settings.triggers`` (signed with ``webhook_secret``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,14 +25,28 @@ from typing import Any
 import aiohttp
 
 from campaign import jsonutil
-from campaign.sandbox import delivery, responses
+from campaign.sandbox import delivery, responses, webhooks
 from campaign.sandbox.records import SentMessage
-from campaign.sandbox.settings import FailureRule
+from campaign.sandbox.settings import TRIGGERS, FailureRule, SandboxSettings
 from campaign.sandbox.state import SandboxState
 from campaign.sandbox.timers import DueQueue
 from campaign.sinch import signature
 
 log = logging.getLogger(__name__)
+
+# What signs a callback (resolved when it is sent, so a changed secret applies at once): the
+# settings' webhook secret, the app's secret for overridden URLs, or a registered webhook's id.
+BY_SETTINGS = "settings"
+BY_OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a message's callbacks go, which triggers it receives, and what signs them."""
+
+    url: str
+    triggers: frozenset[str]
+    signer: str
 
 
 @dataclass
@@ -40,6 +61,7 @@ class CallbackJob:
     body: bytes | None = None
     payload: dict[str, Any] | None = None
     twin: CallbackJob | None = None
+    signer: str = BY_SETTINGS
 
 
 class CallbackDispatcher:
@@ -68,10 +90,10 @@ class CallbackDispatcher:
         """Plan the callbacks of a freshly accepted ``message`` from ``start`` (monotonic), when
         it leaves the app's MT queue; with ``failure``, only that FAILED report, at ``start``.
         No-op without a target."""
-        settings = self._state.settings
-        url = message.callback_url or settings.callback_url
-        if url is None:
+        targets = self.targets(message)
+        if not targets:
             return
+        settings = self._planning(targets)
         rng = self._state.callback_rng
         duplicates = settings.duplicate_callback_rate
         if failure is None:
@@ -79,13 +101,41 @@ class CallbackDispatcher:
         else:
             events = delivery.failure(message, settings, failure, _happened(message, failure))
         for event in events:
-            job = CallbackJob(url, message, event)
-            self._due.push(start + event.offset_s, job)
-            if duplicates and rng.random() < duplicates:
-                # A redelivery of the same event: same body, sent a little later.
-                later = event.offset_s + rng.uniform(0.0, max(settings.queued_delay_s, 0.01))
-                twin = CallbackJob(url, message, event, duplicate=True, twin=job)
-                self._due.push(start + later, twin)
+            for target in targets:
+                if event.trigger not in target.triggers:
+                    continue
+                job = CallbackJob(target.url, message, event, signer=target.signer)
+                self._due.push(start + event.offset_s, job)
+                if duplicates and rng.random() < duplicates:
+                    # A redelivery of the same event: same body, sent a little later.
+                    later = event.offset_s + rng.uniform(0.0, max(settings.queued_delay_s, 0.01))
+                    twin = CallbackJob(
+                        target.url, message, event, duplicate=True, twin=job, signer=target.signer
+                    )
+                    self._due.push(start + later, twin)
+
+    def targets(self, message: SentMessage) -> list[Target]:
+        """Where the callbacks of ``message`` go: its own ``callback_url`` alone (Sinch sends
+        that message's events there instead), else the settings' URL and the app's webhooks."""
+        settings = self._state.settings
+        every = frozenset(settings.triggers)
+        if message.callback_url:
+            return [Target(message.callback_url, every, BY_OVERRIDE)]
+        targets = (
+            [Target(settings.callback_url, every, BY_SETTINGS)] if settings.callback_url else []
+        )
+        for hook in webhooks.subscribers(self._state, message.app_id):
+            targets.append(Target(hook["target"], frozenset(hook["triggers"]), hook["id"]))
+        return targets
+
+    def _planning(self, targets: list[Target]) -> SandboxSettings:
+        """The settings to plan events with: those whose triggers some target wants (a webhook
+        may want MESSAGE_SUBMIT while ``settings.triggers`` leaves it out)."""
+        settings = self._state.settings
+        wanted = frozenset().union(*(t.triggers for t in targets)) & frozenset(TRIGGERS)
+        if wanted == frozenset(settings.triggers):
+            return settings
+        return dataclasses.replace(settings, triggers=tuple(t for t in TRIGGERS if t in wanted))
 
     def clear(self) -> None:
         """Drop every callback not yet being sent (``POST /_sandbox/reset``)."""
@@ -118,6 +168,8 @@ class CallbackDispatcher:
     async def _attempt(self, job: CallbackJob) -> None:
         state = self._state
         settings = state.settings
+        if job.signer not in (BY_SETTINGS, BY_OVERRIDE) and job.signer not in state.webhooks:
+            return  # its webhook was deleted meanwhile: Sinch no longer calls it
         if job.body is None and job.twin is not None and job.twin.body is not None:
             job.payload, job.body = job.twin.payload, job.twin.body
         if job.body is None:
@@ -125,10 +177,9 @@ class CallbackDispatcher:
             job.body = jsonutil.dumpb(job.payload)
         job.attempt += 1
         headers = {"Content-Type": "application/json"}
-        if settings.webhook_secret:
-            headers.update(
-                signature.sign(settings.webhook_secret, job.body, timestamp=int(time.time()))
-            )
+        secret = self._secret(job)
+        if secret:
+            headers.update(signature.sign(secret, job.body, timestamp=int(time.time())))
         status: int | None = None
         error: str | None = None
         try:
@@ -151,6 +202,16 @@ class CallbackDispatcher:
             return
         delay = settings.callback_retry_base_s * settings.callback_retry_factor ** (job.attempt - 1)
         self._due.push(time.monotonic() + delay, job)
+
+    def _secret(self, job: CallbackJob) -> str | None:
+        """The secret that signs ``job`` now (None: sent unsigned)."""
+        settings = self._state.settings
+        if job.signer == BY_SETTINGS:
+            return settings.webhook_secret
+        if job.signer == BY_OVERRIDE:
+            return settings.secret_for_overridden_urls()
+        hook = self._state.webhooks.get(job.signer)
+        return (hook.get("secret") or None) if hook is not None else None
 
     def _log(self, job: CallbackJob, status: int | None, error: str | None) -> None:
         if not self._state.settings.record_history:

@@ -73,5 +73,7 @@ def _app(state: SandboxState, app_id: str) -> dict[str, Any]:
             "outbound_size": state.queue(app_id).size(time.monotonic()),
             "outbound_limit": settings.queue_limit,
         },
-        "callback_settings": {"secret_for_overridden_callback_urls": ""},
+        "callback_settings": {
+            "secret_for_overridden_callback_urls": settings.secret_for_overridden_urls() or ""
+        },
     }

@@ -116,6 +116,9 @@ class SandboxSettings:
     # Where and how delivery callbacks go (``callback_url`` None: only per-request URLs).
     callback_url: str | None = None
     webhook_secret: str | None = field(default=localcredentials.WEBHOOK_SECRET, repr=False)
+    # The app's ``callback_settings.secret_for_overridden_callback_urls``: what signs callbacks
+    # sent to a request's own ``callback_url``. None: the same as ``webhook_secret``; "": unsigned.
+    override_secret: str | None = field(default=None, repr=False)
     triggers: tuple[str, ...] = TRIGGERS
     queued_delay_s: float = 0.2
     queued_jitter_s: float = 0.1
@@ -145,6 +148,12 @@ class SandboxSettings:
         problems = list(_problems(self))
         if problems:
             raise ConfigError("sandbox settings: " + "; ".join(problems))
+
+    def secret_for_overridden_urls(self) -> str | None:
+        """The secret that signs callbacks to a per-request ``callback_url`` (None: unsigned)."""
+        if self.override_secret is None:
+            return self.webhook_secret
+        return self.override_secret or None
 
     def failure_for(self, channel: str, identity: str) -> FailureRule | None:
         """The first failure rule that applies to ``identity`` on ``channel``."""

@@ -95,6 +95,9 @@ class SandboxState:
         self.queues: dict[str, outbound.OutboundQueue] = {}
         self.app_reads: dict[str, int] = {}  # GET apps/{app_id}, per app
         self.deleted_apps: set[str] = set()  # by ``delete_app_after_reads``
+        # The webhooks registered through the API, by id, in the order created (JSON objects
+        # as Sinch answers them; :mod:`campaign.sandbox.webhooks` owns their shape).
+        self.webhooks: dict[str, dict[str, Any]] = {}
         # Set by the delivery simulator while it runs: called once per accepted message, with
         # when it leaves the queue (monotonic) and the failure it meets there, if any.
         self.on_accept: Callable[[records.SentMessage, float, FailureRule | None], None] | None = (
@@ -234,8 +237,8 @@ class SandboxState:
         }
 
     def reset(self) -> None:
-        """Forget messages, batches, callbacks, counters, rate windows, MT queues, and reads
-        and deletions of the apps.
+        """Forget messages, batches, callbacks, counters, rate windows, MT queues, registered
+        webhooks, and reads and deletions of the apps.
 
         Settings and issued tokens are kept, so clients holding a token carry on.
         """
@@ -249,6 +252,7 @@ class SandboxState:
         self.queues.clear()
         self.app_reads.clear()
         self.deleted_apps.clear()
+        self.webhooks.clear()
         self.epoch = self.started = time.monotonic()
         self.fault_rng, self.callback_rng = _rngs(self._settings.seed)
 
