@@ -5,6 +5,7 @@ Over real HTTP: the sandbox and the receivers listen on loopback ports.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +14,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from campaign.sandbox import SandboxSettings, arguments
 from campaign.sinch import signature
 
-from .helpers import APP, FAST_CALLBACKS, PROJECT, Api, Receiver, SandboxFactory, basic, text_send
+from .helpers import (
+    APP,
+    FAST_CALLBACKS,
+    PROJECT,
+    WEBHOOK_SECRET,
+    Api,
+    Receiver,
+    SandboxFactory,
+    basic,
+    text_send,
+)
 
 WEBHOOKS = f"/v1/projects/{PROJECT}/webhooks"
 LIST = f"/v1/projects/{PROJECT}/apps/{APP}/webhooks"
@@ -301,3 +313,14 @@ async def test_a_deleted_webhook_receives_nothing_more(
         await api.call("DELETE", f"{WEBHOOKS}/{created['id']}")
         await asyncio.sleep(0.7)
         assert kinds(a) == ["QUEUED_ON_CHANNEL"]
+
+
+def test_the_override_secret_option_and_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    arguments.add_arguments(parser)
+    given = arguments.settings_from_args(parser.parse_args(["--override-secret", "OVER-XYZ"]))
+    assert given.secret_for_overridden_urls() == "OVER-XYZ" and "OVER-XYZ" not in repr(given)
+    default = arguments.settings_from_args(parser.parse_args([]))
+    assert default.secret_for_overridden_urls() == WEBHOOK_SECRET
+    assert SandboxSettings(override_secret="").secret_for_overridden_urls() is None
+    assert SandboxSettings(webhook_secret=None).secret_for_overridden_urls() is None
