@@ -91,10 +91,15 @@ def segments_expr(text: pl.Expr) -> pl.Expr:
     septets = chars + text.str.count_matches(_EXTENSION)
     units = chars + text.str.count_matches(_ASTRAL)
     return (
-        pl.when(text.str.contains(_GSM7_ONLY))
+        pl.when(gsm7_expr(text))
         .then(_parts_expr(septets, GSM7_SINGLE, GSM7_PART))
         .otherwise(_parts_expr(units, UCS2_SINGLE, UCS2_PART))
     )
+
+
+def gsm7_expr(text: pl.Expr) -> pl.Expr:
+    """Whether each text of ``text`` goes as GSM-7, as :func:`is_gsm7` says."""
+    return text.str.contains(_GSM7_ONLY)
 
 
 def _parts_expr(units: pl.Expr, single: int, per_part: int) -> pl.Expr:

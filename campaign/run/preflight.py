@@ -16,6 +16,7 @@ from campaign.errors import EXIT_INTERRUPTED
 from campaign.resources import Resources, open_resources
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
+from campaign.run.smsparts import SmsParts, report_line
 from campaign.sinch.auth import check_credentials
 from campaign.sinch.client import AppInfo, SinchClient
 
@@ -60,6 +61,7 @@ class _Tally:
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     zones: Counter[str | None] = field(default_factory=Counter)
+    sms: SmsParts | None = None  # an SMS text campaign's parts, what its bill counts
 
     def add(self, frame: pl.DataFrame) -> None:
         self.rows += frame.height
@@ -71,6 +73,8 @@ class _Tally:
         sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
         self.valid += sent.height
         self.zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
+        if self.sms is not None:
+            self.sms.add(sent)
 
 
 async def dry_run(ctx: RunContext) -> int:
@@ -78,7 +82,7 @@ async def dry_run(ctx: RunContext) -> int:
     stops it between two slices (or during the first pass), exit 3."""
     spec = ctx.spec
     source = open_source(spec)
-    tally = _Tally()
+    tally = _Tally(sms=SmsParts.of(spec))
     async with FirstPass(source) as first:
         found = await unless_stopped(first.duplicates(), ctx.stop)
         if found is None:
@@ -123,6 +127,8 @@ def _report(ctx: RunContext, tally: _Tally, app: AppInfo | None) -> None:
         out(f"rejected      {count:,}  {reason}")
     out(f"duplicates    {plan.duplicates:,}")
     out(f"requests      {plan.requests:,}")
+    if tally.sms is not None:
+        out(report_line(tally.sms))
     rate = sending.requests_per_second
     out(f"submit        {estimate.duration(plan.seconds)} at {rate:,.0f} requests/s")
     drain = _drain(app, plan.valid)

@@ -145,3 +145,37 @@ def test_an_unknown_channel_is_a_usage_error(cli: Cli) -> None:
     result = cli.run("preview", str(cli.campaign_file()), "--channel", "PIGEON")
     assert result.returncode == 2
     assert cli.sent() == []
+
+
+def test_the_dry_run_adds_up_the_sms_parts_of_the_rows_it_would_send(cli: Cli) -> None:
+    result = cli.run("run", str(cli.campaign_file(recipients=_recipients(cli))), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Rows 2, 4 and 5 (not the rejected row, not the duplicate): one part each; Zoë's in UCS-2.
+    assert (
+        "segments      3 SMS parts billed, 1 of the texts in UCS-2 (70 characters a part)" in lines
+    )
+    assert lines.index("requests      3") + 1 == lines.index(
+        "segments      3 SMS parts billed, 1 of the texts in UCS-2 (70 characters a part)"
+    )
+    assert cli.sent() == []
+
+
+def test_the_dry_run_counts_every_part_of_a_long_text(cli: Cli) -> None:
+    campaign = cli.tmp / "long.toml"
+    campaign.write_text(
+        cli.campaign_file(recipients=_recipients(cli))
+        .read_text()
+        .replace("Reply STOP to opt out.", "Reply STOP to opt out. " + "Spring sale! " * 10),
+        encoding="utf-8",
+    )
+    result = cli.run("run", str(campaign), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    # Ana and Bob: GSM-7 over 160, 2 parts each; Zoë: UCS-2 over 134, 3 parts.
+    assert "segments      7 SMS parts billed, 1 of the texts in UCS-2" in result.stdout
+
+
+def test_the_dry_run_of_a_card_counts_no_sms_parts(cli: Cli) -> None:
+    result = cli.run("run", str(_card_campaign(cli, _recipients(cli))), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "segments" not in result.stdout
