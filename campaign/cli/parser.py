@@ -11,7 +11,7 @@ from typing import Any
 
 from campaign import __version__
 from campaign import sandbox as sandbox_mod
-from campaign.cli import commands
+from campaign.cli import commands, preview, webhooks
 
 Subparsers = Any  # argparse's _SubParsersAction, private
 
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     _pause(sub, common)
     _status(sub, common)
     _report(sub, common)
+    webhooks.add_parser(sub, common)
+    preview.add_parser(sub, common)
     _db(sub, common)
     _receiver(sub, common)
     _demo(sub, common)

@@ -14,7 +14,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from campaign.sandbox import auth, batches, control, conversation, keys, responses
+from campaign.sandbox import (
+    auth,
+    batches,
+    control,
+    conversation,
+    keys,
+    responses,
+    transcode,
+    webhooks,
+)
 from campaign.sandbox.callbacks import CallbackDispatcher
 from campaign.sandbox.settings import SandboxSettings
 from campaign.sandbox.state import SandboxState
@@ -42,6 +51,8 @@ def make_app(settings: SandboxSettings | None = None) -> web.Application:
     router.add_get(project + "/messages", batches.find_batches)
     router.add_delete(project + "/messages", batches.cancel_batches)
     router.add_get(project + "/messages/{batch_id}", batches.get_batch)
+    webhooks.add_routes(router, project)
+    transcode.add_routes(router, project)
     control.add_routes(app)
     return app
 
