@@ -101,3 +101,30 @@ class DispatchStats:
     queue_full: int = 0  # requests refused because the app's queue was full (sent again)
     in_flight: int = 0
     requests: int = 0
+
+
+# The EventDestinationTrigger values of the Sinch SDKs: what a webhook may subscribe to.
+WEBHOOK_TRIGGERS: tuple[str, ...] = (
+    "MESSAGE_DELIVERY",
+    "EVENT_DELIVERY",
+    "MESSAGE_INBOUND",
+    "EVENT_INBOUND",
+    "CONVERSATION_START",
+    "CONVERSATION_STOP",
+    "CONTACT_CREATE",
+    "CONTACT_DELETE",
+    "CONTACT_MERGE",
+    "CONTACT_UPDATE",
+    "UNSUPPORTED",
+    "OPT_IN",
+    "OPT_OUT",
+    "CAPABILITY",
+    "CONVERSATION_DELETE",
+    "CONTACT_IDENTITIES_DUPLICATION",
+    "CHANNEL_EVENT",
+    "SMART_CONVERSATION",
+    "SMART_CONVERSATIONS",
+    "MESSAGE_INBOUND_SMART_CONVERSATION_REDACTION",
+    "RECORD_NOTIFICATION",
+    "MESSAGE_SUBMIT",
+)

@@ -16,39 +16,14 @@ from typing import Any, Final
 from aiohttp import web
 
 from campaign.messages.violations import Violations
+from campaign.models import WEBHOOK_TRIGGERS
 from campaign.sandbox import guard, keys, records, responses
 from campaign.sandbox.state import SandboxState
 
 MAX_PER_APP: Final = 5
 MAX_TARGET: Final = 742
 TARGET_TYPES: Final = frozenset({"HTTP", "DISMISS"})
-# EventDestinationTrigger of the Sinch SDKs.
-TRIGGERS: Final = frozenset(
-    {
-        "MESSAGE_DELIVERY",
-        "EVENT_DELIVERY",
-        "MESSAGE_INBOUND",
-        "EVENT_INBOUND",
-        "CONVERSATION_START",
-        "CONVERSATION_STOP",
-        "CONTACT_CREATE",
-        "CONTACT_DELETE",
-        "CONTACT_MERGE",
-        "CONTACT_UPDATE",
-        "UNSUPPORTED",
-        "OPT_IN",
-        "OPT_OUT",
-        "CAPABILITY",
-        "CONVERSATION_DELETE",
-        "CONTACT_IDENTITIES_DUPLICATION",
-        "CHANNEL_EVENT",
-        "SMART_CONVERSATION",
-        "SMART_CONVERSATIONS",
-        "MESSAGE_INBOUND_SMART_CONVERSATION_REDACTION",
-        "RECORD_NOTIFICATION",
-        "MESSAGE_SUBMIT",
-    }
-)
+TRIGGERS: Final = frozenset(WEBHOOK_TRIGGERS)  # EventDestinationTrigger of the Sinch SDKs
 FIELDS: Final = frozenset(
     {"app_id", "target", "target_type", "secret", "triggers", "client_credentials"}
 )

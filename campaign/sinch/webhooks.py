@@ -12,34 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from campaign import errors
+from campaign.models import WEBHOOK_TRIGGERS
 from campaign.sinch.client import SinchClient
 
 MAX_PER_APP: Final = 5
-# The EventDestinationTrigger values of the Sinch SDKs.
-TRIGGERS: Final = (
-    "MESSAGE_DELIVERY",
-    "EVENT_DELIVERY",
-    "MESSAGE_INBOUND",
-    "EVENT_INBOUND",
-    "CONVERSATION_START",
-    "CONVERSATION_STOP",
-    "CONTACT_CREATE",
-    "CONTACT_DELETE",
-    "CONTACT_MERGE",
-    "CONTACT_UPDATE",
-    "UNSUPPORTED",
-    "OPT_IN",
-    "OPT_OUT",
-    "CAPABILITY",
-    "CONVERSATION_DELETE",
-    "CONTACT_IDENTITIES_DUPLICATION",
-    "CHANNEL_EVENT",
-    "SMART_CONVERSATION",
-    "SMART_CONVERSATIONS",
-    "MESSAGE_INBOUND_SMART_CONVERSATION_REDACTION",
-    "RECORD_NOTIFICATION",
-    "MESSAGE_SUBMIT",
-)
+TRIGGERS: Final = WEBHOOK_TRIGGERS
 
 
 @dataclass(frozen=True)
