@@ -111,12 +111,10 @@ async def preview_campaign(args: argparse.Namespace, config: Config | None) -> i
     sender = spec.send.get("channel_properties", {}).get("SMS_SENDER")
     async with open_resources(config, store=False) as resources:
         client = resources.need_client()
-        previews = [
-            RowPreview(
-                row, _forms(await transcode.transcode(client, row.message, channels, sender=sender))
-            )
-            for row in rows
-        ]
+        previews = []
+        for row in rows:  # one request a row, in turn: a preview is a few rows
+            forms = await transcode.transcode(client, row.message, channels, sender=sender)
+            previews.append(RowPreview(row, _forms(forms)))
     if args.json:
         print(json.dumps(_as_json(spec, channels, previews), ensure_ascii=False, indent=2))
     else:
