@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from campaign import cancelling, demo, errors, jsonutil, reporting, run, status_view
+from campaign import cancelling, demo, errors, jsonutil, run, status_view
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import SANDBOX_KEY_ID, Config
@@ -217,18 +217,6 @@ def _iso(moment: datetime) -> str:
 
 def _warn(text: str) -> None:
     print(f"campaign: warning: {text}", file=sys.stderr)
-
-
-async def export_report(args: argparse.Namespace, config: Config | None) -> int:
-    assert config is not None
-    async with open_resources(config, sinch=False) as resources:
-        store = resources.need_store()
-        campaign = await store.campaigns.find(args.name)
-        if campaign is None:
-            raise errors.CampaignError(f"no campaign named {args.name!r}")
-        rows = await reporting.export(store.export.pages(campaign.id), args.output)
-    print(f"wrote {rows:,} rows to {args.output}")
-    return errors.EXIT_OK
 
 
 async def upgrade_database(args: argparse.Namespace, config: Config | None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from campaign import __version__
 from campaign import sandbox as sandbox_mod
-from campaign.cli import commands, preview, webhooks
+from campaign.cli import commands, preview, report, webhooks
 
 Subparsers = Any  # argparse's _SubParsersAction, private
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _retry(sub, common)
     _pause(sub, common)
     _status(sub, common)
-    _report(sub, common)
+    report.add_parser(sub, common)
     webhooks.add_parser(sub, common)
     preview.add_parser(sub, common)
     _db(sub, common)
@@ -153,17 +153,6 @@ def _status(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     status.add_argument("name", nargs="?", metavar="NAME")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=commands.show_status, needs_config=True, needs_sinch=False)
-
-
-def _report(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    report = sub.add_parser(
-        "report", parents=[common], help="export the delivery report (CSV or Parquet)"
-    )
-    report.add_argument("name", metavar="NAME")
-    report.add_argument(
-        "--output", "-o", type=Path, required=True, help="PATH ending in .csv or .parquet"
-    )
-    report.set_defaults(handler=commands.export_report, needs_config=True, needs_sinch=False)
 
 
 def _db(sub: Subparsers, common: argparse.ArgumentParser) -> None:
