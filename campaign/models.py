@@ -66,10 +66,11 @@ class Status(StrEnum):
     DUPLICATE = "DUPLICATE"
     IN_DOUBT = "IN_DOUBT"
     CANCELLED = "CANCELLED"
+    SUPPRESSED = "SUPPRESSED"  # on the suppression list (opted out): never sent
 
 
 # Never sent, and never will be.
-UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE})
+UNSENDABLE: frozenset[Status] = frozenset({Status.REJECTED, Status.DUPLICATE, Status.SUPPRESSED})
 
 
 # A campaign's state (beside the store's LOADING, READY, DONE, CANCELLED) while it is not due

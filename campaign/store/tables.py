@@ -102,6 +102,8 @@ recipients = Table(
     Column("identity_raw", Text, nullable=True),
     # Normalised; NULL when rejected or a duplicate (the row it repeats holds it).
     Column("identity", String(256), nullable=True),
+    # The other identities, [[channel, identity], ...] as JSON; NULL when there is one.
+    Column("identities", Text, nullable=True),
     Column("parameters", Text, nullable=False, server_default=text("'{}'")),  # JSON object
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
