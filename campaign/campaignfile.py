@@ -47,6 +47,7 @@ _TOP_KEYS = {
     "quiet_hours",
     "timezone",
     "timezone_column",
+    "identities",
 }
 InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
@@ -94,6 +95,14 @@ class CampaignSpec:
     quiet_hours: quiet.QuietHours | None = None
     timezone: str | None = None
     timezone_column: str | None = None  # None: a column named "timezone", if there is one
+    # Further channels the recipient is reached on, each from a column, after the first choice
+    # (``channel``, ``identity_column``), in the campaign's order (``[identities]``).
+    identities: tuple[tuple[Channel, str], ...] = ()
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        """Every channel a recipient may be reached on: the first choice, then the others."""
+        return (self.channel, *(channel for channel, _ in self.identities))
 
     @property
     def quiet_plan(self) -> quiet.Plan | None:
@@ -127,7 +136,14 @@ class CampaignSpec:
             "quiet_hours": str(self.quiet_hours) if self.quiet_hours else None,
             "timezone": self.timezone,
             "timezone_column": self.timezone_column,
-        }
+        } | self._identities_definition()
+
+    def _identities_definition(self) -> dict[str, Any]:
+        # Only when there are some: a campaign stored before [identities] existed compares
+        # equal to its file still.
+        if not self.identities:
+            return {}
+        return {"identities": {channel.value: column for channel, column in self.identities}}
 
 
 def load(path: Path) -> CampaignSpec:
@@ -162,8 +178,10 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     if mode not in MODES:
         raise fail(f"'mode' must be 'batch' or 'individual', not {mode!r}")
     channel, identity_column, country = _audience(data, fail)
+    identities = _identities(data, channel, fail)
     message = _message(data, channel, fail)
     send = _send_table(data, fail)
+    _check_priority(send, (channel, *(c for c, _ in identities)), fail)
     defaults = _defaults(data, fail)
     policy, durations, exclusive = _safety(data, fail)
     send_after, deadline = (_moment(data.get(key), key, fail) for key in ("send_after", "deadline"))
@@ -185,6 +203,7 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
         mode=mode,
         channel=channel,
         identity_column=identity_column,
+        identities=identities,
         default_country=country,
         message=message,
         send=send,
@@ -221,6 +240,49 @@ def _audience(data: Mapping[str, Any], fail: Fail) -> tuple[Channel, str, str | 
             raise fail(f"'default_country' {country!r} is not an ISO 3166 country code")
         country = country.upper()
     return channel, identity_column, country
+
+
+def _identities(
+    data: Mapping[str, Any], channel: Channel, fail: Fail
+) -> tuple[tuple[Channel, str], ...]:
+    """``[identities]``: a channel per key, the column holding each recipient's identity on it
+    as its value (one phone column may serve several channels)."""
+    table = data.get("identities")
+    if table is None:
+        return ()
+    if channel is Channel.CONTACT_ID:
+        raise fail(
+            "[identities] adds channels to 'channel': recipients named by 'contact_id_column' "
+            "are reached on the channels Sinch knows for the contact"
+        )
+    if not isinstance(table, dict):
+        raise fail('[identities] must be a table of CHANNEL = "column", e.g. SMS = "phone"')
+    found: list[tuple[Channel, str]] = []
+    for name, column in table.items():
+        if name not in SINCH_CHANNELS:
+            known = ", ".join(c.value for c in SINCH_CHANNELS)
+            raise fail(f"[identities]: unknown channel {name!r} (one of {known})")
+        if name == channel:
+            raise fail(f"[identities]: {name} is the campaign's 'channel' already")
+        if not isinstance(column, str) or not column:
+            raise fail(f"[identities] {name}: name the column holding the identities")
+        found.append((Channel(name), column))
+    return tuple(found)
+
+
+def _check_priority(send: Mapping[str, Any], channels: tuple[Channel, ...], fail: Fail) -> None:
+    """``channel_priority_order`` may name only channels the campaign has identities for: Sinch
+    could not send on the others (for contacts, Sinch knows the contact's channels)."""
+    order = send.get("channel_priority_order")
+    if order is None or channels == (Channel.CONTACT_ID,):
+        return
+    for item in order:
+        if item not in channels:
+            have = ", ".join(c.value for c in channels)
+            raise fail(
+                f"[send] channel_priority_order: {item} has no identities in this campaign "
+                f"(it has {have}; add it to [identities])"
+            )
 
 
 def _message(data: Mapping[str, Any], channel: Channel, fail: Fail) -> dict[str, Any]:

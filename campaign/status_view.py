@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from campaign import estimate
-from campaign.models import SCHEDULED, Channel, Status
+from campaign.models import SCHEDULED, Status
 from campaign.store.repository import CampaignRow
 
 
@@ -58,22 +58,6 @@ def clocks(
     )
 
 
-def first_choice(channel: str, send: Mapping[str, Any]) -> str | None:
-    """The channel Sinch tries first: the head of ``channel_priority_order``, else the
-    campaign's channel (None for contact IDs without an order: Sinch's choice)."""
-    order = send.get("channel_priority_order")
-    if isinstance(order, list) and order:
-        return str(order[0])
-    return None if channel == Channel.CONTACT_ID else channel
-
-
-def fell_back(channels: Mapping[str, int], first: str | None) -> int:
-    """Delivered recipients whom Sinch reached on another channel than the first choice."""
-    if first is None:
-        return 0
-    return sum(count for channel, count in channels.items() if channel != first)
-
-
 def _queue_view(campaign: CampaignRow, now: datetime) -> dict[str, Any] | None:
     if campaign.app_read_at is None:
         return None
@@ -98,11 +82,10 @@ def campaign_view(
     pace: Pace | None = None,
     now: datetime | None = None,
     channels: Mapping[str, int] | None = None,
-    first_choice: str | None = None,
+    fell_back: int = 0,
 ) -> dict[str, Any]:
     """What ``status`` shows of ``campaign``. ``channels``: delivered recipients per channel
-    that delivered them; ``first_choice``: the channel tried first (the others are
-    fallbacks)."""
+    that delivered them; ``fell_back``: how many of them after another channel failed."""
     total = sum(counts.values())
     done = total - counts.get(Status.PENDING, 0) - counts.get(Status.IN_FLIGHT, 0)
     delivery = delivery or {}
@@ -127,7 +110,7 @@ def campaign_view(
         "read_rate": _share(delivery.get("read", 0), accepted),
         "failed_after_acceptance": delivery.get("failed", 0),
         "delivered_by_channel": dict(channels or {}),
-        "fell_back": fell_back(channels or {}, first_choice),
+        "fell_back": fell_back,
         "in_doubt": counts.get(Status.IN_DOUBT, 0),
         "in_doubt_policy": policy,
         "stale": stale,

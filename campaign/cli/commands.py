@@ -103,7 +103,7 @@ async def show_status(args: argparse.Namespace, config: Config | None) -> int:
                     ),
                     now,
                     await store.recipients.delivered_by_channel(campaign.id),
-                    status_view.first_choice(campaign.channel, definition.get("send") or {}),
+                    await store.recipients.fell_back(campaign.id),
                 )
                 | {"paused_at": paused}
             )

@@ -124,9 +124,10 @@ async def preview_campaign(args: argparse.Namespace, config: Config | None) -> i
 
 
 def campaign_channels(spec: campaignfile.CampaignSpec) -> list[str]:
-    """The channels the campaign may send on: its own, then its ``channel_priority_order``."""
+    """The channels the campaign may send on: its own (the first choice, then its
+    ``[identities]``), then its ``channel_priority_order``."""
     order = spec.send.get("channel_priority_order") or []
-    own = [] if spec.channel is Channel.CONTACT_ID else [spec.channel.value]
+    own = [] if spec.channel is Channel.CONTACT_ID else [c.value for c in spec.channels]
     channels = list(dict.fromkeys([*own, *order]))
     if not channels:
         raise errors.ConfigError(

@@ -5,6 +5,7 @@ Pure functions over DataFrames; the file and its reading are :mod:`campaign.load
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import polars as pl
@@ -12,6 +13,7 @@ import polars as pl
 from campaign import phones
 from campaign.loading import zones
 from campaign.messages.limits import TextLimit
+from campaign.sinch import wire
 
 MISSING_IDENTITY = "missing identity"
 INVALID_PHONE = "invalid phone number"
@@ -25,6 +27,11 @@ OUTPUT_SCHEMA: dict[str, type[pl.DataType]] = {
     "reason": pl.String,  # null when the row is valid
     "parameters": pl.String,  # JSON object of the message's parameters
     "time_zone": pl.String,  # with quiet hours: the zone key (campaign.quiet), null if unknown
+    # With [identities]: the channel of ``identity`` when it is not the first choice (whose
+    # identity the row lacks), and every identity of the row as Sinch's channel_identities
+    # (a JSON array) when it has more than one; null otherwise.
+    "channel": pl.String,
+    "identities": pl.String,
 }
 
 
@@ -43,6 +50,15 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class IdentitySource:
+    """A further channel a recipient is reached on (``[identities]``), and its column."""
+
+    channel: str
+    column: str
+    phone: bool  # the identity is a phone number, to E.164
+
+
+@dataclass(frozen=True)
 class SlicePlan:
     """What :func:`prepare_slice` needs, settled when the file is opened."""
 
@@ -55,10 +71,14 @@ class SlicePlan:
     # ``zone_column`` when given (the file has it), else from the phone number.
     zones: bool = False
     zone_column: str | None = None
+    # The further channels, after the first choice, in the campaign's order.
+    extra: tuple[IdentitySource, ...] = ()
+    channel: str = ""  # the first choice's, with ``extra``: for the rows' channel_identities
 
     def columns(self) -> list[str]:
         """The file's columns that are read, each once."""
-        wanted = [self.identity_column] + [p.column for p in self.parameters if p.column]
+        wanted = [self.identity_column, *(source.column for source in self.extra)]
+        wanted += [p.column for p in self.parameters if p.column]
         if self.zones and self.zone_column:
             wanted.append(self.zone_column)
         return list(dict.fromkeys(wanted))
@@ -82,7 +102,13 @@ def prepare_slice(
         missing=first_missing,
     )
     raw, trimmed, identity = _identities(batch, plan, numbers)
-    zone, zone_reason = _zones(batch, plan, identity)
+    channel = identities = pl.Series(None, [None] * batch.height, dtype=pl.String)
+    phone_identity = identity if plan.phone else None
+    if plan.extra:
+        trimmed, identity, channel, identities, phone_identity = _several(
+            batch, plan, trimmed, identity
+        )
+    zone, zone_reason = _zones(batch, plan, phone_identity)
     reason = (
         pl.when(pl.col("trimmed").is_null())
         .then(pl.lit(MISSING_IDENTITY))
@@ -100,6 +126,8 @@ def prepare_slice(
             "parameters": computed["parameters"],
             "zone": zone,
             "zone_reason": zone_reason,
+            "channel": channel,
+            "identities": identities,
         }
     ).select(
         "row",
@@ -108,6 +136,8 @@ def prepare_slice(
         reason=reason,
         parameters="parameters",
         time_zone=pl.when(reason.is_null()).then("zone"),
+        channel=pl.when(reason.is_null()).then("channel"),
+        identities=pl.when(reason.is_null()).then("identities"),
     )
 
 
@@ -149,15 +179,52 @@ def _identities(
     return raw, trimmed, identity
 
 
+def _several(
+    batch: pl.DataFrame, plan: SlicePlan, trimmed: pl.Series, first: pl.Series
+) -> tuple[pl.Series, pl.Series, pl.Series, pl.Series, pl.Series | None]:
+    """With further channels: the rows' cells trimmed and their identity (each the first in
+    the campaign's order that the row has), that identity's channel where it is not the first
+    choice, every identity as Sinch's channel_identities (JSON) where the row has several, and
+    the row's first phone number (its zone). A cell that is empty, or not a valid phone
+    number, leaves its channel out of the row; the row is rejected only when none is left."""
+    found = {(plan.identity_column, plan.phone): (trimmed, first)}
+    for source in plan.extra:
+        if (source.column, source.phone) not in found:  # one phone column, several channels
+            alone = dataclasses.replace(plan, identity_column=source.column, phone=source.phone)
+            found[(source.column, source.phone)] = _identities(batch, alone, None)[1:]
+    sources = [(plan.channel, plan.identity_column, plan.phone)]
+    sources += [(source.channel, source.column, source.phone) for source in plan.extra]
+    frame = pl.DataFrame(
+        {f"c{k}": found[(column, phone)][0] for k, (_, column, phone) in enumerate(sources)}
+        | {f"i{k}": found[(column, phone)][1] for k, (_, column, phone) in enumerate(sources)}
+    )
+    ids = [pl.col(f"i{k}") for k in range(len(sources))]
+    channels = [channel for channel, _, _ in sources]
+    which = pl.lit(None, pl.String)
+    for channel, identity in reversed(list(zip(channels[1:], ids[1:], strict=True))):
+        which = pl.when(identity.is_not_null()).then(pl.lit(channel)).otherwise(which)
+    phones = [ids[k] for k, (_, _, phone) in enumerate(sources) if phone]
+    out = frame.select(
+        trimmed=pl.coalesce(pl.col(f"c{k}") for k in range(len(sources))),
+        identity=pl.coalesce(ids),
+        channel=pl.when(ids[0].is_null()).then(which),
+        identities=wire.channel_identities(list(zip(channels, ids, strict=True))),
+        phone=pl.coalesce(phones) if phones else pl.lit(None, pl.String),
+    )
+    phone = out["phone"] if phones else None
+    return out["trimmed"], out["identity"], out["channel"], out["identities"], phone
+
+
 def _zones(
-    batch: pl.DataFrame, plan: SlicePlan, identity: pl.Series
+    batch: pl.DataFrame, plan: SlicePlan, identity: pl.Series | None
 ) -> tuple[pl.Series, pl.Series]:
-    """Each row's zone key and, for an unknown zone name in the file, its rejection reason."""
+    """Each row's zone key and, for an unknown zone name in the file, its rejection reason;
+    ``identity``: the row's phone number, if it has one (its country tells its zone)."""
     none = pl.Series([None] * batch.height, dtype=pl.String)
     if not plan.zones:
         return none, none
     key, reason = zones.column_zones(batch[plan.zone_column]) if plan.zone_column else (none, none)
-    if plan.phone:
+    if identity is not None:
         missing = key.is_null() & identity.is_not_null()
         positions = missing.arg_true()
         if positions.len():

@@ -20,7 +20,7 @@ from campaign.errors import ConfigError, InputFileError
 from campaign.loading import csvblocks, files
 from campaign.loading.duplicates import Duplicates, bucket_bits
 from campaign.loading.normalised import NormalisedNumbers
-from campaign.loading.rows import ROW, Parameter, SlicePlan, prepare_slice
+from campaign.loading.rows import ROW, IdentitySource, Parameter, SlicePlan, prepare_slice
 from campaign.messages.limits import TextLimit
 from campaign.models import PHONE_CHANNELS, Channel
 
@@ -44,6 +44,8 @@ class LoadSpec:
     # have) or, when that is None, from a column named ``timezone`` if the file has one.
     zones: bool = False
     zone_column: str | None = None
+    # Further channels, each from a column, after ``channel`` (the campaign's [identities]).
+    identities: tuple[tuple[Channel, str], ...] = ()
 
 
 # Rows per slice of the first pass, which holds only the identity column: the larger the
@@ -103,7 +105,10 @@ class RecipientSource:
             identities = frame.get_column("identity")
             found.observe(identities)
             if keep is not None and plan.phone and frame.height:
-                keep.keep(int(frame.item(0, "row")), frame.get_column("identity_raw"), identities)
+                # The first choice's numbers: a row whose identity is on another channel
+                # has none.
+                numbers = identities.set(frame.get_column("channel").is_not_null(), None)
+                keep.keep(int(frame.item(0, "row")), frame.get_column("identity_raw"), numbers)
         return found
 
     def _prepared(
@@ -176,6 +181,15 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         text_limit=spec.text_limit,
         zones=spec.zones,
         zone_column=_zone_column(path, columns, spec),
+        extra=tuple(
+            IdentitySource(
+                channel.value,
+                files.require(path, columns, column, f"the {channel.value} identity column"),
+                channel in PHONE_CHANNELS,
+            )
+            for channel, column in spec.identities
+        ),
+        channel=spec.channel.value,
     )
     for name in plan.columns():
         dtype = schema[name]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from campaign import status_view, windows
+from campaign import windows
 from campaign.errors import EXIT_INTERRUPTED, StoreError
 from campaign.models import Status
 from campaign.progress import ProgressDisplay, RateMeter, Snapshot
@@ -61,9 +61,7 @@ async def summary(
     channels = await store.recipients.delivered_by_channel(campaign.id)
     for channel, count in sorted(channels.items()):
         lines.append((f"delivered on {channel}", f"{count:,}"))
-    fell_back = status_view.fell_back(
-        channels, status_view.first_choice(spec.channel.value, spec.send)
-    )
+    fell_back = await store.recipients.fell_back(campaign.id)
     if fell_back:
         lines.append(("fell back to another channel", f"{fell_back:,}"))
     lines.append(("in-doubt policy", f"{spec.in_doubt_policy} after {spec.in_doubt_grace:g} s"))

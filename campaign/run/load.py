@@ -45,6 +45,7 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
             text_limit=text_limit(spec.channel.value, spec.message),
             zones=spec.quiet_hours is not None,
             zone_column=spec.timezone_column,
+            identities=spec.identities,
         )
     )
 

@@ -157,11 +157,14 @@ class BatchSender:
         else:
             key = ctx.campaign.key
             entries = wire.batch_entries(
-                ctx.channel,
                 (
-                    (claim.identity, claim.parameters, wire.recipient_key(key, claim.position))
-                    for claim in claims
-                ),
+                    claim.channel,
+                    claim.identity,
+                    claim.identities,
+                    claim.parameters,
+                    wire.recipient_key(key, claim.position),
+                )
+                for claim in claims
             )
             zones = list({claim.time_zone for claim in claims})
         return wire.batch_body(

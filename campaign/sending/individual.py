@@ -56,8 +56,9 @@ class IndividualSender:
         ctx = self._ctx
         params = orjson.loads(claim.parameters)
         return wire.individual_body(
-            channel=ctx.channel,
+            channel=claim.channel,
             identity=claim.identity,
+            identities=claim.identities,
             message=ctx.template.render(params),
             key=wire.recipient_key(ctx.campaign.key, claim.position),
             send=ctx.timing.send_options([claim.time_zone]),

@@ -184,8 +184,8 @@ class Chunks(Group):
                 by_id = {row[0]: row for row in found.all()}
             rows = [by_id[i] for i in members.ids if i in by_id]
         return [
-            Claim(rid, position, identity, parameters, members.attempts, zone)
-            for rid, position, identity, parameters, _, zone in rows
+            Claim(rid, position, identity, parameters, members.attempts, zone, channel, several)
+            for rid, position, identity, parameters, _, zone, channel, several in rows
         ]
 
     async def unclaim(

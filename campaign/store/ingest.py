@@ -196,6 +196,8 @@ def _valid_source(chunking: Chunking | None) -> str:
             "error_code": "NULL",
             "error_description": "NULL",
             "time_zone": extra(2),
+            "channel": extra(3),
+            "identities": extra(4),
             # json_each's rowid counts the members from 0: the row's index among the slice's
             # valid rows
             "chunk": "NULL" if chunking is None else f"rowid / {int(chunking.size)}",
@@ -215,7 +217,8 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> list[_So
         text(
             "CREATE TEMP TABLE IF NOT EXISTS campaign_ingest (position bigint, identity_raw text,"
             " identity text, parameters text, status text, error_code text,"
-            " error_description text, time_zone text, chunk bigint) ON COMMIT DELETE ROWS"
+            " error_description text, time_zone text, chunk bigint, channel text, identities text)"
+            " ON COMMIT DELETE ROWS"
         )
     )
     # Strings quoted, nulls bare: COPY's CSV format tells an empty string from NULL that way.
@@ -235,15 +238,16 @@ async def _copy_to_temp(conn: AsyncConnection, staged: pl.DataFrame) -> list[_So
 
 
 _INSERTED = (
-    "campaign_id, channel, updated_at, attempts, position, identity_raw, identity, parameters,"
-    " status, error_code, error_description, time_zone"
+    "campaign_id, channel, updated_at, attempts, position, identity_raw, identity, identities,"
+    " parameters, status, error_code, error_description, time_zone"
 )
 
 
 def _insert_sql(source: str) -> str:
     return (
         f"INSERT INTO recipients ({_INSERTED}, chunk) "
-        "SELECT :cid, :channel, :now, 0, src.position, src.identity_raw, src.identity,"
-        " src.parameters, src.status, src.error_code, src.error_description, src.time_zone,"
+        "SELECT :cid, coalesce(src.channel, :channel), :now, 0, src.position, src.identity_raw,"
+        " src.identity, src.identities, src.parameters, src.status, src.error_code,"
+        " src.error_description, src.time_zone,"
         f" src.chunk + :first FROM ({source}) AS src WHERE true ON CONFLICT DO NOTHING"
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from campaign.models import Status
@@ -27,7 +27,7 @@ from campaign.store.records import (
     chunk_params,
     outcome_params,
 )
-from campaign.store.tables import UTCDateTime, batches, recipients
+from campaign.store.tables import UTCDateTime, batches, events, recipients
 
 C = recipients.c
 B = batches.c
@@ -167,6 +167,21 @@ class Recipients(Group):
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {str(channel): int(count) for channel, count in rows}
+
+    async def fell_back(self, campaign_id: int) -> int:
+        """Delivered (or read) recipients that Sinch reached after another channel failed them:
+        their events hold a SWITCHING_CHANNEL."""
+        switched = exists().where(
+            events.c.recipient_id == C.id,
+            events.c.status == Status.SWITCHING_CHANNEL.value,
+        )
+        query = select(func.count()).where(
+            C.campaign_id == campaign_id,
+            C.status.in_((Status.DELIVERED.value, Status.READ.value)),
+            switched,
+        )
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
 
     async def stale_queued(self, campaign_id: int, older_than: datetime) -> int:
         """QUEUED rows sent before ``older_than`` that no callback has moved since."""

@@ -67,6 +67,8 @@ class Claim:
     parameters: str
     attempts: int
     time_zone: str | None = None  # the zone key, with quiet hours
+    channel: str = ""  # the channel of ``identity``
+    identities: str | None = None  # every identity, as channel_identities JSON, if several
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ STAGED = (
     "error_description",
     "time_zone",
     "chunk",
+    "channel",  # null: the campaign's channel
+    "identities",  # every identity, as channel_identities JSON, when there are several
 )
 
 DUPLICATE_CODE = "DUPLICATE"
@@ -90,7 +92,16 @@ def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataF
         error_description=pl.when(duplicate).then(note).otherwise(pl.col("reason")),
         time_zone=pl.col("time_zone") if "time_zone" in frame.columns else pl.lit(None, pl.String),
         chunk=chunk.cast(pl.Int64),
+        channel=_optional(frame, "channel", sendable=~unsendable),
+        identities=_optional(frame, "identities", sendable=~unsendable),
     )
+
+
+def _optional(frame: pl.DataFrame, name: str, sendable: pl.Expr) -> pl.Expr:
+    """A loaded column that a sendable row may have (null when the frame lacks it)."""
+    if name not in frame.columns:
+        return pl.lit(None, pl.String)
+    return pl.when(sendable).then(pl.col(name))
 
 
 @dataclass(frozen=True)
@@ -160,27 +171,27 @@ def json_arrays(frame: pl.DataFrame, names: tuple[str, ...]) -> str:
 def json_members(valid: pl.DataFrame) -> str:
     """Valid rows (:data:`STAGED`) as one JSON object, a member per row, in order: named
     ``"<position> <identity>"``, and valued by the parameters (a JSON string), or where the row
-    also has a raw cell or a zone, by ``[parameters, identity_raw, time_zone]``. SQLite reads a
-    plain row's values off ``json_each``'s ``key`` and ``value`` columns without parsing it
-    again (:func:`_valid_source`)."""
+    also has a raw cell or a zone, by ``[parameters, identity_raw, time_zone]``, and where it
+    has another channel or several identities, by ``[parameters, identity_raw, time_zone,
+    channel, identities]``. SQLite reads a plain row's values off ``json_each``'s ``key`` and
+    ``value`` columns without parsing it again (:func:`_valid_source`)."""
     parameters = wire.json_string(pl.col("parameters"))
-    plain = pl.col("identity_raw").is_null() & pl.col("time_zone").is_null()
+    usual = pl.col("channel").is_null() & pl.col("identities").is_null()
+    plain = usual & pl.col("identity_raw").is_null() & pl.col("time_zone").is_null()
+    extra = [pl.col("identity_raw"), pl.col("time_zone")]
+
+    def array(values: list[pl.Expr]) -> pl.Expr:
+        parts = [parameters]
+        for value in values:
+            parts += [pl.lit(","), wire.json_string(value)]
+        return pl.concat_str([pl.lit("["), *parts, pl.lit("]")])
+
     value = (
         pl.when(plain)
         .then(parameters)
-        .otherwise(
-            pl.concat_str(
-                [
-                    pl.lit("["),
-                    parameters,
-                    pl.lit(","),
-                    wire.json_string(pl.col("identity_raw")),
-                    pl.lit(","),
-                    wire.json_string(pl.col("time_zone")),
-                    pl.lit("]"),
-                ]
-            )
-        )
+        .when(usual)
+        .then(array(extra))
+        .otherwise(array([*extra, pl.col("channel"), pl.col("identities")]))
     )
     name = wire.json_string(pl.format("{} {}", pl.col("position"), pl.col("identity")))
     member = pl.concat_str([name, pl.lit(":"), value])

@@ -3,6 +3,8 @@ and the aggregates that write a formed chunk's request entries in the database."
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,16 @@ from campaign.sinch import wire
 from campaign.store.tables import recipients, workers
 
 C = recipients.c
-CLAIMED = (C.id, C.position, C.identity, C.parameters, C.attempts, C.time_zone)
+CLAIMED = (
+    C.id,
+    C.position,
+    C.identity,
+    C.parameters,
+    C.attempts,
+    C.time_zone,
+    C.channel,
+    C.identities,
+)
 
 
 def claim_statement(
@@ -66,7 +77,6 @@ def running_workers(now: datetime, lease: float) -> Any:
 def entries(dialect: str, channel: str, campaign_key: str) -> tuple[Any, Any]:
     """Aggregates of a chunk's rows: their ids, and their request entries (the text of
     :func:`campaign.sinch.wire.batch_entries`), both comma-separated, in the same order."""
-    head, middle, tail, end = wire.entry_pieces(channel)
     prefix = wire.recipient_key_prefix(campaign_key)
     if dialect == "postgresql":
 
@@ -83,13 +93,16 @@ def entries(dialect: str, channel: str, campaign_key: str) -> tuple[Any, Any]:
             return func.group_concat(value, ",")
 
     key = literal(prefix, Text) + cast(C.position, Text)
-    entry = (
-        literal(head, Text)
-        + quote(C.identity)
-        + literal(middle, Text)
-        + C.parameters
-        + literal(tail, Text)
-        + quote(key)
-        + literal(end, Text)
+    entry = wire.entry_text(
+        channel,
+        C.channel,
+        C.identity,
+        C.identities,
+        C.parameters,
+        key,
+        quote=quote,
+        concat=lambda parts: functools.reduce(operator.add, parts),
+        coalesce=func.coalesce,
+        lit=lambda part: literal(part, Text),
     )
     return joined(cast(C.id, Text)), joined(entry)

@@ -102,7 +102,7 @@ recipients = Table(
     Column("identity_raw", Text, nullable=True),
     # Normalised; NULL when rejected or a duplicate (the row it repeats holds it).
     Column("identity", String(256), nullable=True),
-    # The other identities, [[channel, identity], ...] as JSON; NULL when there is one.
+    # Every identity when there are several, as channel_identities JSON ([{channel, identity}]).
     Column("identities", Text, nullable=True),
     Column("parameters", Text, nullable=False, server_default=text("'{}'")),  # JSON object
     Column("status", String(20), nullable=False),

@@ -1,8 +1,9 @@
 """a recipient may carry several identities: recipients.identities
 
-``channel`` and ``identity`` stay the recipient's first choice (the one duplicates are decided
-on); ``identities`` holds the others as a JSON array of ``[channel, identity]`` pairs, in the
-campaign's priority order, or NULL when the recipient has one identity (most campaigns).
+``channel`` and ``identity`` stay the recipient's first identity (the one duplicates are decided
+on); ``identities`` holds every identity of a recipient that has several, as the JSON array a
+request's ``identified_by.channel_identities`` takes (``[{"channel": ..., "identity": ...}]``),
+in the campaign's order, or NULL when the recipient has one (most campaigns).
 
 Revision ID: 0015
 Revises: 0014

@@ -329,8 +329,8 @@ async def test_the_database_writes_the_entries_that_wire_writes(store: repo.Stor
     claims = await store.chunks.claims_of(campaign.id, chunk.number, chunk.members)
     assert [c.position for c in claims] == [1, 2, 3, 4]
     expected = wire.batch_entries(
-        "MESSENGER",
-        ((c.identity, c.parameters, wire.recipient_key("CK", c.position)) for c in claims),
+        (c.channel, c.identity, c.identities, c.parameters, wire.recipient_key("CK", c.position))
+        for c in claims
     )
     entries = orjson.loads(chunk.members.entries)
     assert entries == orjson.loads(orjson.dumps(expected))
@@ -343,8 +343,17 @@ async def test_the_database_writes_the_entries_that_wire_writes(store: repo.Stor
 
 def python_entries(channel: str, claims: list[repo.Claim]) -> str:
     """:func:`wire.batch_entries` of ``claims``, as text."""
-    recipients = ((c.identity, c.parameters, wire.recipient_key("CK", c.position)) for c in claims)
-    return orjson.dumps(wire.batch_entries(channel, recipients)).decode()
+    recipients = (
+        (
+            c.channel or channel,
+            c.identity,
+            c.identities,
+            c.parameters,
+            wire.recipient_key("CK", c.position),
+        )
+        for c in claims
+    )
+    return orjson.dumps(wire.batch_entries(recipients)).decode()
 
 
 async def test_the_load_writes_the_entries_that_the_database_writes(store: repo.Store) -> None:
@@ -447,3 +456,52 @@ async def test_acceptance_queues_the_chunk_s_own_rows_however_they_are_found(
     rows = await report(store, campaign.id)
     assert (rows[4]["status"], rows[4]["batch_id"]) == ("QUEUED", "B1")  # its own row
     assert rows[8]["status"] == "IN_FLIGHT"  # the other chunk's own row: not this batch's
+
+
+@pytest.mark.parametrize("formed_at_load", [True, False])
+async def test_several_identities_reach_the_entries_as_loaded(
+    store: repo.Store, formed_at_load: bool
+) -> None:
+    """A recipient with several identities is sent with all of them, and one whose first
+    choice is missing on its other channel: the entries that the load writes, that the
+    database writes, and that the wire module writes from the claims are the same text."""
+    phones = us_numbers(3)
+    several = [
+        orjson.dumps(
+            [{"channel": "WHATSAPP", "identity": phone}, {"channel": "SMS", "identity": phone}]
+        ).decode()
+        for phone in phones[:2]
+    ]
+    rows = loaded([*phones[:2], 'psid "3"']).with_columns(
+        channel=pl.Series([None, None, "MESSENGER"], dtype=pl.String),
+        identities=pl.Series([*several, None], dtype=pl.String),
+    )
+    campaign = await store.campaigns.create(
+        name="c", key="CK", mode="batch", channel="WHATSAPP", definition="{}", source="x", now=NOW
+    )
+    chunking = repo.Chunking(4, campaign.key, channel="WHATSAPP" if formed_at_load else None)
+    staged = store.ingest.stage(rows, chunking)
+    await store.ingest.write(campaign.id, "WHATSAPP", staged, NOW, chunking)
+    (chunk,) = await store.chunks.claim_formed(
+        campaign.id, NOW, None, 1, channel="WHATSAPP", campaign_key=campaign.key
+    )
+    claims = await members(store, campaign, chunk)
+    assert [(c.channel, c.identities) for c in claims] == [
+        ("WHATSAPP", several[0]),
+        ("WHATSAPP", several[1]),
+        ("MESSENGER", None),
+    ]
+    assert chunk.members is not None
+    assert chunk.members.entries == python_entries("WHATSAPP", claims)
+    if formed_at_load:
+        assert staged.entries[0][1] == chunk.members.entries
+    recipients_sent = [e["recipient"] for e in orjson.loads(chunk.members.entries)]
+    assert recipients_sent == [
+        {"identified_by": {"channel_identities": orjson.loads(several[0])}},
+        {"identified_by": {"channel_identities": orjson.loads(several[1])}},
+        {
+            "identified_by": {
+                "channel_identities": [{"channel": "MESSENGER", "identity": 'psid "3"'}]
+            }
+        },
+    ]

@@ -35,15 +35,16 @@ def test_json_arrays_escape_what_json_must() -> None:
 
 @given(
     st.lists(
-        st.tuples(texts, st.text(min_size=1), st.text(), texts),
+        st.tuples(texts, st.text(min_size=1), st.text(), texts, texts, texts),
         unique_by=lambda row: row[1],
     )
 )
 def test_json_members_give_back_every_valid_row(
-    rows: list[tuple[str | None, str, str, str | None]],
+    rows: list[tuple[str | None, str, str, str | None, str | None, str | None]],
 ) -> None:
-    """(identity_raw, identity, parameters, time_zone): a member per row, in order, named by
-    position and identity, valued by the parameters alone when nothing else is set."""
+    """(identity_raw, identity, parameters, time_zone, channel, identities): a member per row,
+    in order, named by position and identity, valued by the parameters alone when nothing else
+    is set."""
     frame = pl.DataFrame(
         [(i + 1, *row) for i, row in enumerate(rows)],
         schema={
@@ -52,13 +53,20 @@ def test_json_members_give_back_every_valid_row(
             "identity": pl.String,
             "parameters": pl.String,
             "time_zone": pl.String,
+            "channel": pl.String,
+            "identities": pl.String,
         },
         orient="row",
     )
     members = list(orjson.loads(json_members(frame)).items())
     assert [name for name, _ in members] == [f"{i + 1} {row[1]}" for i, row in enumerate(rows)]
-    for (_, value), (raw, _, parameters, zone) in zip(members, rows, strict=True):
-        assert value == (parameters if raw is None and zone is None else [parameters, raw, zone])
+    for (_, value), (raw, _, parameters, zone, *several) in zip(members, rows, strict=True):
+        if several != [None, None]:
+            assert value == [parameters, raw, zone, *several]
+        else:
+            assert value == (
+                parameters if raw is None and zone is None else [parameters, raw, zone]
+            )
 
 
 def loaded(rows: list[tuple[int, str, str | None, str | None]]) -> pl.DataFrame:
@@ -140,6 +148,8 @@ def test_a_duplicate_is_staged_naming_its_first_row_and_takes_no_place_in_a_chun
         "error_description": "same identity as row 1",
         "time_zone": None,
         "chunk": None,
+        "channel": None,
+        "identities": None,
     }
     assert staged.unsendable_json is not None
     unsendable = orjson.loads(staged.unsendable_json)

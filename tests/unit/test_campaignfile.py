@@ -107,3 +107,51 @@ def test_unreadable_files(tmp_path: Path) -> None:
         campaignfile.load(tmp_path)
     with pytest.raises(InputFileError, match="invalid TOML"):
         campaignfile.load(write(tmp_path, "name = "))
+
+
+SEVERAL = GOOD.replace('channel = "SMS"', 'channel = "WHATSAPP"').replace(
+    "[send]", '[identities]\nSMS = "phone"\nMESSENGER = "psid"\n[send]'
+)
+
+
+def test_identities_add_channels_after_the_first_choice(tmp_path: Path) -> None:
+    spec = campaignfile.load(write(tmp_path, SEVERAL))
+    assert spec.identities == ((Channel.SMS, "phone"), (Channel.MESSENGER, "psid"))
+    assert spec.channels == (Channel.WHATSAPP, Channel.SMS, Channel.MESSENGER)
+    assert spec.definition()["identities"] == {"SMS": "phone", "MESSENGER": "psid"}
+    # A campaign without them stores the definition it stored before they existed.
+    assert "identities" not in campaignfile.load(write(tmp_path, GOOD)).definition()
+
+
+def test_the_priority_order_may_name_the_channels_the_campaign_fills(tmp_path: Path) -> None:
+    text = SEVERAL.replace("ttl = 60", 'channel_priority_order = ["SMS", "WHATSAPP", "MESSENGER"]')
+    spec = campaignfile.load(write(tmp_path, text))
+    assert spec.send["channel_priority_order"] == ["SMS", "WHATSAPP", "MESSENGER"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('SMS = "phone"', 'PIGEON = "phone"'), "unknown channel 'PIGEON'"),
+        (('SMS = "phone"', 'WHATSAPP = "phone"'), "WHATSAPP is the campaign's 'channel' already"),
+        (('SMS = "phone"', "SMS = 3"), "SMS: name the column"),
+        (('SMS = "phone"', 'SMS = ""'), "SMS: name the column"),
+        (("ttl = 60", 'channel_priority_order = ["WHATSAPP", "RCS"]'), "RCS has no identities"),
+        (
+            ('channel = "WHATSAPP"\nidentity_column = "phone"', 'contact_id_column = "c"'),
+            "recipients named by 'contact_id_column'",
+        ),
+    ],
+)
+def test_identities_that_cannot_be_sent_are_refused(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    text = SEVERAL.replace(*change).replace('default_country = "us"\n', "")
+    with pytest.raises(InputFileError, match=message):
+        campaignfile.load(write(tmp_path, text))
+
+
+def test_a_single_channel_priority_order_still_names_its_channel(tmp_path: Path) -> None:
+    text = GOOD.replace("ttl = 60", 'channel_priority_order = ["WHATSAPP"]')
+    with pytest.raises(InputFileError, match="WHATSAPP has no identities in this campaign"):
+        campaignfile.load(write(tmp_path, text))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +34,7 @@ def _spec(
     parameters: tuple[str, ...] = (),
     defaults: Mapping[str, str] | None = None,
     text_limit: limits.TextLimit | None = None,
+    identities: tuple[tuple[Channel, str], ...] = (),
 ) -> loading.LoadSpec:
     return loading.LoadSpec(
         path=path,
@@ -42,6 +44,7 @@ def _spec(
         parameters=parameters,
         defaults=defaults or {},
         text_limit=text_limit,
+        identities=identities,
     )
 
 
@@ -72,7 +75,7 @@ def test_output_columns_and_types(tmp_path: Path) -> None:
     path = _write(tmp_path, f"phone,name\n{VALID},Ann\n")
     frame = _load(path, parameters=("name",))
     assert frame.schema == pl.Schema(loading.OUTPUT_SCHEMA)
-    assert frame.rows() == [(1, VALID, VALID, None, '{"name":"Ann"}', None)]
+    assert frame.rows() == [(1, VALID, VALID, None, '{"name":"Ann"}', None, None, None)]
 
 
 def test_bom_and_crlf(tmp_path: Path) -> None:
@@ -307,8 +310,8 @@ def test_prepare_slice_is_pure(tmp_path: Path) -> None:
         }
     )
     assert loading.prepare_slice(batch, plan).rows() == [
-        (7, "2015550123", VALID, None, '{"name":"Ann"}', None),
-        (8, None, None, loading.MISSING_IDENTITY, '{"name":"Bob"}', None),
+        (7, "2015550123", VALID, None, '{"name":"Ann"}', None, None, None),
+        (8, None, None, loading.MISSING_IDENTITY, '{"name":"Bob"}', None, None, None),
     ]
 
 
@@ -476,3 +479,60 @@ def test_blocks_read_like_the_whole_file_hypothesis(
     whole = pl.read_csv(data, infer_schema=False)
     blocks = list(csvblocks.read_blocks(io.BytesIO(data), "t.csv", ["a", "b"], block_bytes))
     assert pl.concat([whole.clear(), *blocks]).rows() == whole.rows()
+
+
+# --- several identities -----------------------------------------------------------------------
+
+SEVERAL = (
+    "phone,psid,name\n"
+    "(201) 555-0101,p1,Ann\n"  # every channel
+    ",p2,Bob\n"  # no phone: Messenger alone
+    "not a number,p3,Cy\n"  # an invalid phone: Messenger alone
+    "2015550104,,Di\n"  # no Messenger id: WhatsApp and SMS
+    ",,Ed\n"  # nothing: rejected
+    "bad,,Flo\n"  # only an invalid phone: rejected as such
+    "+12015550101,p7,Gus\n"  # Ann's first choice again: a duplicate
+)
+IDENTITIES = ((Channel.SMS, "phone"), (Channel.MESSENGER, "psid"))
+
+
+def _both(phone: str, psid: str | None = None) -> str:
+    several = [{"channel": "WHATSAPP", "identity": phone}, {"channel": "SMS", "identity": phone}]
+    if psid is not None:
+        several.append({"channel": "MESSENGER", "identity": psid})
+    return orjson.dumps(several).decode()
+
+
+def test_a_row_is_sent_on_every_identity_it_has(tmp_path: Path) -> None:
+    path = _write(tmp_path, SEVERAL)
+    spec = _spec(path, channel=Channel.WHATSAPP, identities=IDENTITIES)
+    frame = _load(path, channel=Channel.WHATSAPP, identities=IDENTITIES)
+    assert frame.select("identity", "reason", "channel", "identities").rows() == [
+        ("+12015550101", None, None, _both("+12015550101", "p1")),
+        ("p2", None, "MESSENGER", None),
+        ("p3", None, "MESSENGER", None),
+        ("+12015550104", None, None, _both("+12015550104")),
+        (None, loading.MISSING_IDENTITY, None, None),
+        (None, loading.INVALID_PHONE, None, None),
+        ("+12015550101", None, None, _both("+12015550101", "p7")),
+    ]
+    # Duplicates are decided on the first identity, whichever pass normalised it.
+    source = loading.open_recipients(spec)
+    with loading.NormalisedNumbers() as numbers:
+        found = source.duplicates(rows_per_slice=3, keep=numbers)
+        marked = pl.concat([found.mark(s) for s in source.slices(2, numbers)])
+    assert marked.drop("duplicate_of").equals(frame)
+    assert marked.get_column("duplicate_of").to_list() == [None] * 6 + [1]
+
+
+def test_an_identity_column_the_file_lacks_is_named_with_its_channel(tmp_path: Path) -> None:
+    path = _write(tmp_path, "phone,name\n+12015550101,Ann\n")
+    message = _file_error(path, channel=Channel.WHATSAPP, identities=IDENTITIES)
+    assert "'psid'" in message and "the MESSENGER identity column" in message
+
+
+def test_one_identity_gives_no_channel_nor_identities(tmp_path: Path) -> None:
+    path = _write(tmp_path, SEVERAL)
+    frame = _load(path, channel=Channel.WHATSAPP)
+    assert frame.get_column("channel").null_count() == frame.height
+    assert frame.get_column("identities").null_count() == frame.height

@@ -29,9 +29,10 @@ def test_the_campaigns_channel_then_its_priority_order(tmp_path: Path) -> None:
         tmp_path,
         channel="WHATSAPP",
         identity_column="phone",
+        identities={"RCS": "phone", "SMS": "phone"},
         send={"channel_priority_order": ["WHATSAPP", "SMS", "RCS"]},
     )
-    assert campaign_channels(found) == ["WHATSAPP", "SMS", "RCS"]
+    assert campaign_channels(found) == ["WHATSAPP", "RCS", "SMS"]
     assert campaign_channels(spec(tmp_path, channel="SMS", identity_column="p")) == ["SMS"]
 
 

@@ -14,8 +14,6 @@ from campaign.progress import RateMeter, snapshot
 from campaign.status_view import (
     Pace,
     campaign_view,
-    fell_back,
-    first_choice,
     queue_now,
     render_text,
 )
@@ -146,16 +144,9 @@ def test_status_view() -> None:
     assert "X" in text[2]
 
 
-def test_fallback_counts_what_another_channel_than_the_first_choice_delivered() -> None:
-    assert first_choice("SMS", {}) == "SMS"
-    assert first_choice("SMS", {"channel_priority_order": ["WHATSAPP", "SMS"]}) == "WHATSAPP"
-    assert first_choice("CONTACT_ID", {}) is None  # Sinch's choice: nothing to fall back from
+def test_status_shows_the_delivering_channels_and_the_fallbacks() -> None:
     channels = {"WHATSAPP": 7, "SMS": 3}
-    assert fell_back(channels, "WHATSAPP") == 3
-    assert fell_back(channels, None) == 0
     row = CampaignRow(1, "c", "K", "individual", "SMS", "{}", "r.csv", "READY", 10, NOW, NOW)
-    view = campaign_view(
-        row, {Status.DELIVERED: 10}, [], channels=channels, first_choice="WHATSAPP"
-    )
+    view = campaign_view(row, {Status.DELIVERED: 10}, [], channels=channels, fell_back=3)
     assert view["delivered_by_channel"] == channels and view["fell_back"] == 3
     assert "  delivered on  SMS 3  WHATSAPP 7 · fell back 3" in render_text([view])

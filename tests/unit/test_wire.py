@@ -67,18 +67,35 @@ def test_entries_by_chunk_are_the_text_that_batch_entries_writes(
             "parameters": [orjson.dumps(values).decode() for _, values in recipients],
         }
     )
+    # Every third recipient is on SMS, every other has its identity on two channels.
+    channels = [None if i % 3 else "SMS" for i in range(len(recipients))]
+    several = [
+        orjson.dumps(
+            [{"channel": "WHATSAPP", "identity": i}, {"channel": "SMS", "identity": i}]
+        ).decode()
+        if n % 2
+        else None
+        for n, (i, _) in enumerate(recipients)
+    ]
+    rows = rows.with_columns(
+        channel=pl.Series(channels, dtype=pl.String),
+        identities=pl.Series(several, dtype=pl.String),
+    )
     found = wire.batch_entries_by_chunk(rows, "WHATSAPP", campaign_key)
     assert sorted(found) == list(range((len(recipients) + size - 1) // size))
     for number, (count, text) in found.items():
         part = rows.filter(pl.col("chunk") == number)
         expected = wire.batch_entries(
-            "WHATSAPP",
             (
-                (identity, parameters, wire.recipient_key(campaign_key, position))
-                for identity, parameters, position in part.select(
-                    "identity", "parameters", "position"
-                ).iter_rows()
-            ),
+                channel or "WHATSAPP",
+                identity,
+                several,
+                parameters,
+                wire.recipient_key(campaign_key, position),
+            )
+            for identity, parameters, position, channel, several in part.select(
+                "identity", "parameters", "position", "channel", "identities"
+            ).iter_rows()
         )
         assert count == part.height
         assert text == orjson.dumps(expected).decode()
@@ -91,7 +108,7 @@ def test_a_contact_id_recipient_in_both_modes() -> None:
         channel="CONTACT_ID", identity="01CONTACT", message={}, key="K-1", send={}
     )
     assert body["recipient"] == {"contact_id": "01CONTACT"}
-    entries = wire.batch_entries("CONTACT_ID", [("01CONTACT", '{"a":"b"}', "K-1")])
+    entries = wire.batch_entries([("CONTACT_ID", "01CONTACT", None, '{"a":"b"}', "K-1")])
     assert orjson.loads(orjson.dumps(entries)) == [
         {
             "recipient": {"contact_id": "01CONTACT"},
@@ -108,7 +125,10 @@ def test_a_contact_id_recipient_in_both_modes() -> None:
 
 def test_batch_body_entries_are_json_written_once_and_escaped() -> None:
     entries = wire.batch_entries(
-        "SMS", [("+12015550001", '{"name":"Zoë \\"Z\\""}', "K-1"), ('a"b\\c', "{}", "K-2")]
+        [
+            ("SMS", "+12015550001", None, '{"name":"Zoë \\"Z\\""}', "K-1"),
+            ("SMS", 'a"b\\c', None, "{}", "K-2"),
+        ]
     )
     body = wire.batch_body(
         message={"text_message": {"text": "Hi ${name}"}},
