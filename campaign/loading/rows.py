@@ -208,7 +208,9 @@ def _several(
         trimmed=pl.coalesce(pl.col(f"c{k}") for k in range(len(sources))),
         identity=pl.coalesce(ids),
         channel=pl.when(ids[0].is_null()).then(which),
-        identities=wire.channel_identities(list(zip(channels, ids, strict=True))),
+        identities=wire.channel_identities(
+            [(channel, ids[k], phone) for k, (channel, _, phone) in enumerate(sources)]
+        ),
         phone=pl.coalesce(phones) if phones else pl.lit(None, pl.String),
     )
     phone = out["phone"] if phones else None

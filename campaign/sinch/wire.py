@@ -222,17 +222,24 @@ def entry_text(
     return fill(ENTRY, recipient_text, parameters, quote(key))
 
 
-def channel_identities(identities: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    """Each row's ``(channel, identity)`` pairs whose identity is not null, as the JSON array
-    of a request's ``identified_by.channel_identities``, in the order given; null where a row
-    has fewer than two (its one identity is written from its ``identity`` and channel)."""
+def channel_identities(identities: list[tuple[str, pl.Expr, bool]]) -> pl.Expr:
+    """Each row's ``(channel, identity, is_e164)`` whose identity is not null, as the JSON
+    array of a request's ``identified_by.channel_identities``, in the order given; null where a
+    row has fewer than two (its one identity is written from its ``identity`` and channel).
+    E.164 numbers need no escaping: they are quoted as they are."""
     objects = [
         pl.when(identity.is_not_null()).then(
-            pl.concat_str([pl.lit(_identity_head(channel)), json_string(identity), pl.lit("}")])
+            pl.concat_str(
+                [
+                    pl.lit(_identity_head(channel) + ('"' if e164 else "")),
+                    identity if e164 else json_string(identity),
+                    pl.lit('"}' if e164 else "}"),
+                ]
+            )
         )
-        for channel, identity in identities
+        for channel, identity, e164 in identities
     ]
-    several = pl.sum_horizontal(identity.is_not_null() for _, identity in identities) > 1
+    several = pl.sum_horizontal(identity.is_not_null() for _, identity, _ in identities) > 1
     joined = pl.concat_str(objects, separator=",", ignore_nulls=True)
     return pl.when(several).then(pl.concat_str([pl.lit("["), joined, pl.lit("]")]))
 
