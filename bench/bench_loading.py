@@ -1,7 +1,7 @@
 """Benchmark: load a generated recipients CSV end to end and report rows/s and peak memory.
 
     .venv/bin/python bench/bench_loading.py [--rows 1000000] [--slice 250000] [--keep DIR]
-                                            [--zones [--runs N]]
+                                            [--zones | --identities] [--runs N]
 
 The file mixes the phone formats seen in real files (E.164, national with and without
 separators, ``00`` prefixes, ``(0)`` trunk prefixes, Excel's ``1.2E10`` and ``.0``, other
@@ -10,6 +10,9 @@ cells covered by a default. Timed: ``open_recipients(...)`` plus every ``slices(
 ``--zones`` also works out each row's time zone, as a campaign with quiet hours does: the file
 is loaded without, then with time zones (``--runs`` times, in turns), each load in a process of
 its own, and the ratio of the two times is printed (the target is 2 at most).
+``--identities`` likewise loads the file as a one-identity campaign (WhatsApp on ``phone``),
+then with a second identity (``[identities] SMS = "mobile"``: another column of phone numbers,
+in the same mixed formats, empty in a third of the rows; the target is 1.5 at most).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -90,16 +94,18 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             "phone": [_identity(rng) for _ in range(rows)],
             "first_name": [rng.choice(names) for _ in range(rows)],
             "code": [f"{rng.randrange(10**6):06d}" for _ in range(rows)],
+            "mobile": [_identity(rng) if rng.random() < 2 / 3 else "" for _ in range(rows)],
         }
     ).write_csv(path)
 
 
-def load(path: Path, rows_per_slice: int, zones: bool = False) -> float:
+def load(path: Path, rows_per_slice: int, zones: bool = False, several: bool = False) -> float:
     """Time loading ``path``, print the figures and return the seconds; peak RSS is this
     process's."""
     spec = loading.LoadSpec(
         path=path,
-        channel=Channel.SMS,
+        channel=Channel.WHATSAPP,
+        identities=((Channel.SMS, "mobile"),) if several else (),
         identity_column="phone",
         default_country="US",
         parameters=("first_name", "code"),
@@ -118,9 +124,28 @@ def load(path: Path, rows_per_slice: int, zones: bool = False) -> float:
     )
     print(
         f"peak RSS {peak_mb:,.0f} MB (slices of {rows_per_slice:,} rows"
-        + (", with time zones)" if zones else ")")
+        + (", with time zones" if zones else "")
+        + (", two identities)" if several else ")")
     )
     return seconds
+
+
+def compare(timed: Callable[..., float], flag: str, name: str, runs: int, target: float) -> None:
+    """Load plain, then with ``flag``, ``runs`` times in turns (so that both see the same
+    machine), and print each ratio and the ratio of the medians."""
+    plain, other = [], []
+    for _ in range(max(runs, 1)):
+        plain.append(timed())
+        other.append(timed(flag))
+    for i, (a, b) in enumerate(zip(plain, other, strict=True), 1):
+        if len(plain) > 1:
+            print(f"run {i}: plain {a:.2f} s, {name} {b:.2f} s: ratio {b / a:.2f}")
+    a, b = statistics.median(plain), statistics.median(other)
+    print(
+        f"{name} / plain load: {b:.2f} s / {a:.2f} s = ratio {b / a:.2f}"
+        + (f" (medians of {len(plain)} runs)" if len(plain) > 1 else "")
+        + f" (target <= {target:g})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,11 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="write the CSV in this directory and keep it")
     parser.add_argument("--load", type=Path, help="only load this file (no generation)")
     parser.add_argument("--zones", action="store_true", help="each row's time zone too")
-    parser.add_argument("--runs", type=int, default=1, help="with --zones: pairs of loads")
+    parser.add_argument(
+        "--identities", action="store_true", help="one identity, then two, in turns"
+    )
+    parser.add_argument("--several", action="store_true", help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--runs", type=int, default=1, help="pairs of loads to compare")
     parser.add_argument("--seconds-to", type=Path, help=argparse.SUPPRESS)  # for the parent
     args = parser.parse_args(argv)
     if args.load:
-        seconds = load(args.load, args.slice, args.zones)
+        seconds = load(args.load, args.slice, args.zones, args.several)
         if args.seconds_to:
             args.seconds_to.write_text(f"{seconds!r}\n")
         return
@@ -155,22 +184,12 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run([*command, *extra, "--seconds-to", str(seconds_file)], check=True)
             return float(seconds_file.read_text())
 
-        if not args.zones:
-            timed()
+        if args.zones:
+            compare(timed, "--zones", "with time zones", args.runs, target=2.0)
+        elif args.identities:
+            compare(timed, "--several", "two identities", args.runs, target=1.5)
         else:
-            plain, zoned = [], []
-            for _ in range(max(args.runs, 1)):  # in turns, so that both see the same machine
-                plain.append(timed())
-                zoned.append(timed("--zones"))
-            for i, (a, b) in enumerate(zip(plain, zoned, strict=True), 1):
-                if len(plain) > 1:
-                    print(f"run {i}: plain {a:.2f} s, with time zones {b:.2f} s: ratio {b / a:.2f}")
-            a, b = statistics.median(plain), statistics.median(zoned)
-            print(
-                f"with time zones / plain load: {b:.2f} s / {a:.2f} s = ratio {b / a:.2f}"
-                + (f" (medians of {len(plain)} runs)" if len(plain) > 1 else "")
-                + " (target <= 2)"
-            )
+            timed()
     print("reproduce: .venv/bin/python bench/bench_loading.py " + " ".join(sys.argv[1:]))
 
 
