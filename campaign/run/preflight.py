@@ -14,6 +14,7 @@ import polars as pl
 from campaign import errors, estimate
 from campaign.errors import EXIT_INTERRUPTED
 from campaign.resources import Resources, open_resources
+from campaign.run import audience
 from campaign.run.context import RunContext, iso
 from campaign.run.load import FirstPass, open_source, slices, unless_stopped
 from campaign.run.smsparts import SmsParts, report_line
@@ -82,6 +83,8 @@ async def dry_run(ctx: RunContext) -> int:
     stops it between two slices (or during the first pass), exit 3."""
     spec = ctx.spec
     source = open_source(spec)
+    app = await _app_for_the_plan(ctx)
+    audience.check_app(spec, app)  # as the run would: before the file is read through
     tally = _Tally(sms=SmsParts.of(spec))
     async with FirstPass(source) as first:
         found = await unless_stopped(first.duplicates(), ctx.stop)
@@ -94,7 +97,7 @@ async def dry_run(ctx: RunContext) -> int:
                     ctx.out(f"{spec.name}: dry run interrupted")
                     return EXIT_INTERRUPTED
                 tally.add(frame)
-    _report(ctx, tally, await _app_for_the_plan(ctx))
+    _report(ctx, tally, app)
     return 0
 
 

@@ -103,6 +103,14 @@ def _send_batch(request: web.Request, raw: bytes) -> web.StreamResponse:
     body, items_json, size = checked
     if not state.has_app(body["app_id"]):
         return responses.not_found(f"App {body['app_id']!r}")
+    if settings.processing_mode == "DISPATCH" and items_json is None:  # proven: none has one
+        refused = validation.dispatch_violations(
+            (f"recipient_and_params[{i}].recipient", item.get("recipient"))
+            for i, item in enumerate(body[bulkcheck.ITEMS_FIELD])
+            if isinstance(item, dict)
+        )
+        if refused:
+            return responses.invalid_argument(refused)
 
     batch_id = records.new_id()
     # Messages nobody will see (no history kept, no callbacks to send) are counted, not built:

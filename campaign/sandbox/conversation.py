@@ -26,6 +26,10 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     assert isinstance(body, dict)  # check_send refuses anything else
     if not state.has_app(body["app_id"]):
         return responses.not_found(f"App {body['app_id']!r}")
+    if settings.processing_mode == "DISPATCH":
+        refused = validation.dispatch_violations([("recipient", body["recipient"])])
+        if refused:
+            return responses.invalid_argument(refused)
     if not state.has_room(body["app_id"]):
         return responses.queue_full(body["app_id"], settings.queue_limit)
     message = records.from_send(body, settings.project_id, datetime.now(UTC))

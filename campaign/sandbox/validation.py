@@ -9,7 +9,7 @@ the app exists is the caller's business (404, not 400).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final
 
@@ -88,6 +88,19 @@ def check_send(body: Any, *, strict: bool = True) -> list[tuple[str, str]]:
     if strict:
         _unknown(body, SEND_FIELDS, "", v)
     return v.items
+
+
+def dispatch_violations(recipients: Iterable[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """For an app in DISPATCH mode, which has no contacts: each ``(path, recipient)`` that
+    names a ``contact_id`` instead of ``identified_by``, refused."""
+    return [
+        (
+            path,
+            "contact_id is not supported for an app in DISPATCH processing mode; use identified_by",
+        )
+        for path, recipient in recipients
+        if isinstance(recipient, dict) and "contact_id" in recipient
+    ]
 
 
 def check_batch(

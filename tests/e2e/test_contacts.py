@@ -73,6 +73,8 @@ def test_an_app_in_dispatch_mode_refuses_a_campaign_by_contact_id(cli: Cli) -> N
         "CONVERSATION mode, or send to channel identities with 'channel' and 'identity_column')"
     ]
     assert cli.sent() == []
+    dry = cli.run("run", str(_contacts(cli, "individual")), "--dry-run")
+    assert dry.returncode == 2 and "in DISPATCH mode" in dry.stderr, dry.stderr
     cli.patch_sandbox(processing_mode="CONVERSATION")  # switched: the same command sends
     again = cli.run("run", str(_contacts(cli, "individual")))
     assert again.returncode == 1, again.stderr

@@ -222,3 +222,24 @@ async def test_a_scheduled_batch_that_does_not_fit_when_due_is_refused_then(
 
 def _count(bodies: list[dict[str, Any]], status: str) -> int:
     return sum(1 for b in bodies if b.get("message_delivery_report", {}).get("status") == status)
+
+
+async def test_an_app_in_dispatch_mode_refuses_contact_ids(make_sandbox: SandboxFactory) -> None:
+    """DISPATCH mode keeps no contacts: a request that names a contact_id is refused with 400,
+    in messages:send and in a batch (naming the recipient), and accepted once the app is in
+    CONVERSATION mode."""
+    async with make_sandbox(processing_mode="DISPATCH") as (_, api):
+        status, body, _ = await api.send(text_send(recipient={"contact_id": "01CONTACT"}))
+        assert status == 400, body
+        assert "DISPATCH" in str(body)
+        batch = batch_body(2)
+        batch["recipient_and_params"][1]["recipient"] = {"contact_id": "01CONTACT"}
+        status, body, _ = await api.batch(batch)
+        assert status == 400 and "recipient_and_params[1].recipient" in str(body), body
+        status, body, _ = await api.send(text_send())  # identities: fine in DISPATCH mode
+        assert status == 200, body
+        await api.patch(processing_mode="CONVERSATION")
+        status, body, _ = await api.send(text_send(recipient={"contact_id": "01CONTACT"}))
+        assert status == 200, body
+        status, body, _ = await api.batch(batch)
+        assert status == 200, body
