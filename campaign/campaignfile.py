@@ -6,6 +6,7 @@ never silently changes what is sent.
 
 from __future__ import annotations
 
+import codecs
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -48,6 +49,8 @@ _TOP_KEYS = {
     "timezone",
     "timezone_column",
     "identities",
+    "delimiter",
+    "encoding",
 }
 InDoubtPolicy = Literal["hold", "resend"]
 # Optional fields of a send request that a campaign may set; passed to Sinch as written.
@@ -98,6 +101,9 @@ class CampaignSpec:
     # Further channels the recipient is reached on, each from a column, after the first choice
     # (``channel``, ``identity_column``), in the campaign's order (``[identities]``).
     identities: tuple[tuple[Channel, str], ...] = ()
+    # A CSV recipients file's field separator and encoding; None: told from the file.
+    delimiter: str | None = None
+    encoding: str | None = None
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -118,25 +124,29 @@ class CampaignSpec:
 
     def definition(self) -> dict[str, Any]:
         """What is stored with the campaign: enough to send it again without the file."""
-        return {
-            "name": self.name,
-            "mode": self.mode,
-            "channel": self.channel.value,
-            "identity_column": self.identity_column,
-            "default_country": self.default_country,
-            "message": dict(self.message),
-            "send": dict(self.send),
-            "defaults": dict(self.defaults),
-            "in_doubt_policy": self.in_doubt_policy,
-            "in_doubt_grace": self.in_doubt_grace,
-            "stale_after": self.stale_after,
-            "exclusive": self.exclusive,
-            "send_after": self.send_after.isoformat() if self.send_after else None,
-            "deadline": self.deadline.isoformat() if self.deadline else None,
-            "quiet_hours": str(self.quiet_hours) if self.quiet_hours else None,
-            "timezone": self.timezone,
-            "timezone_column": self.timezone_column,
-        } | self._identities_definition()
+        return (
+            {
+                "name": self.name,
+                "mode": self.mode,
+                "channel": self.channel.value,
+                "identity_column": self.identity_column,
+                "default_country": self.default_country,
+                "message": dict(self.message),
+                "send": dict(self.send),
+                "defaults": dict(self.defaults),
+                "in_doubt_policy": self.in_doubt_policy,
+                "in_doubt_grace": self.in_doubt_grace,
+                "stale_after": self.stale_after,
+                "exclusive": self.exclusive,
+                "send_after": self.send_after.isoformat() if self.send_after else None,
+                "deadline": self.deadline.isoformat() if self.deadline else None,
+                "quiet_hours": str(self.quiet_hours) if self.quiet_hours else None,
+                "timezone": self.timezone,
+                "timezone_column": self.timezone_column,
+            }
+            | self._identities_definition()
+            | self._csv_definition()
+        )
 
     def _identities_definition(self) -> dict[str, Any]:
         # Only when there are some: a campaign stored before [identities] existed compares
@@ -144,6 +154,10 @@ class CampaignSpec:
         if not self.identities:
             return {}
         return {"identities": {channel.value: column for channel, column in self.identities}}
+
+    def _csv_definition(self) -> dict[str, Any]:
+        said = {"delimiter": self.delimiter, "encoding": self.encoding}
+        return {key: value for key, value in said.items() if value is not None}
 
 
 def load(path: Path) -> CampaignSpec:
@@ -188,7 +202,10 @@ def parse(data: Mapping[str, Any], *, base: Path, where: str) -> CampaignSpec:
     if send_after and deadline and deadline <= send_after:
         raise fail("'deadline' must be after 'send_after'")
     hours, timezone, timezone_column = _quiet_hours(data, fail)
+    delimiter, encoding = _csv_form(data, fail)
     return CampaignSpec(
+        delimiter=delimiter,
+        encoding=encoding,
         quiet_hours=hours,
         timezone=timezone,
         timezone_column=timezone_column,
@@ -240,6 +257,24 @@ def _audience(data: Mapping[str, Any], fail: Fail) -> tuple[Channel, str, str | 
             raise fail(f"'default_country' {country!r} is not an ISO 3166 country code")
         country = country.upper()
     return channel, identity_column, country
+
+
+def _csv_form(data: Mapping[str, Any], fail: Fail) -> tuple[str | None, str | None]:
+    """``delimiter`` (one character, not a quote nor a line end) and ``encoding`` (a codec
+    Python knows, by any of its names)."""
+    delimiter, encoding = data.get("delimiter"), data.get("encoding")
+    if delimiter is not None and (
+        not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'
+    ):
+        raise fail('\'delimiter\' must be one character, e.g. ";" or "\\t"')
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding if isinstance(encoding, str) else "")
+        except LookupError:
+            raise fail(
+                f'\'encoding\' {encoding!r} is not an encoding, e.g. "utf-8" or "windows-1252"'
+            ) from None
+    return delimiter, encoding
 
 
 def _identities(

@@ -15,7 +15,8 @@ import codecs
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 
@@ -28,25 +29,77 @@ _QUOTE = b'"'
 _NEWLINE = b"\n"
 
 
-def check(stream: BinaryIO, name: str, block_bytes: int = BLOCK_BYTES) -> int:
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is written: its field separator, and its encoding (a Python codec name;
+    anything but UTF-8 is turned into UTF-8 as it is read)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    @property
+    def utf8(self) -> bool:
+        return codecs.lookup(self.encoding).name == "utf-8"
+
+
+UTF8_COMMAS = CsvFormat()
+
+
+class Readable(Protocol):
+    """What is read of a file: its bytes, a block at a time."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Transcoded:
+    """A binary stream of another encoding, read as UTF-8 bytes (a block at a time)."""
+
+    def __init__(self, stream: Readable, encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+
+    def read(self, size: int = -1, /) -> bytes:
+        raw = self._stream.read(size)
+        return self._decoder.decode(raw, final=not raw).encode("utf-8")
+
+
+def _utf8(stream: Readable, form: CsvFormat) -> Readable:
+    return stream if form.utf8 else _Transcoded(stream, form.encoding)
+
+
+def check(
+    stream: Readable, name: str, block_bytes: int = BLOCK_BYTES, form: CsvFormat = UTF8_COMMAS
+) -> int:
     """How many rows the file has, once each of them parsed; :class:`InputFileError` if one
     does not (more fields than the header, a quote that never closes, ...).
 
     The very reading of :func:`read_blocks`, so that a file that passes is then read without a
     malformed-row error, keeping nothing but a count: it is done before any row is used.
     """
-    return sum(frame.height for frame in read_blocks(stream, name, None, block_bytes))
+    return sum(frame.height for frame in read_blocks(stream, name, None, block_bytes, form))
+
+
+def header(stream: Readable, name: str, form: CsvFormat = UTF8_COMMAS) -> list[str]:
+    """The column names of the header record, as Polars names them (a repeated name gets
+    ``_duplicated_N``)."""
+    record, _ = _split_header(_utf8(stream, form), name, 64 << 10)
+    return _parse(record, name, None, 0, form).columns
 
 
 def read_blocks(
-    stream: BinaryIO, name: str, columns: Sequence[str] | None, block_bytes: int = BLOCK_BYTES
+    stream: Readable,
+    name: str,
+    columns: Sequence[str] | None,
+    block_bytes: int = BLOCK_BYTES,
+    form: CsvFormat = UTF8_COMMAS,
 ) -> Iterator[pl.DataFrame]:
     """``columns`` (by header name, all as text; all when None) of every row, in order, block
-    after block.
+    after block, the file written as ``form`` says.
 
     ``name`` names the file in errors (:class:`InputFileError`, for a malformed row).
     """
-    header, pending = _split_header(stream, name, block_bytes)
+    stream = _utf8(stream, form)
+    head, pending = _split_header(stream, name, block_bytes)
     rows = 0
     eof = False
     while not eof:
@@ -64,12 +117,12 @@ def read_blocks(
         block, pending = pending[:cut], pending[cut:]
         if not block:
             continue
-        frame = _parse(header + block, name, columns, rows)
+        frame = _parse(head + block, name, columns, rows, form)
         rows += frame.height
         yield frame
 
 
-def _split_header(stream: BinaryIO, name: str, block_bytes: int) -> tuple[bytes, bytes]:
+def _split_header(stream: Readable, name: str, block_bytes: int) -> tuple[bytes, bytes]:
     """The header record (with its newline; without a BOM) and the bytes read after it."""
     data = b""
     while True:
@@ -110,16 +163,27 @@ def _last_record_end(data: bytes) -> int:
     return -1
 
 
-def _parse(data: bytes, name: str, columns: Sequence[str] | None, rows_before: int) -> pl.DataFrame:
+def _parse(
+    data: bytes,
+    name: str,
+    columns: Sequence[str] | None,
+    rows_before: int,
+    form: CsvFormat = UTF8_COMMAS,
+) -> pl.DataFrame:
     # All columns are parsed, not just the ones asked for: only then does Polars refuse a row
     # with more fields than the header (an unquoted comma), instead of shifting its values.
     try:
         frame = pl.read_csv(
-            data, has_header=True, infer_schema=False, encoding="utf8", raise_if_empty=False
+            data,
+            has_header=True,
+            infer_schema=False,
+            encoding="utf8",
+            raise_if_empty=False,
+            separator=form.delimiter,
         )
         return frame if columns is None else frame.select(columns)
     except pl.exceptions.PolarsError as exc:
-        detail = _bad_row(data, rows_before)
+        detail = _bad_row(data, rows_before, form.delimiter)
         if detail is None:
             message = str(exc).strip()
             detail = message.splitlines()[0] if message else type(exc).__name__
@@ -127,28 +191,33 @@ def _parse(data: bytes, name: str, columns: Sequence[str] | None, rows_before: i
         raise InputFileError(f"{name}: {detail}") from exc
 
 
-def _bad_row(data: bytes, rows_before: int) -> str | None:
+def _bad_row(data: bytes, rows_before: int, delimiter: str = ",") -> str | None:
     """Which row has more fields than the header (Python's csv finds it), or which one opens
     a double quote that never closes (the one after the last record end), if one does."""
     if data.count(_QUOTE) % 2:
         cut = _last_record_end(data)
         if cut < 0:
             return None
-        rows = sum(1 for _ in _records(data[:cut])) - 1  # not the header
+        rows = sum(1 for _ in _records(data[:cut], delimiter)) - 1  # not the header
         return f"row {rows_before + rows + 1} opens a double quote that never closes"
-    records = _records(data)
+    records = _records(data, delimiter)
     width = len(next(records, []))
     try:
         for number, record in enumerate(records, start=rows_before + 1):
             if len(record) > width:
                 return (
                     f"row {number} has {len(record)} fields, the header {width} "
-                    "(a value with a comma must be in double quotes)"
+                    f"(a value with a {_NAMES.get(delimiter, repr(delimiter))} must be in double "
+                    "quotes)"
                 )
     except csv.Error:
         return None
     return None
 
 
-def _records(data: bytes) -> Iterator[list[str]]:
-    return csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
+def _records(data: bytes, delimiter: str = ",") -> Iterator[list[str]]:
+    text = io.StringIO(data.decode("utf-8", errors="replace"), newline="")
+    return csv.reader(text, delimiter=delimiter)
+
+
+_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}

@@ -70,7 +70,7 @@ _SPECIAL = {
 }
 
 
-def check_header(path: Path) -> None:
+def check_header(path: Path, delimiter: str = ",") -> None:
     """The header line is within :data:`MAX_HEADER_BYTES` and :data:`MAX_COLUMNS`; read with a
     bound, before Polars parses it (it would hold the whole line and a column per field)."""
     with path.open("rb") as stream:
@@ -82,9 +82,9 @@ def check_header(path: Path) -> None:
             "names its columns on its first line"
         )
     line = head if end < 0 else head[:end]
-    columns = line.count(b",") + 1  # an upper bound: a quoted name may hold a comma
+    columns = line.count(delimiter.encode()) + 1  # an upper bound: a quoted name may hold one
     if columns > MAX_COLUMNS:
-        fields = next(csv.reader([line.decode("utf-8", "replace")]), [])
+        fields = next(csv.reader([line.decode("utf-8", "replace")], delimiter=delimiter), [])
         if len(fields) > MAX_COLUMNS:
             raise InputFileError(
                 f"{path}: the header names {len(fields):,} columns, over {MAX_COLUMNS:,}; a "
@@ -104,14 +104,46 @@ _NOT_TEXT = (
 )
 
 
-def check_text(path: Path) -> str:
-    """All of the file is UTF-8 text: one pass, a block at a time, before any row is used.
-    Returns the file's digest (as :func:`digest`), taken on the way.
+# What a CSV file that is not UTF-8 is taken for: what Excel saves as "CSV" on Windows in most
+# of the Americas and western Europe.
+FALLBACK_ENCODING = "windows-1252"
+
+
+def check_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
+    """All of the file is text in ``encoding``, or when None in UTF-8, else in
+    :data:`FALLBACK_ENCODING`: one pass, a block at a time, before any row is used (two when
+    the file is not UTF-8). Returns the file's digest (as :func:`digest`), taken on the way,
+    and the encoding it is read in.
 
     The error says where (line and byte) the first bad byte is, and names UTF-16 (what Excel's
     "Unicode text" saves), which is full of NUL bytes, rather than calling it binary data.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    if encoding is not None:
+        return _check_text(path, encoding), encoding
+    try:
+        return _check_text(path, "utf-8"), "utf-8"
+    except _NotInEncoding as utf8:
+        try:
+            return _check_text(path, FALLBACK_ENCODING), FALLBACK_ENCODING
+        except _NotInEncoding:
+            raise InputFileError(
+                f"{path}: is not UTF-8 text ({utf8.where}: 0x{utf8.byte:02X}) nor "
+                f"{FALLBACK_ENCODING}; save it as CSV UTF-8, or name its encoding with "
+                "'encoding' in the campaign file"
+            ) from None
+
+
+class _NotInEncoding(Exception):
+    def __init__(self, where: str, byte: int) -> None:
+        super().__init__(where)
+        self.where, self.byte = where, byte
+
+
+def _check_text(path: Path, encoding: str) -> str:
+    """The digest of ``path`` once all of it decoded as ``encoding`` without a NUL byte (in an
+    encoding where ASCII is itself); :class:`_NotInEncoding` where a byte does not decode."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
     digest = hashlib.sha256()
     offset = lines = 0
 
@@ -122,9 +154,9 @@ def check_text(path: Path) -> str:
     try:
         with path.open("rb") as stream:
             while block := stream.read(_CHECK_BYTES):
-                if not offset:
+                if not offset and not wide:
                     _check_kind(path, block)
-                if (nul := block.find(b"\0")) >= 0:
+                if not wide and (nul := block.find(b"\0")) >= 0:
                     raise InputFileError(
                         f"{path}: is neither CSV text nor Parquet "
                         f"(binary data: a NUL byte at {where(nul, block)})"
@@ -132,20 +164,29 @@ def check_text(path: Path) -> str:
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError as exc:
-                    raise InputFileError(
-                        f"{path}: is not UTF-8 text ({where(exc.start, block)}: "
-                        f"0x{block[exc.start]:02X}; Latin-1 or Windows-1252?); "
-                        "save it as CSV UTF-8"
-                    ) from exc
+                    raise _NotInEncoding(where(exc.start, block), block[exc.start]) from exc
                 digest.update(block)
                 offset += len(block)
                 lines += block.count(b"\n")
             decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path}: is not UTF-8 text (it ends mid-character)") from exc
+        raise _NotInEncoding("its end (mid-character)", 0) from exc
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     return digest.hexdigest()
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The field separator of the header line: a comma if it has one outside quotes, else a
+    semicolon (Excel's CSV where the decimal mark is a comma), else a tab, else a comma."""
+    with path.open("rb") as stream:
+        head = stream.read(MAX_HEADER_BYTES)
+    line = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0]
+    outside = b"".join(line.split(b'"')[::2])  # the parts outside double quotes
+    for candidate in (b",", b";", b"\t"):
+        if candidate in outside:
+            return candidate.decode()
+    return ","
 
 
 def digest(path: Path) -> str:
@@ -171,25 +212,24 @@ def _check_kind(path: Path, head: bytes) -> None:
             )
 
 
-def csv_schema(path: Path) -> tuple[pl.Schema, int]:
+def csv_schema(path: Path, form: csvblocks.CsvFormat) -> tuple[pl.Schema, int]:
     """The header's columns and the number of rows, once every row of the file parsed (one more
     pass, a block at a time), so that a malformed row stops the run before any row is stored
     or sent."""
-    try:
-        schema = pl.scan_csv(path, infer_schema=False, encoding="utf8").collect_schema()
-    except pl.exceptions.PolarsError as exc:
-        raise InputFileError(f"{path}: is not a readable CSV file ({first_line(exc)})") from exc
+    names: list[str] = []
     try:
         with path.open("rb") as stream:
-            rows = csvblocks.check(stream, str(path))
+            names = csvblocks.header(stream, str(path), form)
+        with path.open("rb") as stream:
+            rows = csvblocks.check(stream, str(path), form=form)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     except InputFileError as exc:
-        names = schema.names()
         if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
-            hint = "the file seems separated by something other than commas"
+            hint = "the file seems separated by something other than its delimiter"
             raise InputFileError(f"{exc}; {hint}") from exc
         raise
+    schema = pl.Schema(dict.fromkeys(names, pl.String()))
     return schema, rows
 
 

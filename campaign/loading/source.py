@@ -46,6 +46,10 @@ class LoadSpec:
     zone_column: str | None = None
     # Further channels, each from a column, after ``channel`` (the campaign's [identities]).
     identities: tuple[tuple[Channel, str], ...] = ()
+    # CSV: the field separator and the encoding; None: told from the file (a comma, else a
+    # semicolon or a tab; UTF-8, else Windows-1252), and said (RecipientSource.assumed).
+    delimiter: str | None = None
+    encoding: str | None = None
 
 
 # Rows per slice of the first pass, which holds only the identity column: the larger the
@@ -67,6 +71,10 @@ class RecipientSource:
     plan: SlicePlan
     rows: int  # data rows (the header not counted)
     digest: str  # SHA-256 of the file's bytes, hex
+    form: csvblocks.CsvFormat = csvblocks.UTF8_COMMAS  # CSV: how it is written
+    # CSV: what was told from the file rather than said by the campaign, in words (None: all
+    # as the defaults: UTF-8 with commas, or as the campaign said).
+    assumed: str | None = None
 
     def slices(
         self, rows_per_slice: int = 250_000, numbers: NormalisedNumbers | None = None
@@ -137,7 +145,9 @@ class RecipientSource:
         try:
             if self.format == "csv":
                 with self.path.open("rb") as stream:
-                    yield from csvblocks.read_blocks(stream, str(self.path), columns)
+                    yield from csvblocks.read_blocks(
+                        stream, str(self.path), columns, form=self.form
+                    )
             else:
                 scan = pl.scan_parquet(self.path).select(pl.col(columns).cast(pl.String))
                 yield from scan.collect_batches(chunk_size=rows_per_slice, lazy=True)
@@ -159,15 +169,19 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
     if country is not None and not phones.is_known_region(country):
         raise ConfigError(f"default_country {spec.default_country!r} is not a known ISO region")
     path = spec.path
+    form, assumed = csvblocks.UTF8_COMMAS, None
     if files.read_head(path).startswith(files.PARQUET_MAGIC):
         kind: Literal["csv", "parquet"] = "parquet"
         schema, rows = files.parquet_schema(path)
         digest = files.digest(path)
     else:
         kind = "csv"
-        files.check_header(path)
-        digest = files.check_text(path)
-        schema, rows = files.csv_schema(path)
+        delimiter = spec.delimiter or files.sniff_delimiter(path)
+        files.check_header(path, delimiter)
+        digest, encoding = files.check_text(path, spec.encoding)
+        form = csvblocks.CsvFormat(delimiter, encoding)
+        assumed = _assumed(spec, form)
+        schema, rows = files.csv_schema(path, form)
     columns = tuple(schema)
     identity_column = files.require(path, columns, spec.identity_column, "the identity column")
     parameters = tuple(
@@ -200,8 +214,28 @@ def open_recipients(spec: LoadSpec) -> RecipientSource:
         extra={"action": "open_recipients", "path": str(path), "format": kind},
     )
     return RecipientSource(
-        path=path, format=kind, columns=columns, plan=plan, rows=rows, digest=digest
+        path=path,
+        format=kind,
+        columns=columns,
+        plan=plan,
+        rows=rows,
+        digest=digest,
+        form=form,
+        assumed=assumed,
     )
+
+
+_DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+
+def _assumed(spec: LoadSpec, form: csvblocks.CsvFormat) -> str | None:
+    """What was told from the file and differs from UTF-8 with commas, in words."""
+    told = []
+    if spec.encoding is None and not form.utf8:
+        told.append(f"{form.encoding} text (not UTF-8)")
+    if spec.delimiter is None and form.delimiter != ",":
+        told.append(f"fields separated by {_DELIMITERS.get(form.delimiter, form.delimiter)}")
+    return " with ".join(told) or None
 
 
 # Parquet column types that are not read as text: bytes (maybe not UTF-8), durations, objects.

@@ -24,7 +24,16 @@ from campaign.resources import Resources, open_resources
 from campaign.run import audience, finish, preflight, state
 from campaign.run.context import RunContext, RunOptions, iso, prepare_spec, utc_now
 from campaign.run.finish import wait_for_delivery
-from campaign.run.load import FirstPass, Ingest, LoadBeside, check_same_file, chunking, open_source
+from campaign.run.load import (
+    FirstPass,
+    Ingest,
+    LoadBeside,
+    check_same_file,
+    chunking,
+    open_source,
+    say_assumed,
+    warn_if_changed,
+)
 from campaign.run.send import Sending
 from campaign.sinch.client import AppInfo
 from campaign.store.repository import CampaignRow
@@ -43,6 +52,7 @@ async def run(
     if options.dry_run:
         return await preflight.dry_run(ctx)
     source = open_source(ctx.spec)  # file-level problems stop us before anything is written
+    say_assumed(source, out)
     template = rendering.MessageTemplate.compile(ctx.spec.message)
     if (early := await state.wait_until_due(ctx, source)) is not None:
         return early
@@ -77,7 +87,9 @@ async def run(
                     if not await ingest():
                         out(f"{ctx.spec.name}: interrupted; run the same command again to resume")
                         return EXIT_INTERRUPTED
-        elif campaign.state in state.FINISHED:
+        else:
+            warn_if_changed(campaign, source, out)
+        if campaign.state in state.FINISHED:
             done = "finished" if campaign.state == "DONE" else "cancelled"
             out(f"{ctx.spec.name}: already {done}; nothing to do")
             return 0

@@ -46,8 +46,19 @@ def open_source(spec: campaignfile.CampaignSpec) -> loading.RecipientSource:
             zones=spec.quiet_hours is not None,
             zone_column=spec.timezone_column,
             identities=spec.identities,
+            delimiter=spec.delimiter,
+            encoding=spec.encoding,
         )
     )
+
+
+def say_assumed(source: loading.RecipientSource, out: Callable[[str], None]) -> None:
+    """One line for what was told from a CSV file rather than said by the campaign."""
+    if source.assumed is not None:
+        out(
+            f"{source.path}: read as {source.assumed} (say so with 'encoding' and "
+            "'delimiter' in the campaign file)"
+        )
 
 
 async def slices(
@@ -210,6 +221,19 @@ class Ingest:
                 if first is None
                 else {first + n: entries for n, entries in staged.entries.items()}
             )
+
+
+def warn_if_changed(
+    campaign: CampaignRow, source: loading.RecipientSource, out: Callable[[str], None]
+) -> None:
+    """A campaign loaded already sends what it loaded; a file changed since is named, so that
+    whoever edited it knows that the edit is not being sent."""
+    if campaign.source_digest is not None and campaign.source_digest != source.digest:
+        out(
+            f"warning: {source.path} changed after campaign {campaign.name!r} loaded it: the"
+            " campaign sends the rows it loaded then; to send the file as it is now, run it as"
+            " a campaign of another name"
+        )
 
 
 def check_same_file(campaign: CampaignRow, source: loading.RecipientSource) -> None:

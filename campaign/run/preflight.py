@@ -16,7 +16,7 @@ from campaign.errors import EXIT_INTERRUPTED
 from campaign.resources import Resources, open_resources
 from campaign.run import audience
 from campaign.run.context import RunContext, iso
-from campaign.run.load import FirstPass, open_source, slices, unless_stopped
+from campaign.run.load import FirstPass, open_source, say_assumed, slices, unless_stopped
 from campaign.run.smsparts import SmsParts, report_line
 from campaign.sinch.auth import check_credentials
 from campaign.sinch.client import AppInfo, SinchClient
@@ -83,6 +83,7 @@ async def dry_run(ctx: RunContext) -> int:
     stops it between two slices (or during the first pass), exit 3."""
     spec = ctx.spec
     source = open_source(spec)
+    say_assumed(source, ctx.out)
     app = await _app_for_the_plan(ctx)
     audience.check_app(spec, app)  # as the run would: before the file is read through
     tally = _Tally(sms=SmsParts.of(spec))

@@ -155,3 +155,20 @@ def test_a_single_channel_priority_order_still_names_its_channel(tmp_path: Path)
     text = GOOD.replace("ttl = 60", 'channel_priority_order = ["WHATSAPP"]')
     with pytest.raises(InputFileError, match="WHATSAPP has no identities in this campaign"):
         campaignfile.load(write(tmp_path, text))
+
+
+def test_delimiter_and_encoding(tmp_path: Path) -> None:
+    text = GOOD.replace("[message]", 'delimiter = ";"\nencoding = "cp1252"\n[message]')
+    spec = campaignfile.load(write(tmp_path, text))
+    assert (spec.delimiter, spec.encoding) == (";", "cp1252")
+    assert {"delimiter": ";", "encoding": "cp1252"}.items() <= spec.definition().items()
+    assert "delimiter" not in campaignfile.load(write(tmp_path, GOOD)).definition()
+    for bad, message in (
+        ('delimiter = ";;"', "one character"),
+        ('delimiter = "\\""', "one character"),
+        ("delimiter = 1", "one character"),
+        ('encoding = "klingon"', "not an encoding"),
+        ("encoding = 8", "not an encoding"),
+    ):
+        with pytest.raises(InputFileError, match=message):
+            campaignfile.load(write(tmp_path, GOOD.replace("[message]", f"{bad}\n[message]")))

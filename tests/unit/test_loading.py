@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -346,9 +347,40 @@ def test_binary_file(tmp_path: Path) -> None:
     assert "neither CSV text nor Parquet" in message
 
 
-def test_not_utf8(tmp_path: Path) -> None:
-    message = _file_error(_write(tmp_path, "phone,name\n+12015550123,José\n".encode("latin-1")))
-    assert "not UTF-8" in message
+def test_neither_utf8_nor_windows_1252(tmp_path: Path) -> None:
+    # 0x81 is no character in Windows-1252, and no start of one in UTF-8.
+    message = _file_error(_write(tmp_path, b"phone,name\n+12015550123,Jos\x81\n"))
+    assert "not UTF-8 text (line 2, byte 27: 0x81) nor windows-1252" in message
+    assert "'encoding'" in message
+
+
+EXPORTS = 'phone,name,city\n+12015550123,José,Besançon\n2015550124,"Ørsted, Ann",Köln €\n'
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "assumed"),
+    [
+        (",", "utf-8", None),
+        (";", "utf-8", "fields separated by semicolons"),
+        (",", "windows-1252", "windows-1252 text (not UTF-8)"),
+        (";", "windows-1252", "windows-1252 text (not UTF-8) with fields separated by semicolons"),
+        ("\t", "utf-8", "fields separated by tabs"),
+    ],
+)
+def test_files_as_people_export_them_load_as_their_utf8_comma_twin(
+    tmp_path: Path, delimiter: str, encoding: str, assumed: str | None
+) -> None:
+    twin = _load(_write(tmp_path, EXPORTS, "twin.csv"), parameters=("name", "city"))
+    text = EXPORTS.replace(",", delimiter).replace(f'"Ørsted{delimiter} Ann"', '"Ørsted, Ann"')
+    path = _write(tmp_path, text.encode(encoding), "export.csv")
+    source = loading.open_recipients(_spec(path, parameters=("name", "city")))
+    assert source.assumed == assumed
+    assert pl.concat(source.slices()).equals(twin)
+    # Said in the campaign file, it is not an assumption.
+    said = _spec(path, parameters=("name", "city"))
+    said = dataclasses.replace(said, delimiter=delimiter, encoding=encoding)
+    source = loading.open_recipients(said)
+    assert source.assumed is None and pl.concat(source.slices()).equals(twin)
 
 
 def test_broken_parquet(tmp_path: Path) -> None:
@@ -366,8 +398,8 @@ def test_missing_column_suggests_a_near_name(tmp_path: Path) -> None:
     assert "did you mean 'Phone '?" in _file_error(_write(tmp_path, "Phone ,name\nx,y\n"))
 
 
-def test_semicolon_separated_file_gets_a_hint(tmp_path: Path) -> None:
-    message = _file_error(_write(tmp_path, "phone;name\n+12015550123;Ann\n"))
+def test_a_file_separated_by_something_else_gets_a_hint(tmp_path: Path) -> None:
+    message = _file_error(_write(tmp_path, "phone|name\n+12015550123|Ann\n"))
     assert "separated by something other than commas" in message
 
 
@@ -399,7 +431,7 @@ def test_unknown_default_country(tmp_path: Path) -> None:
 def test_file_errors_come_before_any_row(tmp_path: Path) -> None:
     """open_recipients fails; nothing to iterate."""
     with pytest.raises(InputFileError):
-        loading.open_recipients(_spec(_write(tmp_path, b"phone\n\xff\n")))
+        loading.open_recipients(_spec(_write(tmp_path, b"phone\n\x81\xff\n")))
 
 
 def test_a_row_with_too_many_fields(tmp_path: Path) -> None:
