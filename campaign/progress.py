@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from campaign import estimate
 from campaign.models import AppQueue, DispatchStats
@@ -30,6 +30,7 @@ class Snapshot:
     limit: float | None
     detail: str
     unit: str = "req/s"
+    eta: str = ""  # the clocks of what is left: shown before the rest, so that it stays seen
 
 
 class RateMeter:
@@ -78,11 +79,10 @@ def snapshot(
         queued=queue.size if queue else None,
         outbound=queue.outbound if queue else None,
     )
-    if left or queue:
-        detail += f" · {clocks.text()}"
+    eta = clocks.text() if left or queue else ""
     if queue is not None:
         detail += f" · Sinch queue {queue.size:,}/{queue.limit:,} at {queue.outbound:,}/s"
-    return Snapshot(done, total, rate, limit, detail)
+    return Snapshot(done, total, rate, limit, detail, eta=eta)
 
 
 def _rate_text(snap: Snapshot) -> str:
@@ -110,19 +110,26 @@ class ProgressDisplay:
         """Refresh the display from ``read()`` while the body runs; print a last state after."""
         started = time.monotonic()
         if self.interactive:
+            # At 80 columns what matters fits on the line: the count, what is left to wait and
+            # the rate; the detail takes the rest of the width, cut short rather than wrapped.
             progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+                BarColumn(bar_width=10),
                 TaskProgressColumn(),
                 TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("{task.fields[detail]}"),
+                TextColumn("{task.fields[eta]}", table_column=Column(no_wrap=True)),
+                TextColumn("{task.fields[rate]}", table_column=Column(no_wrap=True)),
+                TextColumn(
+                    "{task.fields[detail]}",
+                    table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+                ),
                 console=self.console,
                 transient=False,
+                expand=True,
             )
             first = read()
             task_id = progress.add_task(
-                label, total=first.total, completed=first.done, rate="", detail=""
+                label, total=first.total, completed=first.done, rate="", detail="", eta=""
             )
 
             def update() -> None:
@@ -133,6 +140,7 @@ class ProgressDisplay:
                     completed=snap.done,
                     rate=_rate_text(snap),
                     detail=snap.detail,
+                    eta=snap.eta,
                 )
 
             with progress:
@@ -148,8 +156,9 @@ class ProgressDisplay:
         def line() -> None:
             snap = read()
             elapsed = time.monotonic() - started
+            eta = f" · {snap.eta}" if snap.eta else ""
             self.console.print(
-                f"{label}: {snap.done:,}/{snap.total:,} · {_rate_text(snap)} · "
+                f"{label}: {snap.done:,}/{snap.total:,}{eta} · {_rate_text(snap)} · "
                 f"{elapsed:,.0f}s · {snap.detail}",
                 highlight=False,
             )

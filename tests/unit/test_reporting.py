@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 
 from campaign import reporting
 from campaign.models import AppQueue, DispatchStats, Status
-from campaign.progress import RateMeter, snapshot
+from campaign.progress import RateMeter, Snapshot, snapshot
 from campaign.status_view import (
     Pace,
     campaign_view,
@@ -108,9 +109,10 @@ def test_progress_shows_both_clocks_behind_the_apps_queue() -> None:
         rate=500.0,
         queue=AppQueue(4_000, 5_000, 500),
     )
-    assert "submit 2.0 s · drain 10.0 s · Sinch queue 4,000/5,000 at 500/s" in snap.detail
+    assert snap.eta == "submit 2.0 s · drain 10.0 s"
+    assert snap.detail.endswith(" · Sinch queue 4,000/5,000 at 500/s")
     batch = snapshot(stats, total=1_100, already_done=0, limit=800.0, rate=1.0, per_request=1_000)
-    assert "submit 1.0 s" in batch.detail and "drain" not in batch.detail  # the queue not read
+    assert batch.eta == "submit 1.0 s"  # the queue not read
 
 
 def test_status_shows_the_queue_drained_since_it_was_read() -> None:
@@ -150,3 +152,30 @@ def test_status_shows_the_delivering_channels_and_the_fallbacks() -> None:
     view = campaign_view(row, {Status.DELIVERED: 10}, [], channels=channels, fell_back=3)
     assert view["delivered_by_channel"] == channels and view["fell_back"] == 3
     assert "  delivered on  SMS 3  WHATSAPP 7 · fell back 3" in render_text([view])
+
+
+async def test_the_progress_keeps_the_wait_in_sight_at_80_columns() -> None:
+    """On an 80-column terminal the count, the wait for what is left and the rate stay on the
+    line; the detail gives way (cut short, never wrapped onto further lines)."""
+    import io
+
+    from rich.console import Console
+
+    from campaign.progress import ProgressDisplay
+
+    screen = io.StringIO()
+    console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    display = ProgressDisplay(console, interval=0.01)
+    stats = DispatchStats(sent=6_782, requests=6_782, in_flight=22)
+    queue = AppQueue(1_200, 500_000, 100_000)
+
+    def read() -> Snapshot:
+        return snapshot(stats, total=9_416, already_done=0, limit=800.0, rate=665.0, queue=queue)
+
+    async with display.track("sample-rich-2026", read):
+        pass
+    lines = re.sub(r"\x1b\[[?0-9;]*[A-Za-z]", "", screen.getvalue()).splitlines()
+    last = [line for line in lines if "sample-rich-2026" in line][-1]
+    assert "6,782/9,416" in last and "submit 4.0 s · drain 4.0 s" in last
+    assert "665 / 800 req/s" in last
+    assert all(len(line) <= 80 for line in lines)
