@@ -37,6 +37,8 @@ def _card_campaign(cli: Cli, recipients: Path) -> Path:
                 'mode = "individual"',
                 'channel = "SMS"',
                 'identity_column = "phone"',
+                "[identities]",
+                'WHATSAPP = "phone"',
                 "[message.card_message]",
                 'title = "Hello ${first_name}"',
                 'description = "Your code is ${code}"',
@@ -108,7 +110,7 @@ def test_a_card_on_sms_is_its_title_description_and_link(cli: Cli) -> None:
     result = cli.run("preview", str(_card_campaign(cli, _recipients(cli))), "--rows", "1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "channels      SMS, WHATSAPP\n" in out  # the channel_priority_order's too
+    assert "channels      SMS, WHATSAPP\n" in out  # [identities]' too
     sms = "\n".join(
         [
             "    Hello Ana",
