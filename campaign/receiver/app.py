@@ -8,6 +8,9 @@
     event is durably stored.
 ``GET {path}/health`` and ``GET /healthz``
     200 and the counters of :class:`~campaign.receiver.settings.ReceiverStats`.
+``GET /metrics``
+    the same counters, and the group commits' latency and size, in Prometheus' text format
+    (:mod:`campaign.receiver.metrics`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from campaign import jsonutil, tracking
-from campaign.receiver import checks
+from campaign.receiver import checks, metrics
 from campaign.receiver.committer import Committer, Unavailable, Unstorable
 from campaign.receiver.settings import ReceiverSettings, ReceiverStats
 from campaign.sinch import signature
@@ -69,10 +72,12 @@ def make_app(store: repository.Store, settings: ReceiverSettings) -> web.Applica
     # aiohttp refuses a body over client_max_size while reading it (chunked bodies included).
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state
+    app[metrics.METRICS] = metrics.registry_for(stats)
     app.cleanup_ctx.append(_committer_ctx)
     app.router.add_post(settings.path, _callback)
     app.router.add_get(settings.path.rstrip("/") + "/health", _health)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", metrics.serve)
     return app
 
 

@@ -155,6 +155,7 @@ class Committer:
 
     async def _commit(self, batch: list[_Item]) -> None:
         stats = self._stats
+        started = time.perf_counter()
         try:
             async with self._write_lock:
                 added = await self._store.events.insert([item.event for item in batch])
@@ -188,6 +189,8 @@ class Committer:
             stats.stored += added
             stats.duplicates += len(batch) - added
             stats.largest_commit = max(stats.largest_commit, len(batch))
+            stats.commit_seconds.observe(time.perf_counter() - started)
+            stats.commit_size.observe(len(batch))
             stats.store_ok = True
             if self._outage_failures is not None:
                 log.info(

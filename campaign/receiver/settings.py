@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Histogram
+
 from campaign.config import ReceiverConfig, SinchConfig
 from campaign.errors import ConfigError
 from campaign.secrets import Secret
@@ -122,6 +124,23 @@ class ReceiverStats:
     connections: int = 0  # open now
     connections_refused: int = 0  # answered 503 and closed: max_connections were open
     store_ok: bool = True  # whether the last commit succeeded
+    # Each successful group commit: how long it took (seconds) and how many events it held.
+    commit_seconds: Histogram = field(
+        default_factory=lambda: Histogram(
+            "campaign_receiver_commit_seconds",
+            "Duration of successful group commits of callbacks, in seconds.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=None,
+        )
+    )
+    commit_size: Histogram = field(
+        default_factory=lambda: Histogram(
+            "campaign_receiver_commit_events",
+            "Callbacks stored per successful group commit.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=None,
+        )
+    )
 
     @property
     def acknowledged(self) -> int:
