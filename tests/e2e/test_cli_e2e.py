@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -128,6 +129,17 @@ requests_per_second = 800
         self.env["CAMPAIGN_DATABASE_URL"] = url
         upgraded = self.run("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
+
+    def receive_callbacks(self, **sandbox: Any) -> int:
+        """A run with ``--wait-for-delivery`` receives the sandbox's signed callbacks on a
+        free port (the sandbox's ``callback_url``), with ``sandbox`` settings patched too."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.config.write_text(self.config.read_text() + f"\n[receiver]\nport = {port}\n")
+        self.env["SINCH_WEBHOOK_SECRET"] = config.SANDBOX_WEBHOOK_SECRET
+        self.patch_sandbox(callback_url=f"http://127.0.0.1:{port}/sinch/callbacks", **sandbox)
+        return port
 
     def patch_sandbox(self, **settings: Any) -> None:
         answer = requests.patch(f"{self.sandbox.url}/_sandbox/settings", json=settings, timeout=5)

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from campaign import localcredentials
 from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.e2e.test_cli_e2e import cli as cli
 from tests.e2e.test_cli_e2e import sandbox as sandbox
-from tests.e2e.test_tracking_e2e import free_port
 
 ROWS = 60
 
@@ -85,11 +83,7 @@ def test_fallback_is_tracked_per_delivering_channel(cli: Cli) -> None:
     """Sinch tries WhatsApp first and falls back to SMS where WhatsApp fails (here for the
     contacts ending in an even digit): the report's delivery_channel, `status` and the
     summary say which channel delivered, and how many fell back."""
-    port = free_port()
-    cli.config.write_text(cli.config.read_text() + f"\n[receiver]\nport = {port}\n")
-    cli.env["SINCH_WEBHOOK_SECRET"] = localcredentials.WEBHOOK_SECRET
-    cli.patch_sandbox(
-        callback_url=f"http://127.0.0.1:{port}/sinch/callbacks",
+    cli.receive_callbacks(
         failure_rules=[
             {"pattern": "[02468]$", "code": "RECIPIENT_NOT_REACHABLE", "channel": "WHATSAPP"}
         ],

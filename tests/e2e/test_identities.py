@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from campaign import localcredentials
 from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.e2e.test_cli_e2e import cli as cli
 from tests.e2e.test_cli_e2e import sandbox as sandbox
-from tests.e2e.test_tracking_e2e import free_port
 
 PHONES = 30  # rows with a phone number; every third has no Messenger id
 MESSENGER_ONLY = 6
@@ -99,11 +97,7 @@ def test_every_identity_is_sent_and_fallback_is_reported(
     cli: Cli, mode: str, database_url: str
 ) -> None:
     cli.use_database(database_url)
-    port = free_port()
-    cli.config.write_text(cli.config.read_text() + f"\n[receiver]\nport = {port}\n")
-    cli.env["SINCH_WEBHOOK_SECRET"] = localcredentials.WEBHOOK_SECRET
-    cli.patch_sandbox(
-        callback_url=f"http://127.0.0.1:{port}/sinch/callbacks",
+    cli.receive_callbacks(
         # WhatsApp fails for the numbers ending in an even digit: Sinch goes on to SMS.
         failure_rules=[
             {"pattern": "[02468]$", "code": "RECIPIENT_NOT_REACHABLE", "channel": "WHATSAPP"}
