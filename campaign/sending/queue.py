@@ -218,6 +218,9 @@ class QueueWatch:
         try:
             app = await self._client.app(written=grant.written)
         except errors.SinchError as exc:
+            if isinstance(exc, errors.SinchRateLimitedError):
+                # The project's rate counts this read too: every sender waits the 429 out.
+                self._pacer.pause(exc.retry_after if exc.retry_after is not None else 1.0)
             logger.warning(
                 "could not read the app's queue: %s", exc, extra={"action": "queue_unread"}
             )
