@@ -121,6 +121,26 @@ def _add_callbacks(parser: argparse.ArgumentParser) -> None:
         help="identities matching REGEX fail (default code RECIPIENT_NOT_REACHABLE)",
     )
     cb.add_argument(
+        "--fail-channel",
+        action="append",
+        default=[],
+        metavar="CHANNEL:REGEX[:CODE]",
+        help="identities matching REGEX fail on CHANNEL only (then fall back to the next one)",
+    )
+    cb.add_argument(
+        "--whatsapp-window",
+        default=None,
+        metavar="REGEX",
+        help="identities with an open WhatsApp 24-hour window (others get only templates)",
+    )
+    cb.add_argument(
+        "--whatsapp-window-share",
+        type=float,
+        default=_DEFAULTS.whatsapp_window_share,
+        metavar="SHARE",
+        help="share of the other identities with an open window, by hash (default: 1, all)",
+    )
+    cb.add_argument(
         "--delivered-delay", type=float, default=_DEFAULTS.delivered_delay_s, metavar="SECONDS"
     )
     cb.add_argument("--read-delay", type=float, default=_DEFAULTS.read_delay_s, metavar="SECONDS")
@@ -178,7 +198,12 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         callback_url=opt("callback_url", d.callback_url),
         webhook_secret=webhook_secret or None,
         override_secret=opt("override_secret", d.override_secret),
-        failure_rules=tuple(FailureRule.parse(p) for p in opt("fail_pattern", [])),
+        failure_rules=(
+            *(FailureRule.parse(p) for p in opt("fail_pattern", [])),
+            *(FailureRule.parse_channel(p) for p in opt("fail_channel", [])),
+        ),
+        whatsapp_window=opt("whatsapp_window", d.whatsapp_window),
+        whatsapp_window_share=opt("whatsapp_window_share", d.whatsapp_window_share),
         delivered_delay_s=opt("delivered_delay", d.delivered_delay_s),
         read_delay_s=opt("read_delay", d.read_delay_s),
         duplicate_callback_rate=opt("duplicate_rate", d.duplicate_callback_rate),

@@ -54,6 +54,33 @@ QUEUE_FULL = FailureRule(
     description="The app's outbound queue was full when the scheduled batch fell due",
 )
 
+# WhatsApp's 24-hour customer care window was closed and the message was not a template.
+OUTSIDE_WINDOW = FailureRule(
+    pattern=".",
+    code="OUTSIDE_ALLOWED_SENDING_WINDOW",
+    channel="WHATSAPP",
+    description="The recipient has no open 24-hour customer care window on WhatsApp:"
+    " only a template_message may be sent outside it",
+)
+
+
+def channel_failure(
+    message: SentMessage, hop: Hop, settings: SandboxSettings
+) -> FailureRule | None:
+    """Why ``message`` fails on ``hop``: a failure rule, else the channel's own rules (a
+    free-form WhatsApp message outside the 24-hour window); None: it is delivered there."""
+    identity = hop.identity or message.contact_id
+    rule = settings.failure_for(hop.channel, identity)
+    if rule is not None:
+        return rule
+    if (
+        hop.channel == "WHATSAPP"
+        and "template_message" not in message.message
+        and not settings.window_open(identity)
+    ):
+        return OUTSIDE_WINDOW
+    return None
+
 
 @dataclass(frozen=True)
 class Event:
@@ -92,7 +119,7 @@ def plan(message: SentMessage, settings: SandboxSettings, rng: random.Random) ->
         t = 0.0
         delivery = Trigger.MESSAGE_DELIVERY
         for index, hop in enumerate(message.route):
-            rule = settings.failure_for(hop.channel, hop.identity or message.contact_id)
+            rule = channel_failure(message, hop, settings)
             t += later(settings.queued_delay_s, settings.queued_jitter_s)
             events.append(Event(t, delivery, hop, DeliveryStatus.QUEUED_ON_CHANNEL))
             t += later(settings.delivered_delay_s, settings.delivered_jitter_s)

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import re
 import types
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -72,6 +73,17 @@ class FailureRule:
             return cls(pattern=pattern, code=code, channel=channel or None)
         return cls(pattern=text)
 
+    @classmethod
+    def parse_channel(cls, text: str) -> FailureRule:
+        """``CHANNEL:REGEX[:CODE]``, the ``--fail-channel`` form (the regex may hold ``:``)."""
+        channel, sep, rest = text.partition(":")
+        if not sep or not rest:
+            raise ConfigError(f"--fail-channel {text!r}: expected CHANNEL:REGEX[:CODE]")
+        pattern, sep, code = rest.rpartition(":")
+        if sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", code):
+            return cls(pattern=pattern, code=code, channel=channel.upper())
+        return cls(pattern=rest, channel=channel.upper())
+
 
 @dataclass(frozen=True)
 class SandboxSettings:
@@ -127,6 +139,14 @@ class SandboxSettings:
     read_delay_s: float = 3.0
     read_jitter_s: float = 2.0
     failure_rules: tuple[FailureRule, ...] = ()
+    # WhatsApp's 24-hour customer care window: a WhatsApp message that is not a
+    # template_message, to an identity without an open window, fails there with
+    # OUTSIDE_ALLOWED_SENDING_WINDOW (then falls back to the request's next channel). A window
+    # is open for identities ``whatsapp_window`` finds, and for a deterministic share
+    # ``whatsapp_window_share`` of the others (by a hash of the identity). Default: every
+    # window open, as for a project whose customers have all just written.
+    whatsapp_window: str | None = None
+    whatsapp_window_share: float = 1.0
     # A batch holding any identity this regex finds is refused whole with a 400 that names no
     # recipient (as Sinch may answer for an identity it cannot resolve): None refuses none.
     refuse_batches_with: str | None = None
@@ -155,6 +175,17 @@ class SandboxSettings:
             return self.webhook_secret
         return self.override_secret or None
 
+    def window_open(self, identity: str) -> bool:
+        """Whether ``identity`` has an open WhatsApp 24-hour customer care window."""
+        plain = identity.removeprefix("+")
+        if self.whatsapp_window is not None:
+            found = re.compile(self.whatsapp_window)
+            if found.search(identity) or found.search(plain):
+                return True
+        if self.whatsapp_window_share >= 1.0:
+            return True
+        return zlib.crc32(plain.encode()) / 2**32 < self.whatsapp_window_share
+
     def failure_for(self, channel: str, identity: str) -> FailureRule | None:
         """The first failure rule that applies to ``identity`` on ``channel``."""
         for rule in self.failure_rules:
@@ -177,7 +208,8 @@ def _problems(s: SandboxSettings) -> list[str]:
         out.append("outbound_rate and queue_limit must be at least 1")
     if s.processing_mode not in ("CONVERSATION", "DISPATCH"):
         out.append("processing_mode must be CONVERSATION or DISPATCH")
-    for name in ("error_rate_500", "error_rate_503", "drop_rate", "duplicate_callback_rate"):
+    names = ("error_rate_500", "error_rate_503", "drop_rate", "duplicate_callback_rate")
+    for name in (*names, "whatsapp_window_share"):
         if not 0.0 <= getattr(s, name) <= 1.0:
             out.append(f"{name} must be between 0 and 1")
     if s.error_rate_500 + s.error_rate_503 > 1.0:
@@ -202,6 +234,11 @@ def _problems(s: SandboxSettings) -> list[str]:
             re.compile(s.refuse_batches_with)
         except re.error as exc:
             out.append(f"refuse_batches_with: bad regex: {exc}")
+    if s.whatsapp_window is not None:
+        try:
+            re.compile(s.whatsapp_window)
+        except re.error as exc:
+            out.append(f"whatsapp_window: bad regex: {exc}")
     if s.unknown_parameter not in ("literal", "empty", "error"):
         out.append("unknown_parameter must be literal, empty or error")
     return out
