@@ -143,6 +143,12 @@ class SandboxConfig:
     # expression fail with RECIPIENT_NOT_REACHABLE; the others are delivered after about
     # `delivered_delay` seconds and, on channels that report it, read after `read_delay` more.
     fail_pattern: str = ""
+    # Per channel: "CHANNEL:REGEX[:CODE]" rules, separated by spaces (e.g. "WHATSAPP:77$").
+    fail_channel: str = ""
+    # WhatsApp's 24-hour window: identities matching `whatsapp_window`, and this share of the
+    # others (by a hash of the identity), have one; the rest get only template messages there.
+    whatsapp_window: str = ""
+    whatsapp_window_share: float = 1.0
     delivered_delay: float = 1.0
     read_delay: float = 3.0
     # The app's MT queue: messages/s it passes on to the channels (real Sinch: 20-25 unless

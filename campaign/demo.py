@@ -29,6 +29,9 @@ from campaign.secrets import Secret
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
+#: Share of the demo's identities with an open WhatsApp 24-hour window: the rest get SMS.
+DEMO_WHATSAPP_WINDOW_SHARE = 0.6
+
 
 def find_sample_data() -> Path:
     """``./sample_data`` when run from a checkout, else the one beside the package."""
@@ -51,9 +54,15 @@ def demo_config(database: Path) -> Config:
             sandbox=True,
         ),
         database=DatabaseConfig(url=f"sqlite:///{database}"),
-        # About 1% of numbers are unreachable, so the report shows failures with a reason.
+        # About 1% of numbers are unreachable, so the report shows failures with a reason; about
+        # 40% have no open WhatsApp 24-hour window, so a free-form WhatsApp message to them
+        # falls back to SMS (OUTSIDE_ALLOWED_SENDING_WINDOW) when the campaign names both.
         sandbox=SandboxConfig(
-            latency_ms=40.0, jitter_ms=20.0, fail_pattern=r"[0-9]*(13|77)$", delivered_delay=1.0
+            latency_ms=40.0,
+            jitter_ms=20.0,
+            fail_pattern=r"[0-9]*(13|77)$",
+            delivered_delay=1.0,
+            whatsapp_window_share=DEMO_WHATSAPP_WINDOW_SHARE,
         ),
     )
 

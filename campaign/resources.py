@@ -43,7 +43,10 @@ def embedded_sandbox_settings(config: Config) -> SandboxSettings:
 
     sinch = config.sinch
     box = config.sandbox
-    rules = (FailureRule(pattern=box.fail_pattern),) if box.fail_pattern else ()
+    rules: tuple[FailureRule, ...] = (
+        (FailureRule(pattern=box.fail_pattern),) if box.fail_pattern else ()
+    )
+    rules += tuple(FailureRule.parse_channel(rule) for rule in box.fail_channel.split())
     return SandboxSettings(
         project_id=sinch.project_id,
         app_ids=(sinch.app_id,),
@@ -54,6 +57,8 @@ def embedded_sandbox_settings(config: Config) -> SandboxSettings:
         jitter_ms=box.jitter_ms,
         rate_limit=box.rate_limit,
         failure_rules=rules,
+        whatsapp_window=box.whatsapp_window or None,
+        whatsapp_window_share=box.whatsapp_window_share,
         delivered_delay_s=box.delivered_delay,
         delivered_jitter_s=box.delivered_delay / 2,
         read_delay_s=box.read_delay,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +227,23 @@ def test_command_line_and_json_settings() -> None:
         settings.patched(SandboxSettings(), {"whatsapp_window_share": 1.5})
     with pytest.raises(ConfigError):
         settings.patched(SandboxSettings(), {"whatsapp_window": "("})
+
+
+def test_config_file_form_reaches_the_embedded_sandbox() -> None:
+    from campaign import demo, resources
+    from campaign.config import Config, SandboxConfig
+
+    box = SandboxConfig(
+        fail_channel="WHATSAPP:77$ SMS:13$:CHANNEL_FAILURE",
+        whatsapp_window="^\\+46",
+        whatsapp_window_share=0.6,
+    )
+    sinch = demo.demo_config(Path("demo.db")).sinch
+    built = resources.embedded_sandbox_settings(Config(sinch=sinch, sandbox=box))
+    assert [(r.channel, r.pattern, r.code) for r in built.failure_rules] == [
+        ("WHATSAPP", "77$", "RECIPIENT_NOT_REACHABLE"),
+        ("SMS", "13$", "CHANNEL_FAILURE"),
+    ]
+    assert built.whatsapp_window == "^\\+46" and built.whatsapp_window_share == 0.6
+    shown = resources.embedded_sandbox_settings(demo.demo_config(Path("demo.db")))
+    assert 0.0 < shown.whatsapp_window_share < 1.0
