@@ -158,12 +158,21 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class OptOutConfig:
+    """``[optout]``: the replies that put their sender on the suppression list, trimmed and
+    case-folded before they are compared (campaign.optout). Add other languages' words here."""
+
+    keywords: tuple[str, ...] = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+
+
+@dataclass(frozen=True)
 class Config:
     sinch: SinchConfig = field(default_factory=SinchConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     sending: SendingConfig = field(default_factory=SendingConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    optout: OptOutConfig = field(default_factory=OptOutConfig)
     path: Path | None = None
 
 
@@ -204,6 +213,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return value
+    if hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"{where}: expected a list of non-empty strings, got {value!r}")
+        return tuple(value)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
@@ -293,13 +306,14 @@ def load_config(
         sending=_from_table(SendingConfig, data.get("sending", {}), "[sending]"),
         receiver=_from_table(ReceiverConfig, data.get("receiver", {}), "[receiver]"),
         sandbox=_from_table(SandboxConfig, data.get("sandbox", {}), "[sandbox]"),
+        optout=_from_table(OptOutConfig, data.get("optout", {}), "[optout]"),
         path=path if path.exists() else None,
     )
     _validate(config, credentials=credentials)
     return config
 
 
-_TABLES = {"sinch", "database", "sending", "receiver", "sandbox"}
+_TABLES = {"sinch", "database", "sending", "receiver", "sandbox", "optout"}
 
 
 def _read(path: Path, explicit: bool) -> dict[str, Any]:

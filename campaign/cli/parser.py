@@ -11,7 +11,7 @@ from typing import Any
 
 from campaign import __version__
 from campaign import sandbox as sandbox_mod
-from campaign.cli import commands, preview, report, webhooks
+from campaign.cli import commands, preview, report, suppress, webhooks
 
 Subparsers = Any  # argparse's _SubParsersAction, private
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _status(sub, common)
     report.add_parser(sub, common)
     webhooks.add_parser(sub, common)
+    suppress.add_parser(sub, common)
     preview.add_parser(sub, common)
     _db(sub, common)
     _receiver(sub, common)

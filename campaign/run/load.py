@@ -178,6 +178,8 @@ class Ingest:
                     rows += staged.height
                     if self.stop.is_set():
                         return False
+            # Who is on the suppression list is never sent: one set-based UPDATE.
+            await self.store.suppression.mark_loaded(self.campaign.id, self.clock())
             await self.store.campaigns.update(
                 self.campaign.id, now=self.clock(), state="READY", total_rows=rows
             )

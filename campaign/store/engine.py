@@ -269,7 +269,7 @@ def create_engine_sync(url: str) -> Engine:
 
 # The newest migration under migrations/versions (tests/integration/test_store.py checks it
 # against them).
-HEAD_REVISION = "0015"
+HEAD_REVISION = "0016"
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:

@@ -9,7 +9,8 @@ module holding the engine, the write gate and the dialect (:class:`campaign.stor
 - ``store.workers`` (:mod:`campaign.store.workers`): workers, heartbeats, the dead settled;
 - ``store.events`` (:mod:`campaign.store.events`): delivery callbacks stored and applied;
 - ``store.ingest`` (:mod:`campaign.store.intake`): loaded rows stored, slice by slice;
-- ``store.export`` (:mod:`campaign.store.export`): the report's read of every row.
+- ``store.export`` (:mod:`campaign.store.export`): the report's read of every row;
+- ``store.suppression`` (:mod:`campaign.store.suppression`): the suppression list (opt-outs).
 
 Rows become plain dataclasses here and nothing SQL leaks out: a database failure leaves every
 group as a :class:`campaign.errors.StoreError` (:mod:`campaign.store.edge`).
@@ -45,6 +46,7 @@ from campaign.store.records import (
     reject_code,
 )
 from campaign.store.staging import Chunking
+from campaign.store.suppression import Suppression
 from campaign.store.workers import Workers
 
 # The records are defined beside the store and re-exported here: ``repo.Sent`` and friends.
@@ -86,6 +88,7 @@ class Store:
         self.events = EventStore(db)
         self.ingest = Ingest(db)
         self.export = Export(db)
+        self.suppression = Suppression(db)
 
     @property
     def dialect(self) -> str:

@@ -246,3 +246,36 @@ workers = Table(
         postgresql_where=text("stopped_at IS NULL"),
     ),
 )
+
+# The suppression list: identities that opted out (a STOP reply, Sinch's OPT_OUT, `campaign
+# suppress`). Matched on the identity's value whatever the channel: who said STOP on SMS gets no
+# WhatsApp to the same number either. One row per identity; every change is in
+# suppression_changes.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("identity", String(256), nullable=False),
+    Column("channel", String(32), nullable=True),  # where it opted out; NULL: not known
+    Column("source", String(32), nullable=False),  # KEYWORD, OPT_OUT, CLI, IMPORT
+    Column("campaign_id", BigInteger, nullable=True),  # the campaign it answered, if known
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text, nullable=True),  # who or what: a user, a file, a message id
+    # Unique, and the index the load's set-based check joins on.
+    UniqueConstraint("identity"),
+)
+
+# Every change of the suppression list (ADD, REMOVE), who or what made it: never deleted.
+suppression_changes = Table(
+    "suppression_changes",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("identity", String(256), nullable=False),
+    Column("action", String(8), nullable=False),  # ADD, REMOVE
+    Column("channel", String(32), nullable=True),
+    Column("source", String(32), nullable=False),
+    Column("campaign_id", BigInteger, nullable=True),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("changed_by", Text, nullable=True),
+    Index("ix_suppression_changes_identity", "identity"),
+)

@@ -1,0 +1,199 @@
+"""The suppression list: identities that opted out, matched on the identity's value whatever
+the channel. Adding and removing are idempotent, and every change is recorded in
+``suppression_changes`` with who or what made it.
+
+Two set-based statements keep it out of the way of a campaign:
+
+- :meth:`Suppression.mark_loaded`, once a load has stored its rows: ONE ``UPDATE`` moves the
+  campaign's PENDING recipients whose identity is on the list to SUPPRESSED (``OPTED_OUT``),
+  a join on the list's unique index;
+- :meth:`Suppression.add` (an opt-out while campaigns run): the same ``UPDATE`` for the new
+  identities, over every campaign. Only PENDING rows move: status never goes backwards, and
+  what Sinch already accepted is reported as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaign.models import Status
+from campaign.store.edge import Group
+from campaign.store.tables import recipients, suppression_changes, suppressions
+
+S = suppressions.c
+R = recipients.c
+OPTED_OUT = "OPTED_OUT"  # the error code of a SUPPRESSED recipient
+OPTED_OUT_NOTE = "on the suppression list (opted out)"
+_CHUNK = 5_000  # identities per statement (bind-parameter limits)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One identity on the list."""
+
+    identity: str
+    channel: str | None
+    source: str
+    campaign_id: int | None
+    created_at: datetime
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What an add or remove did: identities changed, identities already so, recipients
+    stopped (an add: PENDING recipients of any campaign moved to SUPPRESSED)."""
+
+    changed: int
+    unchanged: int
+    stopped: int = 0
+
+
+class Suppression(Group):
+    async def add(
+        self,
+        identities: Iterable[str],
+        *,
+        now: datetime,
+        source: str,
+        by: str | None,
+        channel: str | None = None,
+        campaign_id: int | None = None,
+    ) -> Changed:
+        """Put ``identities`` on the list (those already there stay as they were) and stop
+        every PENDING recipient of theirs, in every campaign."""
+        wanted = list(dict.fromkeys(i for i in identities if i))
+        changed = stopped = 0
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start : start + _CHUNK]
+            async with self.writes.begin() as conn:
+                new = await self._insert(conn, part, now, source, by, channel, campaign_id)
+                if new:
+                    await conn.execute(
+                        suppression_changes.insert(),
+                        [
+                            {
+                                "identity": i,
+                                "action": "ADD",
+                                "channel": channel,
+                                "source": source,
+                                "campaign_id": campaign_id,
+                                "changed_at": now,
+                                "changed_by": by,
+                            }
+                            for i in new
+                        ],
+                    )
+                stopped += await _stop(conn, R.identity.in_(part), now)
+            changed += len(new)
+        return Changed(changed, len(wanted) - changed, stopped)
+
+    async def _insert(
+        self,
+        conn: AsyncConnection,
+        part: Sequence[str],
+        now: datetime,
+        source: str,
+        by: str | None,
+        channel: str | None,
+        campaign_id: int | None,
+    ) -> list[str]:
+        rows = [
+            {
+                "identity": i,
+                "channel": channel,
+                "source": source,
+                "campaign_id": campaign_id,
+                "created_at": now,
+                "created_by": by,
+            }
+            for i in part
+        ]
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        statement = (
+            dialect.insert(suppressions)
+            .on_conflict_do_nothing(index_elements=["identity"])
+            .returning(S.identity)
+        )
+        result = await conn.execute(statement, rows)
+        return list(result.scalars().all())
+
+    async def remove(self, identities: Iterable[str], *, now: datetime, by: str | None) -> Changed:
+        """Take ``identities`` off the list. Recipients already SUPPRESSED stay so: a later
+        campaign sends to them."""
+        wanted = list(dict.fromkeys(i for i in identities if i))
+        changed = 0
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start : start + _CHUNK]
+            async with self.writes.begin() as conn:
+                result = await conn.execute(
+                    delete(suppressions).where(S.identity.in_(part)).returning(S.identity)
+                )
+                gone = list(result.scalars().all())
+                if gone:
+                    await conn.execute(
+                        suppression_changes.insert(),
+                        [
+                            {
+                                "identity": i,
+                                "action": "REMOVE",
+                                "source": "CLI",
+                                "changed_at": now,
+                                "changed_by": by,
+                            }
+                            for i in gone
+                        ],
+                    )
+            changed += len(gone)
+        return Changed(changed, len(wanted) - changed)
+
+    async def entries(self) -> list[Entry]:
+        """The whole list, by identity."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(
+                    S.identity, S.channel, S.source, S.campaign_id, S.created_at, S.created_by
+                ).order_by(S.identity)
+            )
+            return [Entry(*row) for row in result]
+
+    async def count(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(suppressions))).scalar_one()
+            )
+
+    async def contains(self, identity: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(S.id).where(S.identity == identity))
+            return found.first() is not None
+
+    async def mark_loaded(self, campaign_id: int, now: datetime) -> int:
+        """ONE set-based UPDATE: the campaign's PENDING recipients whose identity is on the list
+        become SUPPRESSED (OPTED_OUT). How many."""
+        async with self.writes.begin() as conn:
+            on_list = select(S.identity).where(S.identity == R.identity).exists()
+            return await _stop(conn, on_list, now, R.campaign_id == campaign_id)
+
+
+async def _stop(conn: AsyncConnection, which: object, now: datetime, *more: object) -> int:
+    """PENDING recipients matching ``which`` become SUPPRESSED; how many. Only PENDING: a
+    recipient claimed, sent or settled keeps its status (it never moves backwards)."""
+    result = await conn.execute(
+        update(recipients)
+        .where(R.status == Status.PENDING.value, which, *more)  # type: ignore[arg-type]
+        .values(
+            status=Status.SUPPRESSED.value,
+            error_code=OPTED_OUT,
+            error_description=OPTED_OUT_NOTE,
+            updated_at=now,
+            status_at=now,
+        )
+    )
+    return int(result.rowcount or 0)
