@@ -89,7 +89,9 @@ async def open_resources(
             from campaign.receiver import ReceiverServer, ReceiverSettings
 
             assert resources.store is not None
-            settings = ReceiverSettings.from_config(config.receiver, config.sinch)
+            settings = ReceiverSettings.from_config(
+                config.receiver, config.sinch, optout=config.optout
+            )
             # Behind the embedded sandbox, any free local port; for Sinch, the configured one.
             host, port = (
                 ("127.0.0.1", 0)

@@ -238,7 +238,11 @@ async def upgrade_database(args: argparse.Namespace, config: Config | None) -> i
 async def serve_receiver(args: argparse.Namespace, config: Config | None) -> int:
     assert config is not None
     settings = receiver_mod.ReceiverSettings.from_config(
-        config.receiver, config.sinch, allow_unsigned=args.unsigned, path=args.path
+        config.receiver,
+        config.sinch,
+        allow_unsigned=args.unsigned,
+        path=args.path,
+        optout=config.optout,
     )
     settings.require_secret()  # refuse to start unsigned before opening anything
     stop = _stop_event()

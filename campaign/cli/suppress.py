@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from campaign import errors, phones
+from campaign import errors, optout
 from campaign.config import Config
 from campaign.resources import open_resources
 
@@ -70,12 +70,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def normalise(raw: str, default_country: str | None = None) -> str | None:
     """The identity as recipients hold it: E.164 for a phone number, else trimmed text."""
-    text = raw.strip()
-    if not text:
-        return None
-    if any(c.isalpha() for c in text) or "@" in text:
-        return text
-    return phones.normalise_one(text, default_country) or text
+    return optout.normalise_identity(raw, default_country)
 
 
 def _by(args: argparse.Namespace) -> str:

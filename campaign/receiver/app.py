@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from campaign import jsonutil, tracking
+from campaign import jsonutil, optout, tracking
 from campaign.receiver import checks, metrics
 from campaign.receiver.committer import Committer, Unavailable, Unstorable
 from campaign.receiver.settings import ReceiverSettings, ReceiverStats
@@ -45,6 +45,7 @@ class ReceiverState:
     stats: ReceiverStats
     nonces: checks.NonceWindow
     committer: Committer
+    keywords: optout.Keywords
 
 
 STATE = web.AppKey("receiver_state", ReceiverState)
@@ -68,6 +69,7 @@ def make_app(store: repository.Store, settings: ReceiverSettings) -> web.Applica
         stats=stats,
         nonces=checks.NonceWindow(settings.max_nonces),
         committer=Committer(store, settings, stats),
+        keywords=optout.Keywords(settings.optout_keywords),
     )
     # aiohttp refuses a body over client_max_size while reading it (chunked bodies included).
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -136,8 +138,19 @@ async def _callback(request: web.Request) -> web.Response:
     # No await since the nonce check: registering it now closes the window for a concurrent copy.
     if nonce is not None:
         state.nonces.add(nonce, expires_at)
+    # A reply is kept like every callback; a STOP reply or an OPT_OUT also opts its sender out,
+    # in the transaction that stores it (campaign.store.suppression.apply_opt_outs).
+    opt_out = optout.found_in(event.trigger, body, state.keywords)
+    if event.trigger == "MESSAGE_INBOUND":
+        stats.inbound += 1
+    if opt_out is not None:
+        stats.opt_outs += 1
     new = NewEvent(
-        received_at=datetime.fromtimestamp(now, UTC), nonce=nonce, payload=payload, event=event
+        received_at=datetime.fromtimestamp(now, UTC),
+        nonce=nonce,
+        payload=payload,
+        event=event,
+        opt_out=opt_out,
     )
     return await _store(state, new)
 

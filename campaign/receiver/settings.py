@@ -10,8 +10,9 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from campaign.config import ReceiverConfig, SinchConfig
+from campaign.config import OptOutConfig, ReceiverConfig, SinchConfig
 from campaign.errors import ConfigError
+from campaign.optout import DEFAULT_KEYWORDS
 from campaign.secrets import Secret
 
 MiB = 1024 * 1024
@@ -51,6 +52,8 @@ class ReceiverSettings:
     # Well under a 1,024 file-descriptor limit; Sinch sends over a few connections.
     max_connections: int = 512
     clock: Callable[[], float] = field(default=time.time, compare=False)  # Unix seconds
+    # Replies that opt their sender out ([optout] keywords; campaign.optout).
+    optout_keywords: tuple[str, ...] = DEFAULT_KEYWORDS
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/") or self.path != self.path.strip() or "?" in self.path:
@@ -82,6 +85,7 @@ class ReceiverSettings:
         *,
         allow_unsigned: bool = False,
         path: str | None = None,
+        optout: OptOutConfig | None = None,
     ) -> ReceiverSettings:
         """The settings for ``campaign receiver`` / ``campaign run`` from the loaded config;
         ``path`` (``--path``) replaces the configured one when given."""
@@ -90,6 +94,7 @@ class ReceiverSettings:
             secret=sinch.webhook_secret,
             allow_unsigned=allow_unsigned,
             timestamp_window_s=receiver.timestamp_window,
+            optout_keywords=(optout or OptOutConfig()).keywords,
         )
 
     def require_secret(self) -> str | None:
@@ -121,6 +126,8 @@ class ReceiverStats:
     # Events waiting for their recipient as of the last apply, counted up to 10,000.
     waiting: int | None = None
     unmatched: int = 0  # events given up by this receiver: no recipient within the window
+    inbound: int = 0  # verified MESSAGE_INBOUND callbacks (replies), opt-outs or not
+    opt_outs: int = 0  # verified callbacks that opt their sender out (STOP replies, OPT_OUT)
     connections: int = 0  # open now
     connections_refused: int = 0  # answered 503 and closed: max_connections were open
     store_ok: bool = True  # whether the last commit succeeded
@@ -163,6 +170,8 @@ class ReceiverStats:
             "apply_failures": self.apply_failures,
             "waiting": self.waiting,
             "unmatched": self.unmatched,
+            "inbound": self.inbound,
+            "opt_outs": self.opt_outs,
             "connections": self.connections,
             "connections_refused": self.connections_refused,
         }

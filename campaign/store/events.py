@@ -25,7 +25,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaign import tracking
-from campaign.store import applying
+from campaign.optout import OptOut
+from campaign.store import applying, suppression
 from campaign.store.edge import Group, Handle
 from campaign.store.tables import events
 
@@ -84,6 +85,13 @@ class NewEvent:
     nonce: str | None
     payload: str  # the raw body, as received
     event: tracking.Event
+    # The opt-out it carries (a STOP reply, Sinch's OPT_OUT), applied as it is stored.
+    opt_out: OptOut | None = None
+
+
+def item_time(batch: Sequence[NewEvent]) -> datetime:
+    """When a group commit's events were received: its last one's time."""
+    return batch[-1].received_at
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,10 @@ class EventStore(Group):
     async def insert(self, batch: Sequence[NewEvent]) -> int:
         """Store ``batch`` in one transaction (a group commit); returns how many rows it added.
 
-        A nonce already stored (a replay, or the same delivery twice) adds nothing.
+        A nonce already stored (a replay, or the same delivery twice) adds nothing. The
+        opt-outs of the events really added (:attr:`NewEvent.opt_out`) are applied in the
+        same transaction (:func:`campaign.store.suppression.apply_opt_outs`): an opt-out
+        answered 200 is on the suppression list, and a replay changes nothing.
         """
         if not batch:
             return 0
@@ -148,8 +159,18 @@ class EventStore(Group):
         ]
         async with self._writes.begin() as conn:
             # RETURNING yields only the rows really added (a conflicting nonce adds none).
-            result = await conn.execute(self._insert().returning(E.id), rows)
-            return len(result.all())
+            result = await conn.execute(self._insert().returning(E.id, E.nonce), rows)
+            added = result.all()
+            opt_outs = [item.opt_out for item in batch if item.opt_out is not None]
+            if opt_outs:
+                kept = {nonce for _, nonce in added}
+                fresh = [
+                    item.opt_out
+                    for item in batch
+                    if item.opt_out is not None and (item.nonce is None or item.nonce in kept)
+                ]
+                await suppression.apply_opt_outs(conn, self.dialect, fresh, item_time(batch))
+            return len(added)
 
     async def waiting(self) -> int:
         """How many events wait for their recipient (not applied, not given up)."""

@@ -23,14 +23,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
+from campaign.optout import OptOut
 from campaign.store.edge import Group
-from campaign.store.tables import recipients, suppression_changes, suppressions
+from campaign.store.tables import campaigns, recipients, suppression_changes, suppressions
 
 S = suppressions.c
 R = recipients.c
 OPTED_OUT = "OPTED_OUT"  # the error code of a SUPPRESSED recipient
 OPTED_OUT_NOTE = "on the suppression list (opted out)"
 _CHUNK = 5_000  # identities per statement (bind-parameter limits)
+# The campaigns whose PENDING rows an opt-out stops: those not finished. The UPDATE walks their
+# (campaign_id, status) index, never the whole recipients table (no index on the identity: it
+# would cost every load more than the rest of it).
+_RUNNING = R.campaign_id.in_(
+    select(campaigns.c.id).where(campaigns.c.state.in_(("LOADING", "READY")))
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class Suppression(Group):
                             for i in new
                         ],
                     )
-                stopped += await _stop(conn, R.identity.in_(part), now)
+                stopped += await _stop(conn, R.identity.in_(part), now, _RUNNING)
             changed += len(new)
         return Changed(changed, len(wanted) - changed, stopped)
 
@@ -104,7 +111,7 @@ class Suppression(Group):
         channel: str | None,
         campaign_id: int | None,
     ) -> list[str]:
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "identity": i,
                 "channel": channel,
@@ -115,14 +122,7 @@ class Suppression(Group):
             }
             for i in part
         ]
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        statement = (
-            dialect.insert(suppressions)
-            .on_conflict_do_nothing(index_elements=["identity"])
-            .returning(S.identity)
-        )
-        result = await conn.execute(statement, rows)
-        return list(result.scalars().all())
+        return await _insert_new(conn, self.dialect, rows)
 
     async def remove(self, identities: Iterable[str], *, now: datetime, by: str | None) -> Changed:
         """Take ``identities`` off the list. Recipients already SUPPRESSED stay so: a later
@@ -180,6 +180,69 @@ class Suppression(Group):
         async with self.writes.begin() as conn:
             on_list = select(S.identity).where(S.identity == R.identity).exists()
             return await _stop(conn, on_list, now, R.campaign_id == campaign_id)
+
+
+async def _insert_new(
+    conn: AsyncConnection, dialect_name: str, rows: list[dict[str, object]]
+) -> list[str]:
+    """Insert ``rows`` into the list, those already on it left as they are; the new
+    identities."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(suppressions)
+        .on_conflict_do_nothing(index_elements=["identity"])
+        .returning(S.identity)
+    )
+    result = await conn.execute(statement, rows)
+    return list(result.scalars().all())
+
+
+async def apply_opt_outs(
+    conn: AsyncConnection, dialect_name: str, opt_outs: Sequence[OptOut], now: datetime
+) -> int:
+    """Inside the receiver's transaction that stores their callbacks: put each opt-out's
+    identity on the list (with the campaign it answered, when the reply names one of our
+    messages), record the change, and stop the identity's PENDING recipients in every running
+    campaign. How many recipients were stopped."""
+    if not opt_outs:
+        return 0
+    replied = [o.reply_to for o in opt_outs if o.reply_to]
+    answered: dict[str, int] = {}
+    if replied:
+        found = await conn.execute(
+            select(R.message_id, R.campaign_id).where(R.message_id.in_(replied))
+        )
+        answered = {str(m): int(c) for m, c in found}
+    rows: list[dict[str, object]] = []
+    for o in {o.identity: o for o in opt_outs}.values():
+        rows.append(
+            {
+                "identity": o.identity,
+                "channel": o.channel,
+                "source": o.source,
+                "campaign_id": answered.get(o.reply_to or ""),
+                "created_at": now,
+                "created_by": o.by,
+            }
+        )
+    new = set(await _insert_new(conn, dialect_name, rows))
+    changes = [
+        {
+            "identity": r["identity"],
+            "action": "ADD",
+            "channel": r["channel"],
+            "source": r["source"],
+            "campaign_id": r["campaign_id"],
+            "changed_at": now,
+            "changed_by": r["created_by"],
+        }
+        for r in rows
+        if r["identity"] in new
+    ]
+    if changes:
+        await conn.execute(suppression_changes.insert(), changes)
+    identities = [str(r["identity"]) for r in rows]
+    return await _stop(conn, R.identity.in_(identities), now, _RUNNING)
 
 
 async def _stop(conn: AsyncConnection, which: object, now: datetime, *more: object) -> int:

@@ -3,11 +3,16 @@ the load's set-based marking, and a mid-campaign opt-out that stops PENDING rows
 
 from __future__ import annotations
 
+from typing import Any
+from unittest.mock import ANY
+
+import orjson
 from sqlalchemy import select
 
 from campaign.models import Status
 from campaign.store import repository as repo
 from campaign.store.tables import suppression_changes
+from tests.integration.test_receiver import Start, start  # noqa: F401 (a fixture)
 from tests.integration.test_store import NOW, frame, new_campaign
 
 
@@ -81,3 +86,84 @@ async def test_an_opt_out_stops_pending_rows_of_every_campaign_not_claimed_ones(
     assert done.stopped == 1  # c2's PENDING row; c1's claimed one is the sender's to settle
     assert (await store.recipients.counts(one.id))[Status.IN_FLIGHT] == 1
     assert (await store.recipients.counts(two.id))[Status.SUPPRESSED] == 1
+
+
+# --- the receiver: inbound replies and OPT_OUT -------------------------------------------------
+
+
+def inbound(text: str, identity: str = "12015550001", reply_to: str = "") -> bytes:
+    """A MESSAGE_INBOUND callback body: ``text`` from ``identity`` on SMS."""
+    message: dict[str, Any] = {
+        "id": "MO-1",
+        "direction": "TO_APP",
+        "channel_identity": {"channel": "SMS", "identity": identity, "app_id": "app"},
+        "contact_message": {"text_message": {"text": text}},
+    }
+    if reply_to:
+        message["contact_message"]["reply_to"] = {"message_id": reply_to}
+    return orjson.dumps(
+        {
+            "app_id": "app",
+            "project_id": "project",
+            "accepted_time": "2026-11-21T12:00:01.000Z",
+            "event_time": "2026-11-21T12:00:01.000Z",
+            "message": message,
+        }
+    )
+
+
+def opt_out_notification(identity: str) -> bytes:
+    return orjson.dumps(
+        {
+            "app_id": "app",
+            "event_time": "2026-11-21T12:00:01.000Z",
+            "opt_out_notification": {
+                "channel_identity": {"channel": "WHATSAPP", "identity": identity},
+                "status": "OPT_OUT_STATUS_SUCCESS",
+            },
+        }
+    )
+
+
+async def test_a_stop_reply_opts_out_and_stops_pending_sends(
+    store: repo.Store,
+    start: Start,  # noqa: F811 (the fixture)
+) -> None:
+    campaign = await new_campaign(store)
+    await store.ingest.write(
+        campaign.id,
+        "SMS",
+        frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 4)]),
+        NOW,
+    )
+    async with start() as client:
+        assert await client.post_signed(inbound(" Stop\n"), nonce="n1") == 200
+        assert await client.post_signed(inbound("hello there", "12015550002"), nonce="n2") == 200
+        assert await client.post_signed(opt_out_notification("12015550003"), nonce="n3") == 200
+        health = await client.health()
+    assert (health["inbound"], health["opt_outs"]) == (2, 2)
+    entries = {e.identity: e for e in await store.suppression.entries()}
+    assert set(entries) == {"+12015550001", "+12015550003"}
+    assert (entries["+12015550001"].source, entries["+12015550001"].channel) == ("KEYWORD", "SMS")
+    assert entries["+12015550003"].source == "OPT_OUT"
+    counts = await store.recipients.counts(campaign.id)
+    assert counts == {Status.PENDING: 1, Status.SUPPRESSED: 2}
+    assert await store.events.count() == 3  # every reply is kept
+
+
+async def test_forged_and_replayed_opt_outs_change_nothing(
+    store: repo.Store,
+    start: Start,  # noqa: F811 (the fixture)
+) -> None:
+    body = inbound("STOP")
+    async with start() as client:
+        assert await client.post_signed(body, secret="not-the-secret") == 401
+        assert await client.post(body) == (401, ANY, ANY)
+        assert await store.suppression.count() == 0
+        assert await client.post_signed(body, nonce="once") == 200
+        await store.suppression.remove(["+12015550001"], now=NOW, by="ops")
+        assert await client.post_signed(body, nonce="once") == 401  # replayed
+    # A restarted receiver (empty nonce memory): the stored nonce refuses the copy.
+    async with start() as client:
+        assert await client.post_signed(body, nonce="once") == 200
+    assert await store.suppression.count() == 0
