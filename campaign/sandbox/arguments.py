@@ -141,6 +141,18 @@ def _add_callbacks(parser: argparse.ArgumentParser) -> None:
         help="share of the other identities with an open window, by hash (default: 1, all)",
     )
     cb.add_argument(
+        "--inbound-pattern",
+        default=None,
+        metavar="REGEX",
+        help="identities matching REGEX reply to each delivered message (MESSAGE_INBOUND)",
+    )
+    cb.add_argument(
+        "--inbound-text",
+        default=None,
+        metavar="TEXT",
+        help=f"what they reply (default: {_DEFAULTS.inbound_text})",
+    )
+    cb.add_argument(
         "--delivered-delay", type=float, default=_DEFAULTS.delivered_delay_s, metavar="SECONDS"
     )
     cb.add_argument("--read-delay", type=float, default=_DEFAULTS.read_delay_s, metavar="SECONDS")
@@ -204,6 +216,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         ),
         whatsapp_window=opt("whatsapp_window", d.whatsapp_window),
         whatsapp_window_share=opt("whatsapp_window_share", d.whatsapp_window_share),
+        inbound_pattern=opt("inbound_pattern", d.inbound_pattern),
+        inbound_text=opt("inbound_text", d.inbound_text),
         delivered_delay_s=opt("delivered_delay", d.delivered_delay_s),
         read_delay_s=opt("read_delay", d.read_delay_s),
         duplicate_callback_rate=opt("duplicate_rate", d.duplicate_callback_rate),

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from campaign import jsonutil
-from campaign.sandbox import delivery, responses, webhooks
+from campaign.sandbox import delivery, inbound, responses, webhooks
 from campaign.sandbox.records import SentMessage
 from campaign.sandbox.settings import TRIGGERS, FailureRule, SandboxSettings
 from campaign.sandbox.state import SandboxState
@@ -62,6 +62,9 @@ class CallbackJob:
     payload: dict[str, Any] | None = None
     twin: CallbackJob | None = None
     signer: str = BY_SETTINGS
+    # An inbound reply (campaign.sandbox.inbound): its text, channel and identity; None: the
+    # job is ``event``'s delivery callback.
+    reply: tuple[str, str, str] | None = None
 
 
 class CallbackDispatcher:
@@ -100,6 +103,7 @@ class CallbackDispatcher:
             events = delivery.plan(message, settings, rng)
         else:
             events = delivery.failure(message, settings, failure, _happened(message, failure))
+        self._schedule_reply(message, start, events, targets)
         for event in events:
             for target in targets:
                 if event.trigger not in target.triggers:
@@ -113,6 +117,29 @@ class CallbackDispatcher:
                         target.url, message, event, duplicate=True, twin=job, signer=target.signer
                     )
                     self._due.push(start + later, twin)
+
+    def _schedule_reply(
+        self,
+        message: SentMessage,
+        start: float,
+        events: list[delivery.Event],
+        targets: list[Target],
+    ) -> None:
+        """An inbound reply after ``message``'s delivery, when its identity replies."""
+        settings = self._state.settings
+        delivered = [e for e in events if e.status is not None and e.status.value == "DELIVERED"]
+        if not delivered:
+            return
+        last = delivered[-1]
+        channel, identity = last.hop.channel, last.hop.identity
+        if not inbound.replies(settings, channel, identity):
+            return
+        at = start + last.offset_s + settings.inbound_delay_s
+        for target in targets:
+            if target.signer in (BY_SETTINGS, BY_OVERRIDE) or "MESSAGE_INBOUND" in target.triggers:
+                reply = (settings.inbound_text, channel, identity)
+                job = CallbackJob(target.url, message, last, signer=target.signer, reply=reply)
+                self._due.push(at, job)
 
     def targets(self, message: SentMessage) -> list[Target]:
         """Where the callbacks of ``message`` go: its own ``callback_url`` alone (Sinch sends
@@ -172,6 +199,11 @@ class CallbackDispatcher:
             return  # its webhook was deleted meanwhile: Sinch no longer calls it
         if job.body is None and job.twin is not None and job.twin.body is not None:
             job.payload, job.body = job.twin.payload, job.twin.body
+        if job.body is None and job.reply is not None:
+            text, channel, identity = job.reply
+            now = datetime.now(UTC)
+            job.payload = inbound.reply_body(job.message, channel, identity, text, now)
+            job.body = jsonutil.dumpb(job.payload)
         if job.body is None:
             job.payload = delivery.callback_body(job.message, job.event, datetime.now(UTC))
             job.body = jsonutil.dumpb(job.payload)
@@ -220,7 +252,7 @@ class CallbackDispatcher:
         self._state.callback_log.append(
             {
                 "url": job.url,
-                "trigger": event.trigger.value,
+                "trigger": "MESSAGE_INBOUND" if job.reply else event.trigger.value,
                 "status": event.status.value if event.status else None,
                 "channel": event.hop.channel,
                 "message_id": job.message.message_id,

@@ -150,6 +150,13 @@ class SandboxSettings:
     # A batch holding any identity this regex finds is refused whole with a 400 that names no
     # recipient (as Sinch may answer for an identity it cannot resolve): None refuses none.
     refuse_batches_with: str | None = None
+    # Inbound replies (campaign.sandbox.inbound): identities this regex finds answer each
+    # delivered message with ``inbound_text``, ``inbound_delay_s`` after its last event, as a
+    # signed MESSAGE_INBOUND callback to the settings' callback_url and the webhooks that want
+    # MESSAGE_INBOUND. None: nobody replies.
+    inbound_pattern: str | None = None
+    inbound_text: str = "STOP"
+    inbound_delay_s: float = 0.2
     duplicate_callback_rate: float = 0.0
     reorder: bool = False
     callback_retry_base_s: float = 0.5
@@ -234,6 +241,13 @@ def _problems(s: SandboxSettings) -> list[str]:
             re.compile(s.refuse_batches_with)
         except re.error as exc:
             out.append(f"refuse_batches_with: bad regex: {exc}")
+    if s.inbound_pattern is not None:
+        try:
+            re.compile(s.inbound_pattern)
+        except re.error as exc:
+            out.append(f"inbound_pattern: bad regex: {exc}")
+    if s.inbound_delay_s < 0:
+        out.append("inbound_delay_s must not be negative")
     if s.whatsapp_window is not None:
         try:
             re.compile(s.whatsapp_window)
