@@ -13,11 +13,12 @@ import errno
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from campaign import cancelling, demo, errors, jsonutil, run, status_view
+from campaign import campaignfile, cancelling, demo, errors, jsonutil, run, run_metrics, status_view
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import SANDBOX_KEY_ID, Config
@@ -48,6 +49,51 @@ async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
     )
     if not args.dry_run:
         _say_if_sandbox(config)
+    if getattr(args, "metrics_file", None) is None:
+        return await _run(args, config, options)
+    started = time.monotonic()
+    code = errors.EXIT_FAILED  # what campaign.cli makes of an exception it did not name
+    try:
+        code = await _run(args, config, options)
+        return code
+    except errors.CampaignError as exc:  # the code campaign.cli exits with for it
+        code = exc.exit_code
+        raise
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        code = errors.EXIT_INTERRUPTED
+        raise
+    finally:
+        await asyncio.shield(_write_metrics(args, config, code, started))
+
+
+async def _write_metrics(
+    args: argparse.Namespace, config: Config, code: int, started: float
+) -> None:
+    """``--metrics-file``: the run's figures, read from the store, whatever the exit code."""
+    try:
+        name = campaignfile.load(args.campaign_file).name
+    except errors.CampaignError:
+        name = args.campaign_file.stem
+    counts: dict[Status, int] = {}
+    failures: list[tuple[str, str, int]] = []
+    try:
+        async with open_resources(config, sinch=False) as resources:
+            store = resources.need_store()
+            found = await store.campaigns.find(name)
+            if found is not None:
+                counts = await store.recipients.counts(found.id)
+                failures = await store.recipients.error_summary(found.id)
+    except (errors.CampaignError, OSError) as exc:
+        print(f"--metrics-file: the store could not be read: {exc}", file=sys.stderr)
+    run_metrics.write(
+        args.metrics_file,
+        run_metrics.RunFigures(
+            name, code, time.monotonic() - started, time.time(), counts, failures
+        ),
+    )
+
+
+async def _run(args: argparse.Namespace, config: Config, options: run.RunOptions) -> int:
     try:
         return await run.run(config, options, stop=_stop_event(), display=ProgressDisplay())
     except OSError as exc:

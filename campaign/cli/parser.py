@@ -82,6 +82,13 @@ def _run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a campaign not due yet (send_after): wait for it instead of exiting 0",
     )
+    run.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="when the run ends (any exit code), write its figures there in node_exporter's"
+        " textfile-collector format",
+    )
     run.set_defaults(handler=commands.run_campaign, needs_config=True)
 
 
