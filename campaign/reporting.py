@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,45 @@ def defuse_expr(name: str) -> pl.Expr:
     return pl.when(risky).then(pl.lit("'") + column).otherwise(column).alias(name)
 
 
-async def export(pages: AsyncIterator[pl.DataFrame], path: Path) -> int:
+@dataclass(frozen=True)
+class ReportFilter:
+    """Which rows, and which columns: ``statuses`` keeps only rows in those statuses (all when
+    empty); ``inputs`` (``row`` and the recipients file's columns, as text) adds the input
+    row's own columns after the report's."""
+
+    statuses: frozenset[str] = frozenset()
+    inputs: pl.DataFrame | None = None
+
+
+def input_columns(inputs: pl.DataFrame) -> pl.DataFrame:
+    """The input frame with its columns named as the report shows them: a name the report
+    already has gets ``input_`` before it."""
+    return inputs.rename(
+        {name: f"input_{name}" for name in inputs.columns if name in REPORT_FILE_COLUMNS[1:]}
+    )
+
+
+def filtered_frame(page: pl.DataFrame, only: ReportFilter) -> pl.DataFrame:
+    """:func:`report_frame` of ``page``, rows and columns as ``only`` says."""
+    frame = report_frame(page)
+    if only.statuses:
+        frame = frame.filter(pl.col("status").is_in(sorted(only.statuses)))
+    if only.inputs is not None:
+        extra = [name for name in only.inputs.columns if name != "row"]
+        frame = frame.join(only.inputs, on="row", how="left", maintain_order="left")
+        frame = frame.with_columns(defuse_expr(name) for name in extra)
+    return frame
+
+
+async def export(
+    pages: AsyncIterator[pl.DataFrame], path: Path, only: ReportFilter | None = None
+) -> int:
     """Write store pages to ``path`` (``.csv`` or ``.parquet``); returns the row count.
 
     CSV is written page by page; Parquet is assembled from the pages and written once.
+    ``only`` narrows the rows and adds the input's columns (:class:`ReportFilter`).
     """
+    only = only or ReportFilter()
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ReportError(f"{path}: the report must end in .csv or .parquet")
@@ -114,19 +149,19 @@ async def export(pages: AsyncIterator[pl.DataFrame], path: Path) -> int:
     total = 0
     try:
         if suffix == ".parquet":
-            frames = [report_frame(page) async for page in pages]
-            frame = pl.concat(frames) if frames else report_frame(_EMPTY_PAGE)
+            frames = [filtered_frame(page, only) async for page in pages]
+            frame = pl.concat(frames) if frames else filtered_frame(_EMPTY_PAGE, only)
             frame.write_parquet(path)
             return frame.height
         with path.open("wb") as out:
             first = True
             async for page in pages:
-                frame = report_frame(page)
+                frame = filtered_frame(page, only)
                 frame.write_csv(out, include_header=first)
                 first = False
                 total += frame.height
             if first:
-                report_frame(_EMPTY_PAGE).write_csv(out)
+                filtered_frame(_EMPTY_PAGE, only).write_csv(out)
     except OSError as exc:
         raise ReportError(f"{path}: cannot write the report: {exc.strerror}") from None
     return total

@@ -1,14 +1,17 @@
 """`campaign report NAME --output PATH`: the delivery report of one campaign, one row per input
-row, written as CSV or Parquet by the file's suffix."""
+row, written as CSV or Parquet by the file's suffix; `--status S [S...]` keeps the rows in those
+statuses, `--with-input` adds each input row's own columns."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from campaign import errors, reporting
+from campaign import errors, report_input, reporting
 from campaign.config import Config
+from campaign.models import Status
 from campaign.resources import open_resources
 
 
@@ -21,6 +24,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     report.add_argument(
         "--output", "-o", type=Path, required=True, help="PATH ending in .csv or .parquet"
     )
+    report.add_argument(
+        "--status",
+        nargs="+",
+        metavar="STATUS",
+        choices=[status.value for status in Status],
+        help="only the rows in these statuses (e.g. FAILED IN_DOUBT)",
+    )
+    report.add_argument(
+        "--with-input",
+        action="store_true",
+        help="add the recipients file's columns after the report's (the file is read again;"
+        " it must be the one the campaign loaded), so that the report can be the recipients"
+        " file of a new campaign",
+    )
     report.set_defaults(handler=export_report, needs_config=True, needs_sinch=False)
 
 
@@ -31,6 +48,12 @@ async def export_report(args: argparse.Namespace, config: Config | None) -> int:
         campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
-        rows = await reporting.export(store.export.pages(campaign.id), args.output)
+        inputs = None
+        if args.with_input:
+            inputs = reporting.input_columns(
+                await asyncio.to_thread(report_input.read_input, campaign)
+            )
+        only = reporting.ReportFilter(frozenset(args.status or ()), inputs)
+        rows = await reporting.export(store.export.pages(campaign.id), args.output, only)
     print(f"wrote {rows:,} rows to {args.output}")
     return errors.EXIT_OK

@@ -1,0 +1,75 @@
+"""`campaign report --status ... --with-input`: the failed ones, with their input columns, in
+one command, and that file is the recipients file of a new campaign."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.e2e.test_cli_e2e import Cli, read_report
+from tests.e2e.test_cli_e2e import cli as cli
+from tests.e2e.test_cli_e2e import sandbox as sandbox
+
+ROWS = 30
+
+
+def _recipients(cli: Cli) -> Path:
+    path = cli.tmp / "people.csv"
+    path.write_text(
+        "phone,first_name,code\n" + "".join(f"+1201555{i:04d},Name {i},C{i}\n" for i in range(ROWS))
+    )
+    return path
+
+
+def test_the_failed_ones_with_their_input_are_a_new_campaigns_recipients(cli: Cli) -> None:
+    cli.receive_callbacks(
+        failure_rules=[{"pattern": "[37]$", "code": "RECIPIENT_NOT_REACHABLE"}],
+        read_delay_s=60.0,
+    )
+    first = cli.run(
+        "run", str(cli.campaign_file("first", _recipients(cli))), "--wait-for-delivery", "30"
+    )
+    assert first.returncode == 1, first.stderr
+    failed = cli.tmp / "failed.csv"
+    made = cli.run("report", "first", "-o", str(failed), "--status", "FAILED", "--with-input")
+    assert made.returncode == 0, made.stderr
+    rows = read_report(failed)
+    expected = [i for i in range(ROWS) if i % 10 in (3, 7)]
+    assert [r["row"] for r in rows] == [str(i + 1) for i in expected]
+    assert {r["status"] for r in rows} == {"FAILED"}
+    assert {r["error_code"] for r in rows} == {"RECIPIENT_NOT_REACHABLE"}
+    with failed.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header[-3:] == ["phone", "first_name", "code"]  # the input's, after the report's
+    assert [(r["phone"], r["first_name"], r["code"]) for r in rows] == [
+        (f"+1201555{i:04d}", f"Name {i}", f"C{i}") for i in expected
+    ]
+
+    before = len(cli.sent())
+    cli.patch_sandbox(failure_rules=[])
+    second = cli.run("run", str(cli.campaign_file("second", failed)), "--wait-for-delivery", "30")
+    assert second.returncode == 0, second.stderr
+    again = cli.sent()[before:]
+    assert sorted(m["identity"] for m in again) == [f"+1201555{i:04d}" for i in expected]
+    texts = {m["identity"]: m["message"]["text_message"]["text"] for m in again}
+    assert all(f"Name {int(k[-4:])}" in t for k, t in texts.items())
+    status = json.loads(cli.run("status", "second", "--json").stdout)
+    assert status["counts"]["DELIVERED"] == len(expected)
+
+
+def test_with_input_refuses_a_recipients_file_changed_since_the_load(cli: Cli) -> None:
+    people = _recipients(cli)
+    assert cli.run("run", str(cli.campaign_file("first", people))).returncode == 0
+    report = cli.tmp / "report.csv"
+    both = cli.run("report", "first", "-o", str(report), "--status", "QUEUED", "PENDING")
+    assert both.returncode == 0, both.stderr
+    assert len(read_report(report)) == ROWS
+    people.write_text(people.read_text().replace("Name 1,", "Someone else,"))
+    changed = cli.run("report", "first", "-o", str(report), "--with-input")
+    assert changed.returncode == 2
+    assert "changed since campaign 'first' loaded it" in changed.stderr
+    people.unlink()
+    gone = cli.run("report", "first", "-o", str(report), "--with-input")
+    assert gone.returncode == 2
+    assert "is gone" in gone.stderr
