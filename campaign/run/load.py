@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -178,8 +179,6 @@ class Ingest:
                     rows += staged.height
                     if self.stop.is_set():
                         return False
-            # Who is on the suppression list is never sent: one set-based UPDATE.
-            await self.store.suppression.mark_loaded(self.campaign.id, self.clock())
             await self.store.campaigns.update(
                 self.campaign.id, now=self.clock(), state="READY", total_rows=rows
             )
@@ -214,6 +213,15 @@ class Ingest:
         counts = await self.store.ingest.write(
             campaign.id, campaign.channel, staged, self.clock(), self.chunks
         )
+        # Who is on the suppression list is never sent: one set-based UPDATE over the slice's
+        # rows, before a sending beside the load may claim them.
+        if staged.height:
+            position = staged.frame.get_column("position")
+            low, high = int(position.min()), int(position.max())  # type: ignore[arg-type]
+            suppressed = await self.store.suppression.mark_loaded(
+                campaign.id, self.clock(), positions=(low, high)
+            )
+            counts = dataclasses.replace(counts, stored=max(counts.stored - suppressed, 0))
         if loaded is not None:
             loaded.sendable += counts.stored
         if feed is not None:

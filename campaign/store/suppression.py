@@ -174,12 +174,18 @@ class Suppression(Group):
             found = await conn.execute(select(S.id).where(S.identity == identity))
             return found.first() is not None
 
-    async def mark_loaded(self, campaign_id: int, now: datetime) -> int:
+    async def mark_loaded(
+        self, campaign_id: int, now: datetime, positions: tuple[int, int] | None = None
+    ) -> int:
         """ONE set-based UPDATE: the campaign's PENDING recipients whose identity is on the list
-        become SUPPRESSED (OPTED_OUT). How many."""
+        become SUPPRESSED (OPTED_OUT); with ``positions`` (first, last), only those rows (a
+        slice just stored: the (campaign_id, position) index finds them). How many."""
         async with self.writes.begin() as conn:
             on_list = select(S.identity).where(S.identity == R.identity).exists()
-            return await _stop(conn, on_list, now, R.campaign_id == campaign_id)
+            where = [R.campaign_id == campaign_id]
+            if positions is not None:
+                where.append(R.position.between(*positions))
+            return await _stop(conn, on_list, now, *where)
 
 
 async def _insert_new(
