@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from campaign import errors, report_input, reporting
+from campaign import errors, report_html, report_input, reporting
 from campaign.config import Config
 from campaign.models import Status
 from campaign.resources import open_resources
@@ -22,7 +23,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     report.add_argument("name", metavar="NAME")
     report.add_argument(
-        "--output", "-o", type=Path, required=True, help="PATH ending in .csv or .parquet"
+        "--output",
+        "-o",
+        type=Path,
+        required=True,
+        help="PATH ending in .csv, .parquet or .html (a page of charts, self-contained)",
     )
     report.add_argument(
         "--status",
@@ -48,6 +53,22 @@ async def export_report(args: argparse.Namespace, config: Config | None) -> int:
         campaign = await store.campaigns.find(args.name)
         if campaign is None:
             raise errors.CampaignError(f"no campaign named {args.name!r}")
+        if args.output.suffix.lower() == ".html":
+            if args.status or args.with_input:
+                raise errors.CampaignError("--status and --with-input are for CSV and Parquet")
+            data = report_html.ReportData(
+                name=campaign.name,
+                state=campaign.state,
+                mode=campaign.mode,
+                counts=await store.recipients.counts(campaign.id),
+                failures=await store.recipients.error_summary(campaign.id),
+                channels=await store.recipients.delivered_by_channel(campaign.id),
+                over_time=await store.export.deliveries_over_time(campaign.id),
+                generated=datetime.now(UTC),
+            )
+            await asyncio.to_thread(_write_html, args.output, data)
+            print(f"wrote the report of {sum(data.counts.values()):,} rows to {args.output}")
+            return errors.EXIT_OK
         inputs = None
         if args.with_input:
             inputs = reporting.input_columns(
@@ -57,3 +78,12 @@ async def export_report(args: argparse.Namespace, config: Config | None) -> int:
         rows = await reporting.export(store.export.pages(campaign.id), args.output, only)
     print(f"wrote {rows:,} rows to {args.output}")
     return errors.EXIT_OK
+
+
+def _write_html(path: Path, data: report_html.ReportData) -> None:
+    if not path.parent.exists():
+        raise reporting.ReportError(f"{path.parent}: directory does not exist")
+    try:
+        report_html.write(path, data)
+    except OSError as exc:
+        raise reporting.ReportError(f"{path}: cannot write the report: {exc.strerror}") from None

@@ -23,10 +23,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.engine import URL
 
 from campaign.errors import ReportReadError
+from campaign.models import Status
 from campaign.store import chunks
 from campaign.store.edge import Group
 from campaign.store.engine import sync_url
@@ -162,3 +163,25 @@ class Export(Group):
             ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ahead
+
+    async def deliveries_over_time(self, campaign_id: int) -> list[tuple[str, int]]:
+        """``(minute, count)`` of recipients delivered (or read), by the minute of their last
+        status (``2026-11-21T12:00``, UTC), oldest first: counted in SQL, one row a minute."""
+        if self.dialect == "postgresql":
+            minute = func.to_char(func.timezone("UTC", C.status_at), 'YYYY-MM-DD"T"HH24:MI')
+        else:  # SQLite keeps UTC as naive ISO text
+            minute = func.strftime("%Y-%m-%dT%H:%M", C.status_at)
+        bucket = cast(minute, String).label("minute")
+        query = (
+            select(bucket, func.count())
+            .where(
+                C.campaign_id == campaign_id,
+                C.status.in_((Status.DELIVERED.value, Status.READ.value)),
+                C.status_at.is_not(None),
+            )
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(str(at), int(count)) for at, count in rows]
