@@ -73,3 +73,24 @@ def test_with_input_refuses_a_recipients_file_changed_since_the_load(cli: Cli) -
     gone = cli.run("report", "first", "-o", str(report), "--with-input")
     assert gone.returncode == 2
     assert "is gone" in gone.stderr
+
+
+def test_the_html_report_counts_what_the_store_holds(cli: Cli, database_url: str) -> None:
+    cli.use_database(database_url)
+    cli.receive_callbacks(
+        failure_rules=[{"pattern": "[37]$", "code": "RECIPIENT_NOT_REACHABLE"}],
+        read_delay_s=60.0,
+    )
+    path = cli.campaign_file("page", _recipients(cli))
+    assert cli.run("run", str(path), "--wait-for-delivery", "30").returncode == 1
+    page = cli.tmp / "report.html"
+    made = cli.run("report", "page", "-o", str(page))
+    assert made.returncode == 0, made.stderr
+    html = page.read_text()
+    assert "<script src=" not in html
+    delivered = ROWS - ROWS // 5
+    assert f'<div class="value">{delivered}</div><div class="label">delivered</div>' in html
+    assert "RECIPIENT_NOT_REACHABLE" in html
+    assert '"x":["20' in html.replace(" ", "")  # the per-minute chart has its minutes
+    refused = cli.run("report", "page", "-o", str(page), "--status", "FAILED")
+    assert refused.returncode == 2
