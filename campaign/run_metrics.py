@@ -3,8 +3,9 @@ format, written atomically (``prometheus_client.write_to_textfile``) when the ru
 its exit code.
 
 The figures are the campaign's, read from the store when the run ends (recipients per status,
-failures per error code), with the run's exit code, duration and end time. Counters that only
-the send loop holds (429s, waits for a full queue) are not in it yet.
+failures per error code), with the run's exit code, duration and end time, and this run's own
+requests from its send loop: how many, how many accepted, 429s for the rate, and sends refused
+for a full app queue (held back and sent again).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from campaign.models import Status
+from campaign.models import DispatchStats, Status
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class RunFigures:
     ended_at: float  # Unix time
     counts: Mapping[Status, int] = field(default_factory=dict)
     errors: Sequence[tuple[str, str, int]] = ()  # (status, error_code, count)
+    sending: DispatchStats | None = None  # this run's own requests (None: it sent none)
 
 
 def registry_for(figures: RunFigures) -> CollectorRegistry:
@@ -48,6 +50,19 @@ def registry_for(figures: RunFigures) -> CollectorRegistry:
             "When a campaign run last ended with exit code 0",
             figures.ended_at,
         )
+    sending = figures.sending or DispatchStats()
+    gauge("campaign_run_requests", "Requests this run made to send", sending.requests)
+    gauge("campaign_run_sent", "Requests of this run that Sinch accepted", sending.sent)
+    gauge(
+        "campaign_run_rate_limited",
+        "429s this run got for the request rate (each paused every sender)",
+        sending.rate_limited,
+    )
+    gauge(
+        "campaign_run_queue_full",
+        "Sends of this run refused for a full app queue, held back and sent again",
+        sending.queue_full,
+    )
     counts = figures.counts
     gauge(
         "campaign_accepted",

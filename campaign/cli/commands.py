@@ -22,7 +22,7 @@ from campaign import campaignfile, cancelling, demo, errors, jsonutil, run, run_
 from campaign import receiver as receiver_mod
 from campaign import sandbox as sandbox_mod
 from campaign.config import SANDBOX_KEY_ID, Config
-from campaign.models import Status
+from campaign.models import DispatchStats, Status
 from campaign.progress import ProgressDisplay
 from campaign.resources import open_resources
 from campaign.store import engine as store_engine
@@ -46,6 +46,7 @@ async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
         force_mode=args.force_mode,
         force_target=args.force_target,
         wait=args.wait,
+        stats=DispatchStats() if getattr(args, "metrics_file", None) is not None else None,
     )
     if not args.dry_run:
         _say_if_sandbox(config)
@@ -63,11 +64,15 @@ async def run_campaign(args: argparse.Namespace, config: Config | None) -> int:
         code = errors.EXIT_INTERRUPTED
         raise
     finally:
-        await asyncio.shield(_write_metrics(args, config, code, started))
+        await asyncio.shield(_write_metrics(args, config, code, started, options.stats))
 
 
 async def _write_metrics(
-    args: argparse.Namespace, config: Config, code: int, started: float
+    args: argparse.Namespace,
+    config: Config,
+    code: int,
+    started: float,
+    stats: DispatchStats | None,
 ) -> None:
     """``--metrics-file``: the run's figures, read from the store, whatever the exit code."""
     try:
@@ -88,7 +93,7 @@ async def _write_metrics(
     run_metrics.write(
         args.metrics_file,
         run_metrics.RunFigures(
-            name, code, time.monotonic() - started, time.time(), counts, failures
+            name, code, time.monotonic() - started, time.time(), counts, failures, stats
         ),
     )
 

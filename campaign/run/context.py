@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from campaign import campaignfile
 from campaign.config import Config
+from campaign.models import DispatchStats
 from campaign.progress import ProgressDisplay
 
 
@@ -25,6 +26,9 @@ class RunOptions:
     force_mode: bool = False  # switch a started campaign to the mode asked for
     force_target: bool = False  # carry a started campaign on where this run sends
     wait: bool = False  # before send_after: wait for it instead of exiting
+    # The send loop's counters, given by the caller that reports them when the run ends
+    # (--metrics-file); a run makes its own otherwise.
+    stats: DispatchStats | None = field(default=None, compare=False)
 
 
 def utc_now() -> datetime:

@@ -81,7 +81,7 @@ class Sending:
             send_fields=spec.send,
             settings=settings,
             stop=ctx.stop,
-            stats=DispatchStats(),
+            stats=ctx.options.stats or DispatchStats(),
             clock=ctx.clock,
             worker_id=member.worker_id,
             window=windows.Window(spec.send_after, spec.deadline),

@@ -66,6 +66,12 @@ def test_the_metrics_file_holds_what_the_run_did(cli: Cli) -> None:
     )
     assert by_status == Counter({k: v for k, v in view["counts"].items() if v})
     assert len(cli.sent()) == ROWS
+    # This run's own requests: each recipient once, none refused for the rate or the queue.
+    sandbox = cli.sandbox.state.stats
+    assert samples[("campaign_run_requests", label)] == ROWS == sandbox.accepted_messages
+    assert samples[("campaign_run_sent", label)] == ROWS
+    assert samples[("campaign_run_rate_limited", label)] == sandbox.rate_limited == 0
+    assert samples[("campaign_run_queue_full", label)] == sandbox.queue_full == 0
 
 
 def test_a_run_stopped_by_sigterm_still_writes_the_file(cli: Cli) -> None:
@@ -95,3 +101,17 @@ def test_a_run_that_errors_writes_exit_code_2(cli: Cli) -> None:
     assert result.returncode == 2, result.stderr
     samples = _samples(metrics)
     assert samples[("campaign_run_exit_code", (("campaign", "missing"),))] == 2
+
+
+def test_the_429s_of_the_run_are_counted(cli: Cli) -> None:
+    cli.patch_sandbox(rate_limit=20)  # the config says 800/s: Sinch answers 429 past 20
+    metrics = cli.tmp / "campaign.prom"
+    path = cli.campaign_file("limited", _recipients(cli, 60))
+    result = cli.run("run", str(path), "--metrics-file", str(metrics))
+    assert result.returncode == 0, result.stderr
+    samples = _samples(metrics)
+    label = (("campaign", "limited"),)
+    limited = cli.sandbox.state.stats.rate_limited
+    assert limited > 0
+    assert samples[("campaign_run_rate_limited", label)] == limited
+    assert samples[("campaign_run_requests", label)] == 60 + limited
