@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -194,12 +193,17 @@ class Ingest:
 
     async def _staged(self, feed: LoadFeed | None) -> AsyncGenerator[Staged, None]:
         found = await self.first_pass.duplicates()
+        # Who is on the suppression list is never sent: marked as the rows are staged, in
+        # both modes (a suppressed row joins no chunk), on any of a row's identities.
+        suppressed = await self.store.suppression.identities()
 
         def stage(frame: pl.DataFrame) -> Staged:
             # The chunks' entries only for a sending beside the load, and only while there
             # is room to keep them (else they are read back when claimed).
             room = feed.room() if feed is not None else 0
-            return self.store.ingest.stage(found.mark(frame), self.chunks, entries_room=room)
+            return self.store.ingest.stage(
+                found.mark(frame), self.chunks, entries_room=room, suppressed=suppressed
+            )
 
         source, numbers = self.first_pass.source, self.first_pass.numbers
         async with contextlib.aclosing(slices(source, stage, numbers)) as staged_slices:
@@ -213,15 +217,6 @@ class Ingest:
         counts = await self.store.ingest.write(
             campaign.id, campaign.channel, staged, self.clock(), self.chunks
         )
-        # Who is on the suppression list is never sent: one set-based UPDATE over the slice's
-        # rows, before a sending beside the load may claim them.
-        if staged.height:
-            position = staged.frame.get_column("position")
-            low, high = int(position.min()), int(position.max())  # type: ignore[arg-type]
-            suppressed = await self.store.suppression.mark_loaded(
-                campaign.id, self.clock(), positions=(low, high)
-            )
-            counts = dataclasses.replace(counts, stored=max(counts.stored - suppressed, 0))
         if loaded is not None:
             loaded.sendable += counts.stored
         if feed is not None:

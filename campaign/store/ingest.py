@@ -153,7 +153,8 @@ async def _counts(conn: AsyncConnection, campaign_id: int, staged: pl.DataFrame)
     return IngestCounts(
         pending=staged.height
         - found.get(Status.REJECTED.value, 0)
-        - found.get(Status.DUPLICATE.value, 0),
+        - found.get(Status.DUPLICATE.value, 0)
+        - found.get(Status.SUPPRESSED.value, 0),
         rejected=found.get(Status.REJECTED.value, 0),
         duplicate=found.get(Status.DUPLICATE.value, 0),
     )

@@ -21,11 +21,12 @@ class Ingest(Group):
         frame: pl.DataFrame,
         chunking: Chunking | None = None,
         entries_room: int | None = None,
+        suppressed: pl.Series | None = None,
     ) -> Staged:
         """``frame`` (loaded rows) made ready for :meth:`write`: CPU only, no I/O, safe to
-        run in a worker thread while another slice is being stored. ``entries_room``: see
-        :func:`campaign.store.staging.stage`."""
-        return staging.stage(frame, chunking, self.dialect, entries_room)
+        run in a worker thread while another slice is being stored. ``entries_room`` and
+        ``suppressed`` (the suppression list): see :func:`campaign.store.staging.stage`."""
+        return staging.stage(frame, chunking, self.dialect, entries_room, suppressed)
 
     async def write(
         self,

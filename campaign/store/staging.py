@@ -18,6 +18,7 @@ from campaign.models import Status
 from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store.records import reject_code
+from campaign.store.suppression import OPTED_OUT, OPTED_OUT_NOTE
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,14 @@ DUPLICATE_CODE = "DUPLICATE"
 DUPLICATE_NOTE = "same identity as row {}"  # the row that holds its identity
 
 
-def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataFrame:
+def staged_frame(
+    frame: pl.DataFrame, chunk_size: int | None = None, suppressed: pl.Series | None = None
+) -> pl.DataFrame:
     """Loaded rows (``row, identity_raw, identity, reason, parameters``, and ``duplicate_of``
     when duplicates were decided) -> :data:`STAGED`; with ``chunk_size``, valid rows follow
     chunks numbered from 0 in the slice (the ingest adds the number of the campaign's next
-    chunk)."""
+    chunk). A valid row with an identity (any of its identities) in ``suppressed`` (the
+    suppression list) is SUPPRESSED: kept with its identity, never sent, in no chunk."""
     reasons = frame.get_column("reason").drop_nulls().unique().to_list()
     codes = {reason: reject_code(reason) for reason in reasons}
     rejected = pl.col("reason").is_not_null()
@@ -64,7 +68,8 @@ def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataF
         note = pl.format(DUPLICATE_NOTE, pl.col("duplicate_of"))
     else:
         duplicate, note = pl.lit(False), pl.lit(None, pl.String)
-    unsendable = rejected | duplicate
+    opted_out = rejected.not_() & duplicate.not_() & _on_list(frame, suppressed)
+    unsendable = rejected | duplicate | opted_out
     valid = pl.lit(Status.PENDING.value if chunk_size is None else chunks.FOLLOWS)
     if chunk_size is None:
         chunk = pl.lit(None, pl.Int64)
@@ -79,22 +84,46 @@ def staged_frame(frame: pl.DataFrame, chunk_size: int | None = None) -> pl.DataF
         .then(pl.col("identity_raw"))
         .otherwise(None),
         # Only sendable rows hold an identity; the others keep the cell as it was written.
-        identity=pl.when(unsendable).then(None).otherwise(pl.col("identity")),
+        identity=pl.when(rejected | duplicate).then(None).otherwise(pl.col("identity")),
         parameters=pl.col("parameters").fill_null("{}"),
         status=pl.when(rejected)
         .then(pl.lit(Status.REJECTED.value))
         .when(duplicate)
         .then(pl.lit(Status.DUPLICATE.value))
+        .when(opted_out)
+        .then(pl.lit(Status.SUPPRESSED.value))
         .otherwise(valid),
         error_code=pl.when(duplicate)
         .then(pl.lit(DUPLICATE_CODE))
+        .when(opted_out)
+        .then(pl.lit(OPTED_OUT))
         .otherwise(pl.col("reason").replace_strict(codes, default=None, return_dtype=pl.String)),
-        error_description=pl.when(duplicate).then(note).otherwise(pl.col("reason")),
+        error_description=pl.when(duplicate)
+        .then(note)
+        .when(opted_out)
+        .then(pl.lit(OPTED_OUT_NOTE))
+        .otherwise(pl.col("reason")),
         time_zone=pl.col("time_zone") if "time_zone" in frame.columns else pl.lit(None, pl.String),
         chunk=chunk.cast(pl.Int64),
         channel=_optional(frame, "channel", sendable=~unsendable),
         identities=_optional(frame, "identities", sendable=~unsendable),
     )
+
+
+def _on_list(frame: pl.DataFrame, suppressed: pl.Series | None) -> pl.Expr:
+    """Whether the row's identity, or any of its identities, is on the suppression list."""
+    if suppressed is None or suppressed.is_empty():
+        return pl.lit(False)
+    found = pl.col("identity").is_in(suppressed)
+    if "identities" in frame.columns and frame.get_column("identities").null_count() < frame.height:
+        others = (
+            pl.col("identities")
+            .str.json_decode(pl.List(pl.Struct({"channel": pl.String, "identity": pl.String})))
+            .list.eval(pl.element().struct.field("identity").is_in(suppressed.implode()))
+            .list.any()
+        )
+        found = found | others.fill_null(False)
+    return found.fill_null(False)
 
 
 def _optional(frame: pl.DataFrame, name: str, sendable: pl.Expr) -> pl.Expr:
@@ -128,13 +157,17 @@ class Staged:
 
 
 def stage(
-    frame: pl.DataFrame, chunking: Chunking | None, dialect: str, entries_room: int | None = None
+    frame: pl.DataFrame,
+    chunking: Chunking | None,
+    dialect: str,
+    entries_room: int | None = None,
+    suppressed: pl.Series | None = None,
 ) -> Staged:
     """Loaded rows -> :class:`Staged` for ``dialect`` (``sqlite`` or ``postgresql``); with
     ``chunking.channel``, the entries of the slice's first chunks, as many as fit in
-    ``entries_room`` characters (all when None)."""
+    ``entries_room`` characters (all when None); ``suppressed``: the suppression list."""
     chunk_size = chunking.size if chunking else None
-    staged = staged_frame(frame, chunk_size)
+    staged = staged_frame(frame, chunk_size, suppressed)
     is_valid = pl.col("error_code").is_null()
     valid, duplicates = staged.select(
         is_valid.sum(), (pl.col("status") == Status.DUPLICATE.value).sum()

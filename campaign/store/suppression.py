@@ -4,9 +4,9 @@ the channel. Adding and removing are idempotent, and every change is recorded in
 
 Two set-based statements keep it out of the way of a campaign:
 
-- :meth:`Suppression.mark_loaded`, once a load has stored its rows: ONE ``UPDATE`` moves the
-  campaign's PENDING recipients whose identity is on the list to SUPPRESSED (``OPTED_OUT``),
-  a join on the list's unique index;
+- :meth:`Suppression.identities`, read once by a load, which marks the rows on the list
+  SUPPRESSED (``OPTED_OUT``) as it stages them (:func:`campaign.store.staging.staged_frame`):
+  they are stored so, in both modes, and join no chunk;
 - :meth:`Suppression.add` (an opt-out while campaigns run): the same ``UPDATE`` for the new
   identities, over every campaign. Only PENDING rows move: status never goes backwards, and
   what Sinch already accepted is reported as it is.
@@ -18,17 +18,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+import polars as pl
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
 from campaign.optout import OptOut
+from campaign.store import chunks
 from campaign.store.edge import Group
-from campaign.store.tables import campaigns, recipients, suppression_changes, suppressions
+from campaign.store.tables import batches, campaigns, recipients, suppression_changes, suppressions
 
 S = suppressions.c
 R = recipients.c
+B = batches.c
 OPTED_OUT = "OPTED_OUT"  # the error code of a SUPPRESSED recipient
 OPTED_OUT_NOTE = "on the suppression list (opted out)"
 _CHUNK = 5_000  # identities per statement (bind-parameter limits)
@@ -169,23 +172,17 @@ class Suppression(Group):
                 (await conn.execute(select(func.count()).select_from(suppressions))).scalar_one()
             )
 
+    async def identities(self) -> pl.Series:
+        """Every identity on the list, for a load to mark its rows as it stages them (see
+        :func:`campaign.store.staging.staged_frame`): read once per load, one column."""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(S.identity))
+            return pl.Series("identity", [row[0] for row in found], dtype=pl.String)
+
     async def contains(self, identity: str) -> bool:
         async with self.engine.connect() as conn:
             found = await conn.execute(select(S.id).where(S.identity == identity))
             return found.first() is not None
-
-    async def mark_loaded(
-        self, campaign_id: int, now: datetime, positions: tuple[int, int] | None = None
-    ) -> int:
-        """ONE set-based UPDATE: the campaign's PENDING recipients whose identity is on the list
-        become SUPPRESSED (OPTED_OUT); with ``positions`` (first, last), only those rows (a
-        slice just stored: the (campaign_id, position) index finds them). How many."""
-        async with self.writes.begin() as conn:
-            on_list = select(S.identity).where(S.identity == R.identity).exists()
-            where = [R.campaign_id == campaign_id]
-            if positions is not None:
-                where.append(R.position.between(*positions))
-            return await _stop(conn, on_list, now, *where)
 
 
 async def _insert_new(
@@ -252,17 +249,64 @@ async def apply_opt_outs(
 
 
 async def _stop(conn: AsyncConnection, which: object, now: datetime, *more: object) -> int:
-    """PENDING recipients matching ``which`` become SUPPRESSED; how many. Only PENDING: a
-    recipient claimed, sent or settled keeps its status (it never moves backwards)."""
+    """Recipients matching ``which`` that are not sent yet become SUPPRESSED; how many. Not
+    sent yet: PENDING, or following a formed chunk that no worker claimed (batch mode; the
+    chunk then counts one follower less, and a chunk left empty is dissolved). A recipient
+    claimed, sent or settled keeps its status (it never moves backwards)."""
+    stopped = _stopped(now)
     result = await conn.execute(
         update(recipients)
         .where(R.status == Status.PENDING.value, which, *more)  # type: ignore[arg-type]
-        .values(
-            status=Status.SUPPRESSED.value,
-            error_code=OPTED_OUT,
-            error_description=OPTED_OUT_NOTE,
-            updated_at=now,
-            status_at=now,
-        )
+        .values(**stopped)
     )
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0) + await _stop_followers(conn, which, stopped, *more)
+
+
+def _stopped(now: datetime) -> dict[str, object]:
+    return {
+        "status": Status.SUPPRESSED.value,
+        "error_code": OPTED_OUT,
+        "error_description": OPTED_OUT_NOTE,
+        "updated_at": now,
+        "status_at": now,
+    }
+
+
+async def _stop_followers(
+    conn: AsyncConnection, which: object, stopped: dict[str, object], *more: object
+) -> int:
+    """The batch-mode half of :func:`_stop`: the chunk first (its row locked by the update,
+    so that a worker's claim, which skips locked chunks, cannot take it meanwhile), then its
+    rows."""
+    following = (
+        select(R.campaign_id, R.chunk, func.count())
+        .where(R.status == chunks.FOLLOWS, which, *more)  # type: ignore[arg-type]
+        .group_by(R.campaign_id, R.chunk)
+    )
+    stopped_count = 0
+    for campaign_id, chunk, count in (await conn.execute(following)).all():
+        left = B.followers - count
+        taken = await conn.execute(
+            update(batches)
+            .where(B.campaign_id == campaign_id, B.chunk == chunk, B.status == chunks.UNSENT)
+            .values(
+                followers=left,
+                size=B.size - count,
+                status=case((left <= 0, chunks.DISSOLVED), else_=B.status),
+                updated_at=stopped["updated_at"],
+            )
+        )
+        if not taken.rowcount:  # claimed already: its rows are being sent
+            continue
+        result = await conn.execute(
+            update(recipients)
+            .where(
+                R.campaign_id == campaign_id,
+                R.chunk == chunk,
+                R.status == chunks.FOLLOWS,
+                which,  # type: ignore[arg-type]
+            )
+            .values(**stopped)
+        )
+        stopped_count += int(result.rowcount or 0)
+    return stopped_count

@@ -7,6 +7,8 @@ from typing import Any
 from unittest.mock import ANY
 
 import orjson
+import polars as pl
+import pytest
 from sqlalchemy import select
 
 from campaign.models import Status
@@ -49,19 +51,30 @@ async def test_add_and_remove_are_idempotent_and_recorded(store: repo.Store) -> 
     ]
 
 
-async def test_the_load_marks_suppressed_identities_in_one_update(store: repo.Store) -> None:
-    await store.suppression.add(["+12015550002"], now=NOW, source="KEYWORD", by="m1")
+@pytest.mark.parametrize("batch", [False, True])
+async def test_the_load_marks_suppressed_identities_as_it_stages_them(
+    store: repo.Store, batch: bool
+) -> None:
+    """On any of a row's identities, in both modes: a suppressed row joins no chunk."""
+    await store.suppression.add(["+12015550002", "psid-3"], now=NOW, source="KEYWORD", by="m1")
     campaign = await new_campaign(store)
-    await store.ingest.write(
-        campaign.id,
-        "SMS",
-        frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 4)] + [(4, "b", None, "bad")]),
-        NOW,
+    loaded = frame(
+        [(i, "x", f"+1201555{i:04d}", None) for i in range(1, 4)] + [(4, "b", None, "bad")]
     )
-    assert await store.suppression.mark_loaded(campaign.id, NOW) == 1
-    assert await store.suppression.mark_loaded(campaign.id, NOW) == 0  # idempotent
+    third = (
+        '[{"channel":"SMS","identity":"+12015550003"},{"channel":"MESSENGER","identity":"psid-3"}]'
+    )
+    loaded = loaded.with_columns(
+        identities=pl.Series([None, None, third, None], dtype=pl.String),
+    )
+    chunking = repo.Chunking(10, campaign.key) if batch else None
+    staged = store.ingest.stage(loaded, chunking, suppressed=await store.suppression.identities())
+    assert staged.frame.get_column("chunk").to_list() == (
+        [0, None, None, None] if batch else [None] * 4
+    )
+    await store.ingest.write(campaign.id, "SMS", staged, NOW, chunking)
     counts = await store.recipients.counts(campaign.id)
-    assert counts == {Status.PENDING: 2, Status.SUPPRESSED: 1, Status.REJECTED: 1}
+    assert counts == {Status.PENDING: 1, Status.SUPPRESSED: 2, Status.REJECTED: 1}
     rows = [r async for page in store.export.pages(campaign.id) for r in page.iter_rows()]
     second = next(r for r in rows if r[0] == 2)
     assert second[4] == "SUPPRESSED" and second[7] == "OPTED_OUT"
@@ -167,3 +180,38 @@ async def test_forged_and_replayed_opt_outs_change_nothing(
     async with start() as client:
         assert await client.post_signed(body, nonce="once") == 200
     assert await store.suppression.count() == 0
+
+
+async def test_an_opt_out_takes_its_rows_out_of_unclaimed_chunks(store: repo.Store) -> None:
+    """Batch mode: a row following a formed chunk that no worker claimed is stopped, and the
+    chunk's entries no longer hold it; a chunk left empty is dissolved (never sent); a chunk
+    already claimed is sent as it is."""
+    campaign = await new_campaign(store)
+    chunking = repo.Chunking(2, campaign.key)
+    phones = [f"+1201555{i:04d}" for i in range(1, 7)]  # chunks 1: 1-2, 2: 3-4, 3: 5-6
+    await store.ingest.write(
+        campaign.id,
+        "SMS",
+        frame([(i, "x", p, None) for i, p in enumerate(phones, 1)]),
+        NOW,
+        chunking,
+    )
+    (claimed,) = await store.chunks.claim_formed(
+        campaign.id, NOW, None, 1, channel="SMS", campaign_key=campaign.key
+    )
+    assert claimed.number == 1
+    done = await store.suppression.add(
+        [phones[0], phones[2], phones[4], phones[5]], now=NOW, source="MANUAL", by="t"
+    )
+    assert done.stopped == 3  # row 1 is in the claimed chunk: it goes as it is
+    left = await store.chunks.claim_formed(
+        campaign.id, NOW, None, 5, channel="SMS", campaign_key=campaign.key
+    )
+    assert [c.number for c in left] == [2]  # chunk 3 lost both rows: dissolved
+    assert left[0].members is not None and left[0].members.size == 1
+    entries = orjson.loads(left[0].members.entries)
+    assert [
+        e["recipient"]["identified_by"]["channel_identities"][0]["identity"] for e in entries
+    ] == [phones[3]]
+    counts = await store.recipients.counts(campaign.id)
+    assert counts[Status.SUPPRESSED] == 3
