@@ -109,6 +109,11 @@ def _iso_text(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def read_sql(source: ReportSource, query: str) -> pl.DataFrame:
+    """One query's rows, read by connectorx (blocking: run it in a thread)."""
+    return _read(source, [query])
+
+
 def _read(source: ReportSource, queries: list[str]) -> pl.DataFrame:
     import connectorx  # imported here: only reports need it, and it takes a while
 

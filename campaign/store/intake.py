@@ -11,6 +11,7 @@ from campaign.store import ingest, staging
 from campaign.store.edge import Group
 from campaign.store.records import IngestCounts
 from campaign.store.staging import Chunking, Staged
+from campaign.store.suppression import Listed
 
 
 class Ingest(Group):
@@ -21,7 +22,7 @@ class Ingest(Group):
         frame: pl.DataFrame,
         chunking: Chunking | None = None,
         entries_room: int | None = None,
-        suppressed: pl.Series | None = None,
+        suppressed: Listed | None = None,
     ) -> Staged:
         """``frame`` (loaded rows) made ready for :meth:`write`: CPU only, no I/O, safe to
         run in a worker thread while another slice is being stored. ``entries_room`` and

@@ -18,7 +18,7 @@ from campaign.models import Status
 from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store.records import reject_code
-from campaign.store.suppression import OPTED_OUT, OPTED_OUT_NOTE
+from campaign.store.suppression import OPTED_OUT, OPTED_OUT_NOTE, Listed
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ DUPLICATE_NOTE = "same identity as row {}"  # the row that holds its identity
 
 
 def staged_frame(
-    frame: pl.DataFrame, chunk_size: int | None = None, suppressed: pl.Series | None = None
+    frame: pl.DataFrame, chunk_size: int | None = None, suppressed: Listed | None = None
 ) -> pl.DataFrame:
     """Loaded rows (``row, identity_raw, identity, reason, parameters``, and ``duplicate_of``
     when duplicates were decided) -> :data:`STAGED`; with ``chunk_size``, valid rows follow
@@ -110,20 +110,24 @@ def staged_frame(
     )
 
 
-def _on_list(frame: pl.DataFrame, suppressed: pl.Series | None) -> pl.Expr:
+def _on_list(frame: pl.DataFrame, suppressed: Listed | None) -> pl.Series | pl.Expr:
     """Whether the row's identity, or any of its identities, is on the suppression list."""
-    if suppressed is None or suppressed.is_empty():
+    if suppressed is None or not len(suppressed):
         return pl.lit(False)
-    found = pl.col("identity").is_in(suppressed)
-    if "identities" in frame.columns and frame.get_column("identities").null_count() < frame.height:
-        others = (
-            pl.col("identities")
-            .str.json_decode(pl.List(pl.Struct({"channel": pl.String, "identity": pl.String})))
-            .list.eval(pl.element().struct.field("identity").is_in(suppressed.implode()))
-            .list.any()
+    found = suppressed.holds(frame.get_column("identity"))
+    several = frame.get_column("identities") if "identities" in frame.columns else None
+    if several is not None and several.null_count() < several.len():
+        rows = several.is_not_null().arg_true()
+        others = several.gather(rows).str.json_decode(
+            pl.List(pl.Struct({"channel": pl.String, "identity": pl.String}))
         )
-        found = found | others.fill_null(False)
-    return found.fill_null(False)
+        each = others.explode().struct.field("identity")
+        owner = pl.Series(rows).gather(
+            pl.int_range(0, others.len(), eager=True).repeat_by(others.list.len()).explode()
+        )
+        listed = owner.filter(suppressed.holds(each))
+        found = found.scatter(listed, True) if listed.len() else found
+    return found
 
 
 def _optional(frame: pl.DataFrame, name: str, sendable: pl.Expr) -> pl.Expr:
@@ -161,7 +165,7 @@ def stage(
     chunking: Chunking | None,
     dialect: str,
     entries_room: int | None = None,
-    suppressed: pl.Series | None = None,
+    suppressed: Listed | None = None,
 ) -> Staged:
     """Loaded rows -> :class:`Staged` for ``dialect`` (``sqlite`` or ``postgresql``); with
     ``chunking.channel``, the entries of the slice's first chunks, as many as fit in

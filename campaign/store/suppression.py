@@ -14,9 +14,12 @@ Two set-based statements keep it out of the way of a campaign:
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import case, delete, func, select, update
@@ -25,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
 from campaign.optout import OptOut
-from campaign.store import chunks
+from campaign.store import chunks, export
 from campaign.store.edge import Group
+from campaign.store.engine import sync_url
 from campaign.store.tables import batches, campaigns, recipients, suppression_changes, suppressions
 
 S = suppressions.c
@@ -41,6 +45,36 @@ _CHUNK = 5_000  # identities per statement (bind-parameter limits)
 _RUNNING = R.campaign_id.in_(
     select(campaigns.c.id).where(campaigns.c.state.in_(("LOADING", "READY")))
 )
+
+
+@dataclass(frozen=True)
+class Listed:
+    """The suppression list, ready to be looked up slice after slice: its identities sorted by
+    their hash, so that a slice's lookup is a binary search (a Polars ``is_in`` would build a
+    set of the whole list for every slice: a second and a half per million rows)."""
+
+    hashes: pl.Series  # UInt64, sorted
+    identities: pl.Series  # in the same order
+    exact: bool  # no two identities share a hash (else every lookup is an is_in)
+
+    @classmethod
+    def of(cls, identities: pl.Series) -> Listed:
+        frame = pl.DataFrame({"h": identities.hash(seed=0), "i": identities}).sort("h")
+        hashes = frame.get_column("h")
+        return cls(hashes, frame.get_column("i"), not hashes.is_duplicated().any())
+
+    def __len__(self) -> int:
+        return self.identities.len()
+
+    def holds(self, values: pl.Series) -> pl.Series:
+        """For each of ``values``, whether it is on the list (null: no)."""
+        if not len(self) or values.is_empty():
+            return pl.Series([False] * values.len(), dtype=pl.Boolean)
+        if not self.exact:
+            return values.is_in(self.identities.implode()).fill_null(False)
+        at = self.hashes.search_sorted(values.hash(seed=0), side="left")
+        at = at.clip(upper_bound=len(self) - 1)
+        return (self.identities.gather(at) == values).fill_null(False)
 
 
 @dataclass(frozen=True)
@@ -172,17 +206,42 @@ class Suppression(Group):
                 (await conn.execute(select(func.count()).select_from(suppressions))).scalar_one()
             )
 
-    async def identities(self) -> pl.Series:
+    async def identities(self) -> Listed:
         """Every identity on the list, for a load to mark its rows as it stages them (see
-        :func:`campaign.store.staging.staged_frame`): read once per load, one column."""
+        :func:`campaign.store.staging.staged_frame`): read once per load."""
         async with self.engine.connect() as conn:
-            found = await conn.execute(select(S.identity))
-            return pl.Series("identity", [row[0] for row in found], dtype=pl.String)
+            if (await conn.execute(select(S.id).limit(1))).first() is None:
+                return Listed.of(pl.Series("identity", [], dtype=pl.String))
+        url = sync_url(self._db.url)
+        query = f"SELECT identity FROM {suppressions.name}"
+        found: list[str] | pl.Series
+        if url.get_backend_name() == "postgresql":  # connectorx: a fifth of the time
+            source = export.report_source(url)
+            frame = await asyncio.to_thread(export.read_sql, source, query)
+            found = frame.get_column("identity")
+        elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            found = await asyncio.to_thread(_read_sqlite, url.database, query)
+        else:  # an in-memory database lives in its own connection only
+            async with self.engine.connect() as conn:
+                found = list((await conn.execute(select(S.identity))).scalars().all())
+        return Listed.of(pl.Series("identity", found, dtype=pl.String))
 
     async def contains(self, identity: str) -> bool:
         async with self.engine.connect() as conn:
             found = await conn.execute(select(S.id).where(S.identity == identity))
             return found.first() is not None
+
+
+def _read_sqlite(database: str, query: str) -> list[str]:
+    """``query``'s first column, from a connection of its own, read-only (blocking: run it in a
+    thread). Without SQLAlchemy's rows: a million identities in a third of a second, not 0.6."""
+    uri = Path(database).resolve().as_uri() + "?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        connection.row_factory = lambda _cursor, row: row[0]
+        return list(connection.execute(query).fetchall())
+    finally:
+        connection.close()
 
 
 async def _insert_new(

@@ -36,3 +36,24 @@ def test_identities_are_normalised_like_recipients() -> None:
     assert normalise("030 1234567", "DE") == "+49301234567"
     assert normalise("Ana@Example.com ") == "Ana@Example.com"
     assert normalise("  ") is None
+
+
+def test_the_list_finds_exactly_its_identities() -> None:
+    """A binary search over hashes, checked against the identities themselves: a value whose
+    hash is near one on the list, an empty list and nulls are never taken for listed."""
+    import polars as pl
+
+    from campaign.store.suppression import Listed
+
+    listed = Listed.of(pl.Series([f"+1201555{i:04d}" for i in range(0, 1000, 3)]))
+    values = pl.Series([f"+1201555{i:04d}" for i in range(1000)] + [None, "zzz"], dtype=pl.String)
+    assert listed.holds(values).to_list() == [i % 3 == 0 for i in range(1000)] + [False, False]
+    assert (
+        listed.holds(values).to_list()
+        == values.is_in(listed.identities.implode()).fill_null(False).to_list()
+    )
+    empty = Listed.of(pl.Series([], dtype=pl.String))
+    assert not empty.holds(values).any()
+    # Identities sharing a hash cannot be told apart by it: the lookup is then a set's.
+    shared = Listed(pl.Series([1, 1], dtype=pl.UInt64), pl.Series(["a", "b"]), exact=False)
+    assert shared.holds(pl.Series(["b", "c"])).to_list() == [True, False]
