@@ -20,6 +20,8 @@ from campaign.run.load import FirstPass, open_source, say_assumed, slices, unles
 from campaign.run.smsparts import SmsParts, report_line
 from campaign.sinch.auth import check_credentials
 from campaign.sinch.client import AppInfo, SinchClient
+from campaign.store import staging, suppression
+from campaign.store.suppression import Listed
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class _Tally:
     rejected: dict[str, int] = field(default_factory=dict)
     zones: Counter[str | None] = field(default_factory=Counter)
     sms: SmsParts | None = None  # an SMS text campaign's parts, what its bill counts
+    listed: Listed | None = None  # the suppression list, when the database has one
+    suppressed: int = 0
 
     def add(self, frame: pl.DataFrame) -> None:
         self.rows += frame.height
@@ -72,6 +76,11 @@ class _Tally:
         sendable = pl.col("reason").is_null()
         self.duplicates += frame.select(pl.col("duplicate_of").is_not_null().sum()).item()
         sent = frame.filter(sendable & pl.col("duplicate_of").is_null())
+        if self.listed is not None and len(self.listed):
+            on = staging.on_list(sent, self.listed)
+            if isinstance(on, pl.Series) and on.any():
+                self.suppressed += int(on.sum())
+                sent = sent.filter(~on)
         self.valid += sent.height
         self.zones.update(dict(sent.get_column("time_zone").value_counts().iter_rows()))
         if self.sms is not None:
@@ -86,7 +95,8 @@ async def dry_run(ctx: RunContext) -> int:
     say_assumed(source, ctx.out)
     app = await _app_for_the_plan(ctx)
     audience.check_app(spec, app)  # as the run would: before the file is read through
-    tally = _Tally(sms=SmsParts.of(spec))
+    listed = await suppression.read_listed(ctx.config.database.url)
+    tally = _Tally(sms=SmsParts.of(spec), listed=listed)
     async with FirstPass(source) as first:
         found = await unless_stopped(first.duplicates(), ctx.stop)
         if found is None:
@@ -130,6 +140,8 @@ def _report(ctx: RunContext, tally: _Tally, app: AppInfo | None) -> None:
     for reason, count in sorted(plan.rejected.items(), key=lambda kv: -kv[1]):
         out(f"rejected      {count:,}  {reason}")
     out(f"duplicates    {plan.duplicates:,}")
+    if tally.listed is not None:
+        out(f"suppressed    {tally.suppressed:,}  on the suppression list (opted out): not sent")
     out(f"requests      {plan.requests:,}")
     if tally.sms is not None:
         out(report_line(tally.sms))

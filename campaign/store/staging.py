@@ -68,7 +68,7 @@ def staged_frame(
         note = pl.format(DUPLICATE_NOTE, pl.col("duplicate_of"))
     else:
         duplicate, note = pl.lit(False), pl.lit(None, pl.String)
-    opted_out = rejected.not_() & duplicate.not_() & _on_list(frame, suppressed)
+    opted_out = rejected.not_() & duplicate.not_() & on_list(frame, suppressed)
     unsendable = rejected | duplicate | opted_out
     valid = pl.lit(Status.PENDING.value if chunk_size is None else chunks.FOLLOWS)
     if chunk_size is None:
@@ -110,7 +110,7 @@ def staged_frame(
     )
 
 
-def _on_list(frame: pl.DataFrame, suppressed: Listed | None) -> pl.Series | pl.Expr:
+def on_list(frame: pl.DataFrame, suppressed: Listed | None) -> pl.Series | pl.Expr:
     """Whether the row's identity, or any of its identities, is on the suppression list."""
     if suppressed is None or not len(suppressed):
         return pl.lit(False)

@@ -232,6 +232,28 @@ class Suppression(Group):
             return found.first() is not None
 
 
+async def read_listed(url: str) -> Listed | None:
+    """The list of the database at ``url``, read without opening a store (which would migrate
+    a SQLite file, or create it): for the dry run, which writes nothing. None when there is no
+    database, or no list in it yet."""
+    parsed = sync_url(url)
+    query = f"SELECT identity FROM {suppressions.name}"
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            frame = await asyncio.to_thread(export.read_sql, export.report_source(parsed), query)
+        except export.ReportReadError:
+            return None
+        return Listed.of(frame.get_column("identity").cast(pl.String))
+    database = parsed.database or ""
+    if not database or database == ":memory:":
+        return None
+    try:  # read-only: a file that is not there is not made
+        found = await asyncio.to_thread(_read_sqlite, database, query)
+    except sqlite3.Error:  # no database yet, or not migrated: no list
+        return None
+    return Listed.of(pl.Series("identity", found, dtype=pl.String))
+
+
 def _read_sqlite(database: str, query: str) -> list[str]:
     """``query``'s first column, from a connection of its own, read-only (blocking: run it in a
     thread). Without SQLAlchemy's rows: a million identities in a third of a second, not 0.6."""

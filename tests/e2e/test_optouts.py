@@ -171,3 +171,25 @@ def test_import_and_export_and_a_running_campaign_stops_for_an_opt_out(
     report = _report(cli, "slow")
     assert report[f"+1201555{ROWS:04d}"]["status"] == "SUPPRESSED"
     assert len(sent) == ROWS - 3
+
+
+def test_the_dry_run_counts_who_is_on_the_list_and_writes_nothing(
+    cli: Cli, database_url: str
+) -> None:
+    path = cli.campaign_file("dry", _recipients(cli))
+    if database_url.startswith("sqlite"):
+        first = cli.run("run", str(path), "--dry-run")
+        assert first.returncode == 0, first.stderr
+        assert "suppressed" not in first.stdout  # no database yet: no list, and none is made
+        assert not cli.db.exists()
+    else:
+        cli.use_database(database_url)
+    listed = sorted(STOPPERS) + ["+19999999999"]  # one that is not in the file
+    assert cli.run("suppress", "add", *listed).returncode == 0
+    dry = cli.run("run", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    line = next(line for line in dry.stdout.splitlines() if line.startswith("suppressed"))
+    assert line.split()[1] == "2", dry.stdout
+    valid = next(line for line in dry.stdout.splitlines() if line.startswith("valid"))
+    assert valid.split()[1] == str(ROWS - 2)
+    assert cli.sent() == []
