@@ -184,7 +184,7 @@ def test_the_dry_run_counts_who_is_on_the_list_and_writes_nothing(
         assert not cli.db.exists()
     else:
         cli.use_database(database_url)
-    listed = sorted(STOPPERS) + ["+19999999999"]  # one that is not in the file
+    listed = [*sorted(STOPPERS), "+19999999999"]  # one that is not in the file
     assert cli.run("suppress", "add", *listed).returncode == 0
     dry = cli.run("run", str(path), "--dry-run")
     assert dry.returncode == 0, dry.stderr
