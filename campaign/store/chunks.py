@@ -25,11 +25,12 @@ join of a million rows: only :func:`materialise` (and ingest, which sets it) cha
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -128,6 +129,31 @@ def attempts_of() -> ColumnElement[Any]:
     return C.attempts + case((sent, 1), else_=0)
 
 
+def _locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
+    """``query`` (of ``batches`` rows, in a fixed order) locking the rows it reads, on Postgres.
+
+    A chunk's row is the lock on its following recipients. Under Postgres's READ COMMITTED,
+    a materialisation that read a chunk as SENDING while its acceptance was being recorded
+    would write its rows IN_FLIGHT after the acceptance committed, for good; and acceptance
+    reading its rows before a materialisation committed would miss them. Whoever locks the
+    chunk first finishes; the other's next statements see what it wrote. (SQLite serialises
+    every write transaction already.)"""
+    return query.with_for_update() if conn.dialect.name == "postgresql" else query
+
+
+async def lock_chunks(conn: AsyncConnection, pairs: Iterable[tuple[int, int]]) -> None:
+    """Lock these chunks' rows ((campaign id, number) pairs) for the transaction, in order:
+    before anything else that the transaction writes, so that every writer of a chunk and its
+    rows takes their locks in the same order."""
+    wanted = sorted(set(pairs))
+    if not wanted or conn.dialect.name != "postgresql":
+        return
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        query = select(B.id).where(tuple_(B.campaign_id, B.chunk).in_(part))
+        await conn.execute(_locked(conn, query.order_by(B.campaign_id, B.chunk)))
+
+
 async def materialise(
     conn: AsyncConnection, campaign_id: int, *chunk_where: Any, rows: Any = None
 ) -> int:
@@ -137,13 +163,8 @@ async def materialise(
 
     The chunks are picked first (from ``batches``, small), so that the rows are found by
     their chunk's index, never by a scan of every row that follows a chunk."""
-    numbers = list(
-        (
-            await conn.execute(
-                select(B.chunk).where(B.campaign_id == campaign_id, B.followers > 0, *chunk_where)
-            )
-        ).scalars()
-    )
+    picked = select(B.chunk).where(B.campaign_id == campaign_id, B.followers > 0, *chunk_where)
+    numbers = list((await conn.execute(_locked(conn, picked.order_by(B.chunk)))).scalars())
     left: Counter[int] = Counter()
     for start in range(0, len(numbers), 500):
         part = numbers[start : start + 500]

@@ -67,6 +67,7 @@ class Recipients(Group):
         if worker_id is not None:
             in_flight = and_(in_flight, C.worker_id == worker_id)
         async with self.writes.begin() as conn:
+            await chunks.lock_chunks(conn, ((p["cid"], p["num"]) for p in accepted))
             for kind, params in by_kind.items():
                 if params:
                     values = {**OUTCOME_VALUES[kind], "updated_at": now}

@@ -7,7 +7,11 @@ each chunk's ``followers`` against the rows that really follow it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +24,7 @@ from campaign.models import Status
 from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store import repository as repo
+from campaign.store.records import chunk_params
 from campaign.store.tables import batches, recipients
 from tests.integration.test_events_store import callback, new
 from tests.recipients import deduplicated, loaded, us_numbers
@@ -505,3 +510,63 @@ async def test_several_identities_reach_the_entries_as_loaded(
             }
         },
     ]
+
+
+async def _beside(
+    hold: Callable[[], AbstractAsyncContextManager[None]], other: Callable[[], Awaitable[Any]]
+) -> None:
+    """Run ``other`` while ``hold`` (a write of the store's, in a transaction kept open a
+    moment) has not committed yet: on Postgres the two really overlap."""
+    async with hold():
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0.3)  # ``other`` has begun and reached whatever it waits for
+        assert not task.done() or task.exception() is None
+    await task
+
+
+async def test_a_callback_applied_while_acceptance_commits_finds_the_row_queued(
+    store: repo.Store,
+) -> None:
+    """A receiver applying a follower's callback while the sender records the chunk's
+    acceptance: once both commit, the row is DELIVERED, not left IN_FLIGHT for good."""
+    campaign = await formed(store, 4)
+    (chunk,) = await claim(store, campaign, NOW, None)
+    body = orjson.loads(callback("DELIVERED", key=None))
+    body["message_delivery_report"]["metadata"] = orjson.dumps(
+        {"_batch_id": "B1", "recipient": "CK-2"}
+    ).decode()
+    await store.events.insert([new(orjson.dumps(body), "n1")])
+    accepted = repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED", follows=True)
+
+    @contextlib.asynccontextmanager
+    async def accepting() -> AsyncIterator[None]:
+        async with store.writes.begin() as conn:
+            await chunks.lock_chunks(conn, [(campaign.id, chunk.number)])
+            await chunks.record_accepted(conn, [chunk_params(accepted)], NOW)
+            yield
+
+    await _beside(accepting, lambda: store.events.apply(NOW))
+    await store.events.apply(NOW + timedelta(minutes=1))  # whatever waited is looked at again
+    await check(store, campaign.id, {Status.QUEUED: 3, Status.DELIVERED: 1})
+
+
+async def test_acceptance_recorded_while_a_callback_takes_a_row_out_queues_it(
+    store: repo.Store,
+) -> None:
+    """The other order: a row leaves its chunk (a callback's materialisation, uncommitted)
+    while the chunk's acceptance is recorded: the row is QUEUED with the rest."""
+    campaign = await formed(store, 4)
+    (chunk,) = await claim(store, campaign, NOW, None)
+
+    @contextlib.asynccontextmanager
+    async def materialising() -> AsyncIterator[None]:
+        async with store.writes.begin() as conn:
+            moved = await chunks.materialise(
+                conn, campaign.id, B.chunk == chunk.number, rows=C.position == 2
+            )
+            assert moved == 1
+            yield
+
+    accepted = repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED", follows=True)
+    await _beside(materialising, lambda: store.recipients.record([accepted], NOW))
+    await check(store, campaign.id, {Status.QUEUED: 4})
