@@ -31,7 +31,9 @@ from campaign import config
 ADMIN = os.environ.get("CAMPAIGN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def one_run(workdir: Path, rows: int, workers: int, run: int) -> None:
+def one_run(
+    workdir: Path, rows: int, workers: int, run: int, rate: int, profile: bool = False
+) -> None:
     name = f"bench_workers_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -47,7 +49,7 @@ def one_run(workdir: Path, rows: int, workers: int, run: int) -> None:
             conf.write_text(
                 f'[sinch]\nauth_url = "{sandbox}/oauth2/token"\nconversation_url = "{sandbox}"\n'
                 f'batch_url = "{sandbox}"\nsandbox = false\n[database]\nurl = "{url}"\n'
-                "[sending]\nrequests_per_second = 800\n"
+                f"[sending]\nrequests_per_second = {rate}\n"
             )
             recipients = workdir / f"r{rows}.csv"
             if not recipients.exists():
@@ -80,8 +82,34 @@ def one_run(workdir: Path, rows: int, workers: int, run: int) -> None:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
-        f"{workers} workers, {rows:,} recipients, run {run}: exit codes {codes}, {at_arrival(timed)}"
+        f"{workers} workers at {rate}/s, {rows:,} recipients, run {run}: exit codes {codes}, "
+        f"{at_arrival(timed)}"
     )
+    if profile:
+        print("    arrivals per second:", per_second(timed))
+        print(f"    largest sliding second ends {largest_at(timed):.2f} s after the first arrival")
+
+
+def per_second(timed: list[tuple[float, int]]) -> list[int]:
+    """Arrivals in each whole second from the first."""
+    first = min(t for t, _ in timed)
+    counts = [0] * (int(max(t for t, _ in timed) - first) + 1)
+    for t, _ in timed:
+        counts[int(t - first)] += 1
+    return counts
+
+
+def largest_at(timed: list[tuple[float, int]]) -> float:
+    """When the sliding second with the most arrivals ends, from the first arrival."""
+    moments = sorted(t for t, _ in timed)
+    best = start = 0
+    at = moments[0]
+    for end, moment in enumerate(moments):
+        while moments[start] <= moment - 1.0:
+            start += 1
+        if end - start + 1 > best:
+            best, at = end - start + 1, moment
+    return at - moments[0]
 
 
 def main() -> None:
@@ -89,12 +117,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=800, help="requests/s, all workers")
+    parser.add_argument("--profile", action="store_true", help="print arrivals per second")
     args = parser.parse_args()
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(1, args.runs + 1):
             started = time.monotonic()
-            one_run(Path(tmp), args.rows, args.workers, run)
+            one_run(Path(tmp), args.rows, args.workers, run, args.rate, args.profile)
             print(f"    ({time.monotonic() - started:.0f} s)")
 
 
