@@ -13,11 +13,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from campaign.sandbox import channels, responses
+from campaign.sandbox.native import transcode
 from campaign.sandbox.records import Hop, SentMessage
 from campaign.sandbox.settings import FailureRule, SandboxSettings
 
@@ -75,11 +79,22 @@ def channel_failure(
         return rule
     if (
         hop.channel == "WHATSAPP"
-        and "template_message" not in message.message
         and not settings.window_open(identity)
+        and not whatsapp_template(message.message)
     ):
         return OUTSIDE_WINDOW
     return None
+
+
+def whatsapp_template(message: Mapping[str, Any]) -> bool:
+    """Whether WhatsApp receives a template: the window rule judges what the channel gets, so
+    an ``explicit_channel_message`` or ``explicit_channel_omni_message`` for WhatsApp decides
+    over the message's own content."""
+    try:
+        native = orjson.loads(transcode(message, "WHATSAPP"))
+    except orjson.JSONDecodeError:  # an explicit text that is not a message object
+        return False
+    return isinstance(native, dict) and native.get("type") == "template"
 
 
 @dataclass(frozen=True)

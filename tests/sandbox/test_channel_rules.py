@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,41 @@ async def test_a_template_passes_the_window(
         assert status == 200, answer
         await receiver.wait_for(settled())
         assert trail(receiver.bodies)[:2] == ["QUEUED_ON_CHANNEL:WHATSAPP", "DELIVERED:WHATSAPP"]
+
+
+WHATSAPP_TEMPLATE = {
+    "type": "template",
+    "template": {"name": "offer", "language": {"code": "en"}, "components": []},
+}
+
+
+@pytest.mark.parametrize(
+    ("message", "passes"),
+    [
+        # An override for WhatsApp decides what the channel gets, whatever the content.
+        ({"text_message": {"text": "Hi"}, "explicit_channel_omni_message": {"WHATSAPP": TEMPLATE}}, True),
+        ({**TEMPLATE, "explicit_channel_omni_message": {"WHATSAPP": {"text_message": {"text": "Hi"}}}}, False),
+        ({"text_message": {"text": "Hi"}, "explicit_channel_message": {"WHATSAPP": json.dumps(WHATSAPP_TEMPLATE)}}, True),
+        ({**TEMPLATE, "explicit_channel_message": {"WHATSAPP": "Hi"}}, False),
+        # An override for another channel changes nothing on WhatsApp.
+        ({"text_message": {"text": "Hi"}, "explicit_channel_omni_message": {"SMS": TEMPLATE}}, False),
+    ],
+)  # fmt: skip
+async def test_the_window_judges_what_whatsapp_receives(
+    with_callbacks: SandboxFactory, receiver: Receiver, message: Body, passes: bool
+) -> None:
+    async with with_callbacks(**CLOSED) as (_, api):
+        body = {
+            "app_id": APP,
+            "recipient": BOTH,
+            "message": message,
+            "channel_priority_order": ORDER,
+        }
+        status, answer, _ = await api.send(body)
+        assert status == 200, answer
+        await receiver.wait_for(settled())
+        second = "DELIVERED:WHATSAPP" if passes else "SWITCHING_CHANNEL:WHATSAPP"
+        assert trail(receiver.bodies)[:2] == ["QUEUED_ON_CHANNEL:WHATSAPP", second]
 
 
 async def test_an_open_window_delivers_on_whatsapp(
