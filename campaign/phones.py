@@ -27,6 +27,7 @@ from collections.abc import Callable
 import phonenumbers
 import polars as pl
 
+from campaign.frames import nulls
 from campaign.phone_rules import (
     CallingCodeRules,
     RegionRules,
@@ -104,7 +105,7 @@ def normalise(values: pl.Series, default_country: str | None) -> pl.Series:
     text = values.cast(pl.String).str.strip_chars()
     text = text.set(text == "", None)
     settled = _fast_path(text, region)
-    result = pl.Series(values.name, [None] * text.len(), dtype=pl.String)
+    result = nulls(text.len(), pl.String, values.name)
     result.scatter(settled["_i"], settled["e164"])
     # The rest: phonenumbers decides, once per distinct text.
     open_rows = text.is_not_null()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from campaign import phones
+from campaign.frames import nulls
 from campaign.loading import zones
 from campaign.messages.limits import TextLimit
 from campaign.sinch import wire
@@ -102,7 +103,7 @@ def prepare_slice(
         missing=first_missing,
     )
     raw, trimmed, identity = _identities(batch, plan, numbers)
-    channel = identities = pl.Series(None, [None] * batch.height, dtype=pl.String)
+    channel = identities = nulls(batch.height, pl.String)
     phone_identity = identity if plan.phone else None
     if plan.extra:
         trimmed, identity, channel, identities, phone_identity = _several(
@@ -222,7 +223,7 @@ def _zones(
 ) -> tuple[pl.Series, pl.Series]:
     """Each row's zone key and, for an unknown zone name in the file, its rejection reason;
     ``identity``: the row's phone number, if it has one (its country tells its zone)."""
-    none = pl.Series([None] * batch.height, dtype=pl.String)
+    none = nulls(batch.height, pl.String)
     if not plan.zones:
         return none, none
     key, reason = zones.column_zones(batch[plan.zone_column]) if plan.zone_column else (none, none)

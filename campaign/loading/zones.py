@@ -32,6 +32,7 @@ from phonenumbers import timezone as phone_timezone
 from phonenumbers.tzdata import TIMEZONE_DATA
 
 from campaign import quiet
+from campaign.frames import nulls
 
 UNKNOWN_ZONE = "unknown time zone"
 _NO_ZONE = "Etc/Unknown"  # phonenumbers' answer when it does not know
@@ -100,7 +101,7 @@ def phone_zones(e164: pl.Series) -> pl.Series:
     Equal to ``[phone_zone_key(v) for v in e164]``.
     """
     settled = _fast_path(e164)
-    found = pl.Series("zones", [None] * e164.len(), dtype=pl.String)
+    found = nulls(e164.len(), pl.String, "zones")
     found.scatter(settled["_i"], settled["zone"])
     rest = e164.is_not_null()
     rest.scatter(settled["_i"], False)
@@ -231,7 +232,7 @@ def _code_zones(digits: pl.Series, nsn: pl.Series, cc: int) -> pl.Series:
     ``nsn``: the national significant number), as :func:`phone_zone_key` gives them."""
     table = _zone_table(cc)
     # time_zones_for_geographical_number: the longest prefix of the number that has zones.
-    area = pl.Series([None] * digits.len(), dtype=pl.UInt32)
+    area = nulls(digits.len(), pl.UInt32)
     for length, zones in table.prefixes:
         found = digits.str.slice(0, length).replace_strict(
             zones, default=None, return_dtype=pl.UInt32
