@@ -119,6 +119,16 @@ requests_per_second = 800
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def people(self, rows: int, *, first: int = 0) -> Path:
+        """``people.csv``: ``rows`` US numbers from ``+1201555{first:04d}``, each with a
+        ``first_name`` ("Name 7") and a ``code`` ("C7")."""
+        path = self.tmp / "people.csv"
+        numbers = range(first, first + rows)
+        path.write_text(
+            "phone,first_name,code\n" + "".join(f"+1201555{i:04d},Name {i},C{i}\n" for i in numbers)
+        )
+        return path
+
     def sent(self) -> list[dict[str, Any]]:
         """What the sandbox accepted, in its inspection form."""
         return [m.to_json() for m in list(self.sandbox.state.messages)]

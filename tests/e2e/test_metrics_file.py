@@ -27,21 +27,13 @@ def _samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
     }
 
 
-def _recipients(cli: Cli, rows: int) -> Path:
-    path = cli.tmp / "people.csv"
-    path.write_text(
-        "phone,first_name,code\n" + "".join(f"+1201555{i:04d},N{i},{i}\n" for i in range(rows))
-    )
-    return path
-
-
 def test_the_metrics_file_holds_what_the_run_did(cli: Cli) -> None:
     cli.receive_callbacks(
         failure_rules=[{"pattern": "[05]$", "code": "RECIPIENT_NOT_REACHABLE"}],
         read_delay_s=60.0,
     )
     metrics = cli.tmp / "campaign.prom"
-    path = cli.campaign_file("metrics", _recipients(cli, ROWS))
+    path = cli.campaign_file("metrics", cli.people(ROWS))
     result = cli.run("run", str(path), "--wait-for-delivery", "30", "--metrics-file", str(metrics))
     assert result.returncode == 1, result.stderr  # some failed
     samples = _samples(metrics)
@@ -78,7 +70,7 @@ def test_a_run_stopped_by_sigterm_still_writes_the_file(cli: Cli) -> None:
     cli.patch_sandbox(latency_ms=30.0)
     cli.config.write_text(cli.config.read_text().replace("= 800", "= 50"))
     metrics = cli.tmp / "campaign.prom"
-    path = cli.campaign_file("stopped", _recipients(cli, 2000))
+    path = cli.campaign_file("stopped", cli.people(2000))
     process = cli.popen("run", str(path), "--metrics-file", str(metrics))
     deadline = time.monotonic() + 60
     while len(cli.sent()) < 20 and time.monotonic() < deadline:
@@ -106,7 +98,7 @@ def test_a_run_that_errors_writes_exit_code_2(cli: Cli) -> None:
 def test_the_429s_of_the_run_are_counted(cli: Cli) -> None:
     cli.patch_sandbox(rate_limit=20)  # the config says 800/s: Sinch answers 429 past 20
     metrics = cli.tmp / "campaign.prom"
-    path = cli.campaign_file("limited", _recipients(cli, 60))
+    path = cli.campaign_file("limited", cli.people(60))
     result = cli.run("run", str(path), "--metrics-file", str(metrics))
     assert result.returncode == 0, result.stderr
     samples = _samples(metrics)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,15 +21,6 @@ from tests.e2e.test_cli_e2e import sandbox as sandbox
 
 ROWS = 8
 STOPPERS = {"+12015550001", "+12015550002"}  # the sandbox has them reply STOP
-
-
-def _recipients(cli: Cli) -> Path:
-    path = cli.tmp / "people.csv"
-    path.write_text(
-        "phone,first_name,code\n"
-        + "".join(f"+1201555{i:04d},P{i},C{i}\n" for i in range(1, ROWS + 1))
-    )
-    return path
 
 
 def _suppressed(cli: Cli) -> set[str]:
@@ -75,7 +65,7 @@ def test_stop_replies_suppress_the_next_campaign_and_remove_undoes_it(
         delivered_jitter_s=0.02,
         read_delay_s=600.0,
     )
-    people = _recipients(cli)
+    people = cli.people(ROWS, first=1)
     receiver = cli.popen("receiver")
     try:
         assert receiver.stdout is not None
@@ -131,7 +121,7 @@ def test_import_and_export_and_a_running_campaign_stops_for_an_opt_out(
     cli: Cli, database_url: str
 ) -> None:
     cli.use_database(database_url)
-    people = _recipients(cli)
+    people = cli.people(ROWS, first=1)
     other = cli.tmp / "from-elsewhere.csv"
     other.write_text("msisdn\n(201) 555-0003\n+12015550004\n+12015550004\n")
     imported = cli.run("suppress", "import", str(other), "--default-country", "US")
@@ -176,7 +166,7 @@ def test_import_and_export_and_a_running_campaign_stops_for_an_opt_out(
 def test_the_dry_run_counts_who_is_on_the_list_and_writes_nothing(
     cli: Cli, database_url: str
 ) -> None:
-    path = cli.campaign_file("dry", _recipients(cli))
+    path = cli.campaign_file("dry", cli.people(ROWS, first=1))
     if database_url.startswith("sqlite"):
         first = cli.run("run", str(path), "--dry-run")
         assert first.returncode == 0, first.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 from tests.e2e.test_cli_e2e import Cli, read_report
 from tests.e2e.test_cli_e2e import cli as cli
@@ -14,21 +13,13 @@ from tests.e2e.test_cli_e2e import sandbox as sandbox
 ROWS = 30
 
 
-def _recipients(cli: Cli) -> Path:
-    path = cli.tmp / "people.csv"
-    path.write_text(
-        "phone,first_name,code\n" + "".join(f"+1201555{i:04d},Name {i},C{i}\n" for i in range(ROWS))
-    )
-    return path
-
-
 def test_the_failed_ones_with_their_input_are_a_new_campaigns_recipients(cli: Cli) -> None:
     cli.receive_callbacks(
         failure_rules=[{"pattern": "[37]$", "code": "RECIPIENT_NOT_REACHABLE"}],
         read_delay_s=60.0,
     )
     first = cli.run(
-        "run", str(cli.campaign_file("first", _recipients(cli))), "--wait-for-delivery", "30"
+        "run", str(cli.campaign_file("first", cli.people(ROWS))), "--wait-for-delivery", "30"
     )
     assert first.returncode == 1, first.stderr
     failed = cli.tmp / "failed.csv"
@@ -59,7 +50,7 @@ def test_the_failed_ones_with_their_input_are_a_new_campaigns_recipients(cli: Cl
 
 
 def test_with_input_refuses_a_recipients_file_changed_since_the_load(cli: Cli) -> None:
-    people = _recipients(cli)
+    people = cli.people(ROWS)
     assert cli.run("run", str(cli.campaign_file("first", people))).returncode == 0
     report = cli.tmp / "report.csv"
     both = cli.run("report", "first", "-o", str(report), "--status", "QUEUED", "PENDING")
@@ -81,7 +72,7 @@ def test_the_html_report_counts_what_the_store_holds(cli: Cli, database_url: str
         failure_rules=[{"pattern": "[37]$", "code": "RECIPIENT_NOT_REACHABLE"}],
         read_delay_s=60.0,
     )
-    path = cli.campaign_file("page", _recipients(cli))
+    path = cli.campaign_file("page", cli.people(ROWS))
     assert cli.run("run", str(path), "--wait-for-delivery", "30").returncode == 1
     page = cli.tmp / "report.html"
     made = cli.run("report", "page", "-o", str(page))
