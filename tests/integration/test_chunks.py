@@ -24,6 +24,7 @@ from campaign.models import Status
 from campaign.sinch import wire
 from campaign.store import chunks
 from campaign.store import repository as repo
+from campaign.store.events import NewEvent
 from campaign.store.records import chunk_params
 from campaign.store.tables import batches, recipients
 from tests.integration.test_events_store import callback, new
@@ -140,14 +141,19 @@ async def test_a_resumed_load_forms_no_chunk_twice_and_duplicates_follow_none(
     await check(store, campaign.id, {Status.PENDING: 6, Status.DUPLICATE: 1})
 
 
+def _delivered_in_batch(batch_id: str, key: str) -> NewEvent:
+    """A DELIVERED callback about one recipient of a batch, found by its key (metadata)."""
+    body = orjson.loads(callback("DELIVERED", key=None))
+    body["message_delivery_report"]["metadata"] = orjson.dumps(
+        {"_batch_id": batch_id, "recipient": key}
+    ).decode()
+    return new(orjson.dumps(body), "n1")
+
+
 async def test_a_callback_makes_its_recipient_an_ordinary_row(store: repo.Store) -> None:
     campaign = await formed(store, 4)
     (chunk,) = await claim(store, campaign, NOW, None)
-    body = orjson.loads(callback("DELIVERED", key=None))
-    body["message_delivery_report"]["metadata"] = orjson.dumps(
-        {"_batch_id": "B1", "recipient": "CK-2"}
-    ).decode()
-    await store.events.insert([new(orjson.dumps(body), "n1")])
+    await store.events.insert([_delivered_in_batch("B1", "CK-2")])
     assert (await store.events.apply(NOW)).waiting == 1  # the chunk is not recorded yet
     await check(store, campaign.id, {Status.IN_FLIGHT: 4})
     await store.recipients.record(
@@ -531,11 +537,7 @@ async def test_a_callback_applied_while_acceptance_commits_finds_the_row_queued(
     acceptance: once both commit, the row is DELIVERED, not left IN_FLIGHT for good."""
     campaign = await formed(store, 4)
     (chunk,) = await claim(store, campaign, NOW, None)
-    body = orjson.loads(callback("DELIVERED", key=None))
-    body["message_delivery_report"]["metadata"] = orjson.dumps(
-        {"_batch_id": "B1", "recipient": "CK-2"}
-    ).decode()
-    await store.events.insert([new(orjson.dumps(body), "n1")])
+    await store.events.insert([_delivered_in_batch("B1", "CK-2")])
     accepted = repo.ChunkSent(campaign.id, chunk.number, "B1", "ACCEPTED", follows=True)
 
     @contextlib.asynccontextmanager

@@ -78,22 +78,6 @@ async def test_outside_the_window_on_the_only_channel_fails(
         assert report["reason"]["code"] == "OUTSIDE_ALLOWED_SENDING_WINDOW"
 
 
-async def test_a_template_passes_the_window(
-    with_callbacks: SandboxFactory, receiver: Receiver
-) -> None:
-    async with with_callbacks(**CLOSED) as (_, api):
-        body = {
-            "app_id": APP,
-            "recipient": BOTH,
-            "message": TEMPLATE,
-            "channel_priority_order": ORDER,
-        }
-        status, answer, _ = await api.send(body)
-        assert status == 200, answer
-        await receiver.wait_for(settled())
-        assert trail(receiver.bodies)[:2] == ["QUEUED_ON_CHANNEL:WHATSAPP", "DELIVERED:WHATSAPP"]
-
-
 WHATSAPP_TEMPLATE = {
     "type": "template",
     "template": {"name": "offer", "language": {"code": "en"}, "components": []},
@@ -103,6 +87,8 @@ WHATSAPP_TEMPLATE = {
 @pytest.mark.parametrize(
     ("message", "passes"),
     [
+        (TEMPLATE, True),
+        ({"text_message": {"text": "Hi"}}, False),
         # An override for WhatsApp decides what the channel gets, whatever the content.
         ({"text_message": {"text": "Hi"}, "explicit_channel_omni_message": {"WHATSAPP": TEMPLATE}}, True),
         ({**TEMPLATE, "explicit_channel_omni_message": {"WHATSAPP": {"text_message": {"text": "Hi"}}}}, False),
