@@ -192,7 +192,10 @@ def test_pause_stops_every_worker_of_the_campaign(cli: Cli, database_url: str) -
     cli.use_database(database_url)
     rows = 2000
     cli.patch_sandbox(latency_ms=30.0)
-    cli.config.write_text(cli.config.read_text().replace("= 800", "= 300"))
+    # 100/s: 20 s of sending, so that the first run is still far from its end when the second
+    # has started (seconds on a slow machine) and both have sent; at 300/s the first was
+    # sometimes done with its rows by then, and exited without being paused.
+    cli.config.write_text(cli.config.read_text().replace("= 800", "= 100"))
     campaign = str(cli.campaign_file(recipients=_numbers(cli, rows)))
     first = cli.popen("run", campaign)
     _wait_for_sent(cli, 50, first)
