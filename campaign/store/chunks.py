@@ -151,7 +151,7 @@ async def lock_chunks(conn: AsyncConnection, pairs: Iterable[tuple[int, int]]) -
     for start in range(0, len(wanted), 500):
         part = wanted[start : start + 500]
         query = select(B.id).where(tuple_(B.campaign_id, B.chunk).in_(part))
-        await conn.execute(_locked(conn, query.order_by(B.campaign_id, B.chunk)))
+        await conn.execute(query.order_by(B.campaign_id, B.chunk).with_for_update())
 
 
 async def materialise(
