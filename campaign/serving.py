@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from campaign import descriptors
+
 BACKLOG = 4096
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -44,6 +46,9 @@ async def listen(
     runner: web.AppRunner, host: str, port: int, *, wrap: Wrap | None = None
 ) -> Listening:
     """Set ``runner`` up and listen on ``host:port`` (0: any free port)."""
+    # Before the first connection: a table grown while serving stops the loop, and the
+    # requests that arrive meanwhile are timed as one burst (campaign.descriptors).
+    descriptors.reserve()
     await runner.setup()
     try:
         assert runner.server is not None  # set up just now

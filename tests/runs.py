@@ -224,3 +224,14 @@ def check_accounted_for(runs: Runs) -> tuple[list[dict[str, str]], Counter[str]]
     assert not missing, f"{len(missing)} rows FAILED that the sandbox accepted"
     assert runs.campaign_state() == "DONE"
     return report, sent
+
+
+def fd_table_size(pid: int | str = "self") -> int | None:
+    """The slots in a process's table of file descriptors (Linux: ``FDSize``); None elsewhere."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("FDSize:")), None
+    )

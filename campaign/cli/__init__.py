@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from campaign import errors, secrets
+from campaign import descriptors, errors, secrets
 from campaign.cli.commands import Command
 from campaign.cli.parser import build_parser, parse_args
 from campaign.config import Config, load_config
@@ -86,6 +86,7 @@ async def _supervised(command: Coroutine[Any, Any, int], verbose: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    descriptors.reserve()  # before the first connection: see the module
     args = parse_args(argv)
     _configure_logging(args.verbose)
     handler: Command = args.handler

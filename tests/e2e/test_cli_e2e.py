@@ -29,9 +29,10 @@ import polars as pl
 import pytest
 import requests
 
-from campaign import config
+from campaign import config, descriptors
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store.repository import Store
+from tests.runs import fd_table_size
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
@@ -419,6 +420,9 @@ def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:
             timeout=10,
         )
         assert json.loads(apps.stdout)["apps"][0]["id"] == config.SANDBOX_APP_ID
+        # Its table of descriptors was grown at start, not while it serves (campaign.descriptors).
+        table = fd_table_size(process.pid)
+        assert table is None or table >= descriptors.RESERVED
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)
