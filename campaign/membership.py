@@ -10,9 +10,10 @@ Each registers (:meth:`Membership.join`) and then, every ``interval`` seconds:
 - notices when another worker declared *it* dead (a pause longer than the lease): it stops;
 - notices when the campaign was paused (`campaign pause`): it stops claiming and drains.
 
-A worker that joins while others run waits until each has beaten since it registered (and so
-counts it), so that the others have lowered their share first: the sum of the rates never
-exceeds the limit.
+A worker that joins while others run sends nothing until each has beaten since it registered
+(and so counts it): :meth:`Membership.until_counted`, awaited before its first request. A beat
+applies its share before it commits, so that the others have lowered their share by the time
+the joining one sees their beat: the sum of the rates never exceeds the limit.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 # A joining worker looks this often whether the others have counted it: every look it misses
-# is time that the others already send at their lower share, and this one not yet.
-LOOK_EVERY_S = 0.05
-# How long a worker takes from writing its beat to sending at the share that it returned.
-SHARE_APPLIED_S = 0.05
+# is time that the others already send at their lower share, and this one not yet. A look is
+# one indexed count, and it lasts at most until the others' next beat.
+LOOK_EVERY_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Membership:
         self.live = 1
         self.lost = False  # declared dead by another worker
         self.paused = False  # stopped by `campaign pause`
+        self.registered = clock()
 
     @classmethod
     async def join(
@@ -105,31 +106,27 @@ class Membership:
                 "the campaign is exclusive and another live process is running it"
             ) from None
         member = cls(store, campaign_id, worker_id, settings, clock)
-        registered = clock()
         await member.beat()
-        if member.live > 1:  # let the others lower their share before we send
-            await member._until_seen(registered)
         return member
 
-    async def _until_seen(self, registered: datetime) -> None:
-        """Wait until every other live worker has beaten since we registered (and so counts
-        us), or a lease has passed (a worker that silent is about to be declared dead)."""
-        waited = 0.0
+    async def until_counted(self) -> None:
+        """Wait until every other live worker has beaten since this one registered (and so
+        counts it), or a lease has passed (a worker that silent is about to be declared
+        dead). With others live at :meth:`join`, this worker sends nothing before."""
         step = min(self.settings.interval / 2, LOOK_EVERY_S)
-        while waited < self.settings.lease:
+        until = asyncio.get_running_loop().time() + self.settings.lease
+        while await self.store.workers.unaware(
+            self.worker_id, self.registered, self._clock(), self.settings.lease
+        ):
+            if asyncio.get_running_loop().time() >= until:
+                return
             await asyncio.sleep(step)
-            waited += step
-            if not await self.store.workers.unaware(
-                self.worker_id, registered, self._clock(), self.settings.lease
-            ):
-                # Their beat is written before they lower their share: give them that long.
-                await asyncio.sleep(SHARE_APPLIED_S)
-                break
-        await self.beat()
 
-    async def beat(self) -> None:
+    async def beat(self, on_share: Callable[[int], None] | None = None) -> None:
+        """Beat, and count the live workers; ``on_share`` gets the count before the beat is
+        visible to the others (:meth:`until_counted`)."""
         beat = await self.store.workers.heartbeat(
-            self.worker_id, self._clock(), self.settings.lease
+            self.worker_id, self._clock(), self.settings.lease, counted=on_share
         )
         self.live = beat.live
         self.lost = self.lost or beat.reaped
@@ -145,7 +142,7 @@ class Membership:
         while True:
             await asyncio.sleep(self.settings.interval)
             try:
-                await self.beat()
+                await self.beat(on_share)
                 if self.lost:
                     logger.error(
                         "another worker declared this one dead (no heartbeat within %.0f s)",
@@ -163,7 +160,6 @@ class Membership:
                     self.paused = True
                     on_paused()
                     return
-                on_share(self.live)
                 reaped = await self.store.workers.reap(
                     self.campaign_id, self._clock(), self.settings.lease
                 )

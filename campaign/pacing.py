@@ -89,6 +89,22 @@ class SlidingWindow:
         self._limit = new
         self._changed.set()
 
+    def fill(self) -> None:
+        """Count ``limit`` writes spread evenly over the last span, as if this worker had been
+        writing at its limit all along.
+
+        For a worker that joins others: each of them, lowering its share, keeps only its part
+        of what it wrote (:attr:`limit`), though Sinch still counts all of it. An empty log
+        would let the newcomer burst into the part that the others dropped, before it leaves
+        the window; filled, its places free only as fast as that part leaves, so that in any
+        window all of them together write at most the rate."""
+        now = self._clock()
+        step = self.span / self._limit
+        self._writes = collections.deque(
+            now - self.span + step * (index + 1) for index in range(self._limit)
+        )
+        self._changed.set()
+
     async def acquire(self) -> Grant:
         """Wait for a place in the window."""
         async with self._turn:

@@ -90,6 +90,8 @@ class Sending:
             app=app,
         )
         loop.set_rate(share(settings.rate, member.live))
+        if member.live > 1:
+            loop.join(member.until_counted)
         return cls(ctx, store, campaign, member, loop, settings, feed)
 
     async def resume(self) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import gc
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -162,6 +162,11 @@ class SendLoop:
     def set_rate(self, rate: float | None) -> None:
         """Send at ``rate`` from now on (this worker's share, as workers come and go)."""
         self._ctx.pacer.set_rate(rate)
+
+    def join(self, counted: Callable[[], Awaitable[None]]) -> None:
+        """Beside others that send: nothing leaves before ``counted`` returns (see
+        :meth:`~campaign.sending.pacer.Pacer.join`)."""
+        self._ctx.pacer.join(counted)
 
     async def settle(self, lease: float) -> tuple[int, int]:
         """Settle what a stopped run left in flight, where the mode can (batch: by looking

@@ -16,6 +16,7 @@ only for rows the writing worker still holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,15 +80,26 @@ class Workers(Group):
             )
             return int(result.scalar_one())
 
-    async def heartbeat(self, worker_id: int, now: datetime, lease: float) -> Beat:
+    async def heartbeat(
+        self,
+        worker_id: int,
+        now: datetime,
+        lease: float,
+        counted: Callable[[int], object] | None = None,
+    ) -> Beat:
+        """Beat at ``now`` and count the live workers. ``counted`` is called with that count
+        before the beat commits: whoever sees the beat (a worker waiting to be counted, see
+        :meth:`unaware`) knows that its consequence, this worker's lower share, is in force."""
         async with self.writes.begin() as conn:
             result = await conn.execute(
                 update(workers)
                 .where(W.id == worker_id, W.stopped_at.is_(None))
                 .values(heartbeat_at=now)
             )
-            live = await _live(conn, now, lease)
-        return Beat(live=max(live, 1), reaped=result.rowcount == 0)
+            live = max(await _live(conn, now, lease), 1)
+            if counted is not None:
+                counted(live)
+        return Beat(live=live, reaped=result.rowcount == 0)
 
     async def may_send(self, worker_id: int, through: int | None = None) -> bool:
         """Write ahead, before requests leave: the worker's rows up to ``through`` (a recipient

@@ -5,6 +5,7 @@ Every test runs on real SQLite and real Postgres.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import signal
@@ -12,17 +13,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from campaign import membership
 from campaign.models import Status
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
 from campaign.store import repository as repo
-from campaign.store.engine import upgrade_sync
+from campaign.store.engine import create_engine_sync, upgrade_sync
+from campaign.store.tables import workers as workers_table
 from campaign.store.workers import Beat, CampaignBusyError, Reaped
 from tests.recipients import loaded, us_numbers
 from tests.runs import sandbox_env
@@ -64,6 +67,71 @@ async def test_registration_heartbeat_and_exclusive(store: repo.Store) -> None:
     # A worker that stopped beating is not live once its lease has run out.
     later = NOW + timedelta(seconds=LEASE + 1)
     assert await store.workers.live(later, LEASE, campaign.id) == 0
+
+
+async def test_a_beat_shares_the_rate_before_the_others_can_see_it(
+    store: repo.Store, database_url: str
+) -> None:
+    """A joining worker starts once it sees the others' beats: by then each must have lowered
+    its share. So the count reaches the worker before its beat is visible to anyone."""
+    campaign = await campaign_with(store, 1)
+    first = await store.workers.register(campaign.id, "a:1", NOW, LEASE, exclusive=False)
+    await store.workers.register(campaign.id, "b:2", NOW, LEASE, exclusive=False)
+    seen: list[tuple[int, datetime]] = []
+    beside = create_engine_sync(database_url)
+
+    def counted(live: int) -> None:
+        with beside.connect() as conn:
+            query = select(workers_table.c.heartbeat_at).where(workers_table.c.id == first)
+            seen.append((live, conn.scalar(query)))
+
+    try:
+        later = NOW + timedelta(seconds=1)
+        assert await store.workers.heartbeat(first, later, LEASE, counted=counted) == Beat(2, False)
+        with beside.connect() as conn:
+            beaten = conn.scalar(
+                select(workers_table.c.heartbeat_at).where(workers_table.c.id == first)
+            )
+    finally:
+        beside.dispose()
+    [(live, before)] = seen
+    assert live == 2
+    assert _utc(before) == NOW  # the others still saw the last beat
+    assert _utc(beaten) == later
+
+
+def _utc(moment: datetime | None) -> datetime:
+    assert moment is not None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def test_a_joining_worker_waits_until_the_others_count_it(store: repo.Store) -> None:
+    campaign = await campaign_with(store, 1)
+    settings = membership.MembershipSettings(interval=0.5, lease=3.0)
+    now = datetime.now(UTC)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+
+    def join(name: str) -> Awaitable[membership.Membership]:
+        return membership.Membership.join(
+            store, campaign.id, name=name, exclusive=False, settings=settings, clock=clock
+        )
+
+    first = await join("a:1")
+    assert first.live == 1
+    second = await join("b:2")
+    assert second.live == 2 and second.registered >= now
+    waiting = asyncio.create_task(second.until_counted())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # the first has not beaten since: it sends at the full rate
+    shares: list[int] = []
+    await first.beat(shares.append)
+    await asyncio.wait_for(waiting, 1.0)
+    assert shares == [2] and first.live == 2
+    # A worker that stays silent holds nobody back for longer than a lease.
+    third = await join("c:3")
+    started = time.monotonic()
+    await asyncio.wait_for(third.until_counted(), settings.lease + 2)
+    assert time.monotonic() - started >= settings.lease - 0.1
 
 
 async def test_a_dead_workers_rows_are_settled_by_its_write_ahead_mark(store: repo.Store) -> None:

@@ -97,3 +97,77 @@ async def test_a_lower_limit_keeps_its_part_of_what_was_written() -> None:
     assert first_after < written[10] + period - 0.05
     assert worst_window(written, period) <= 20
     assert worst_window([t for t in written if t >= halved], period) <= 10
+
+
+class Clock:
+    """Time that moves only when told, in binary fractions (so no rounding at the edges)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _write_if_free(window: pacing.SlidingWindow, written: list[float], now: float) -> None:
+    """Write now if the window has a place now; never wait for one."""
+    asking = asyncio.create_task(window.acquire())
+    await asyncio.sleep(0)  # a free place is granted without suspending
+    if asking.done():
+        asking.result().written()
+        written.append(now)
+    else:
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+
+
+async def _join_at_half_time(fill: bool) -> tuple[list[float], float]:
+    """One worker alone at the full rate (16 per half second, evenly); at 1 s a second one
+    joins and the first halves its share. From then on both write whenever their window has a
+    place (no pacer: the worst case). The writes of both, and when the second joined."""
+    clock = Clock()
+    first = pacing.SlidingWindow(16, period=0.5, guard=0.0, clock=clock)
+    second: pacing.SlidingWindow | None = None
+    written: list[float] = []
+    step = 1 / 1024
+    for tick in range(int(3 / step)):
+        clock.now = tick * step
+        if clock.now == 1.0:
+            first.limit = 8
+            second = pacing.SlidingWindow(8, period=0.5, guard=0.0, clock=clock)
+            if fill:
+                second.fill()
+        if second is None:
+            if tick % 32 == 0:  # every 1/32 s: 16 a half second
+                await _write_if_free(first, written, clock.now)
+            continue
+        await _write_if_free(first, written, clock.now)
+        await _write_if_free(second, written, clock.now)
+    return written, 1.0
+
+
+async def test_a_joining_worker_with_a_filled_window_and_one_that_halves_keep_the_rate() -> None:
+    """Sinch counts what both wrote. The halving worker keeps half of what it wrote in its
+    window, though all of it still counts; a joining worker with an empty window would write
+    its whole share at once on top of it. Filled, it gets a place only as one of the dropped
+    writes would have left: together they never pass the rate, and lose nothing to it."""
+    written, joined = await _join_at_half_time(fill=True)
+    assert worst_window(written, 0.5) <= 16
+    after = [t for t in written if joined <= t < joined + 1.0]
+    assert len(after) >= 2 * 16 - 1  # the rate, straight on
+
+    empty, _ = await _join_at_half_time(fill=False)
+    assert worst_window(empty, 0.5) >= 16 + 8 - 1  # the burst that a full window prevents
+
+
+async def test_a_filled_window_frees_its_places_evenly_from_now() -> None:
+    clock = Clock()
+    window = pacing.SlidingWindow(4, period=1.0, guard=0.0, clock=clock)
+    (await window.acquire()).written()  # what was written before does not matter: replaced
+    window.fill()
+    written: list[float] = []
+    step = 1 / 64
+    for tick in range(int(2 / step) + 1):
+        clock.now = tick * step
+        await _write_if_free(window, written, clock.now)
+    assert written == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
