@@ -183,12 +183,18 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(
         assert 0 < accepted < ROWS
         result = runs.run(timeout=90)  # the space is back (no cap)
         assert result.returncode in (0, 1), result.stderr
-        report, sent = check_accounted_for(runs)
-        # The answers the full disk kept from being recorded: IN_DOUBT (they were sent).
+        report, sent = check_accounted_for(runs)  # nobody twice
+        # IN_DOUBT: the answers that the full disk kept from being recorded (sent once), and
+        # rows claimed again after a refusal, below the write-ahead mark, that the stopping run
+        # could neither send nor give back (README, "Safe to re-run"): at most its two claims
+        # of a quarter second each, the one being paced out and the next one, taken ahead.
         in_doubt = {r["identity"] for r in report if r["status"] == "IN_DOUBT"}
-        print(f"\ndisk full after {accepted} sends: {len(in_doubt)} IN_DOUBT")
-        assert all(sent[i] == 1 for i in in_doubt)
-        assert len(sent) == ROWS  # everyone, once
+        never_left = [i for i in in_doubt if not sent[i]]
+        print(
+            f"\ndisk full after {accepted} sends: {len(in_doubt)} IN_DOUBT, {len(never_left)} unsent"
+        )
+        assert len(never_left) <= 2 * 250
+        assert len(sent) + len(never_left) == ROWS  # everyone else, once
     finally:
         runs.close()
 
