@@ -21,12 +21,17 @@ RESERVED = 4096
 # The table a process starts with; there is nothing to gain below it.
 INITIAL = 64
 
+_reserved = 0  # slots this process already reserved (the CLI, then a server it starts)
+
 
 def reserve(count: int = RESERVED) -> int:
     """Grow the table to at least ``count`` slots, within the soft limit on open files.
     Returns the slots reserved (0: nothing to do, or not possible here)."""
+    global _reserved
     if sys.platform == "win32":
         return 0
+    if count <= _reserved:
+        return _reserved
     import fcntl
     import resource
 
@@ -44,6 +49,7 @@ def reserve(count: int = RESERVED) -> int:
         # hold it. Unlike dup2, it never closes a descriptor that is in use.
         with contextlib.suppress(OSError):
             os.close(fcntl.fcntl(probe, fcntl.F_DUPFD_CLOEXEC, count - 1))
+            _reserved = count
             return count
         return 0
     finally:

@@ -60,3 +60,8 @@ def test_the_reserve_stays_within_the_limit_on_open_files() -> None:
 
 def test_a_limit_below_the_initial_table_reserves_nothing() -> None:
     assert probe(soft_limit=50)[1] == "0"
+
+
+def test_a_second_reserve_does_nothing_more() -> None:
+    first = descriptors.reserve()
+    assert descriptors.reserve() == first
