@@ -305,7 +305,7 @@ class SendLoop:
             return False
         await ctx.recorder.flush()
         self._check()
-        due = await ctx.store.recipients.next_retry_at(ctx.campaign.id)
+        due = await ctx.store.recipients.next_due_at(ctx.campaign.id, ctx.clock())
         if due is None:
             if ctx.worker is None or not await ctx.store.recipients.held_elsewhere(
                 ctx.campaign.id, ctx.worker

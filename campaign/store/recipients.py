@@ -203,15 +203,26 @@ class Recipients(Group):
             )
         return int(value or 0) + int(formed or 0)
 
-    async def next_retry_at(self, campaign_id: int) -> datetime | None:
-        """When the earliest PENDING row waiting for a retry becomes due (None: none waits)."""
+    async def next_due_at(self, campaign_id: int, now: datetime) -> datetime | None:
+        """When the earliest row left to send becomes due; None when none is left.
+
+        Left to send: PENDING rows (due at ``now`` when no retry time holds them back) and
+        formed chunks not claimed. A send that finishes between a claim that found nothing
+        and this look can give either back (a full queue, a stop), so both must be seen, or
+        the run would end with them unsent."""
         async with self.engine.connect() as conn:
+            unsent = await conn.scalar(
+                select(B.id).where(B.campaign_id == campaign_id, B.status == chunks.UNSENT).limit(1)
+            )
+            if unsent is not None:
+                return now
+            pending = C.campaign_id == campaign_id, C.status == Status.PENDING.value
+            if await conn.scalar(
+                select(C.id).where(*pending, C.next_attempt_at.is_(None)).limit(1)
+            ):
+                return now
             value = (
-                await conn.execute(
-                    select(func.min(C.next_attempt_at)).where(
-                        C.campaign_id == campaign_id, C.status == Status.PENDING.value
-                    )
-                )
+                await conn.execute(select(func.min(C.next_attempt_at)).where(*pending))
             ).scalar()
         return tables_datetime(value)
 

@@ -159,6 +159,31 @@ async def test_any_batch_size(world: World, size: int) -> None:
     assert (await world.control("GET", "stats"))["batches"] == -(-15 // size)
 
 
+async def test_chunks_given_back_after_a_claim_that_found_nothing_are_still_sent(
+    world: World,
+) -> None:
+    """A claim finds nothing while every chunk is in flight; then their sends are refused (a
+    full queue) and give them back, and finish. Nothing is in flight and the last claim was
+    empty, but the run is not done: the chunks are left to send."""
+    campaign = await world.store.campaigns.create(
+        name="b", key="BK", mode="batch", channel="SMS", definition="{}", source="x", now=NOW
+    )
+    numbers = [f"+1201555{i:04d}" for i in range(1, 201)]
+    await world.store.ingest.write(
+        campaign.id, "SMS", loaded(numbers), NOW, repo.Chunking(100, campaign.key)
+    )
+    dispatcher = batch_dispatcher(world, campaign)
+    taken = await world.store.chunks.claim_formed(
+        campaign.id, NOW, None, 10, channel="SMS", campaign_key=campaign.key
+    )
+    assert len(taken) == 2 and await dispatcher.sender.claim(10) == []
+    await world.store.chunks.unclaim_many(campaign.id, [c.number for c in taken], NOW)
+    assert await dispatcher._nothing_to_claim() is False
+    assert await dispatcher.run() is True
+    assert sorted(m["identity"] for m in await world.sent()) == numbers
+    assert await world.store.recipients.counts(campaign.id) == {Status.QUEUED: 200}
+
+
 async def test_chunks_are_sent_as_their_slice_is_stored_and_the_run_ends_with_the_load(
     world: World,
 ) -> None:

@@ -276,6 +276,31 @@ async def test_an_unclaimed_chunk_is_sent_whole_again(store: repo.Store) -> None
     assert again.number == chunk.number and again.members == chunk.members
 
 
+async def test_what_is_left_to_send_includes_chunks_and_rows_given_back(
+    store: repo.Store,
+) -> None:
+    """A run ends when nothing is left to send: a formed chunk given back (a full queue), or
+    a row given back with no retry time, is left, and due at once. (A send that gave one
+    back between a claim that found nothing and this look once ended a run with 400
+    recipients PENDING.)"""
+    campaign = await formed(store, 4)
+    (chunk,) = await claim(store, campaign, NOW, 7)
+    assert await store.recipients.next_due_at(campaign.id, NOW) is None  # all in flight
+    await store.chunks.unclaim(campaign.id, chunk.number, NOW, worker_id=7)
+    assert await store.recipients.next_due_at(campaign.id, NOW) == NOW
+    (again,) = await claim(store, campaign, NOW, 7)
+    claims = await members(store, campaign, again)
+    await store.chunks.update(campaign.id, again.number, "SPLIT", NOW)
+    await store.recipients.record([repo.Sent(c.id, f"M{c.id}") for c in claims[1:]], NOW)
+    await store.recipients.record([repo.Release(claims[0].id)], NOW)
+    await check(store, campaign.id, {Status.PENDING: 1, Status.QUEUED: 3})
+    assert await store.recipients.next_due_at(campaign.id, NOW) == NOW
+    (row,) = await store.recipients.claim(campaign.id, 10, NOW)
+    later = NOW + timedelta(minutes=5)
+    await store.recipients.record([repo.Retry(row.id, later, "HTTP_503", "busy")], NOW)
+    assert await store.recipients.next_due_at(campaign.id, NOW) == later
+
+
 async def test_cancel_and_the_deadline_reach_the_chunks_not_sent(store: repo.Store) -> None:
     campaign = await formed(store, 12)
     first, second = await claim(store, campaign, NOW, None, limit=2)

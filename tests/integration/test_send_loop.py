@@ -306,7 +306,7 @@ async def test_a_recipient_whose_window_opens_mid_run_is_sent_then(world: World)
     assert abs(int(fallback["ttl"][:-1]) - 8 * 3600) <= 2
     rows = {row[0]: row for row in await report(world, campaign)}
     assert rows[4][4] == Status.PENDING.value
-    assert await world.store.recipients.next_retry_at(campaign.id) == dispatcher.deferred_until
+    assert await world.store.recipients.next_due_at(campaign.id, NOW) == dispatcher.deferred_until
 
 
 async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: World) -> None:
@@ -318,7 +318,7 @@ async def test_retries_that_fall_due_in_the_night_wait_for_the_morning(world: Wo
     claims = await world.store.recipients.claim(campaign.id, 10, start)
     dispatcher = world.dispatcher(campaign, clock=lambda: start, quiet_hours=NIGHT)
     assert await dispatcher.sender.sendable(claims) == []
-    assert await world.store.recipients.next_retry_at(campaign.id) == deferred
+    assert await world.store.recipients.next_due_at(campaign.id, NOW) == deferred
     (row,) = await report(world, campaign)
     assert row[4] == Status.PENDING.value and row[11] == 0  # the attempt is not counted
     assert await world.sent() == []

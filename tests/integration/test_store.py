@@ -247,7 +247,7 @@ async def test_record_outcomes_and_never_move_backwards(store: repo.Store) -> No
     # The retry is not due yet, the released row is (and its attempt was not counted).
     due_now = await store.recipients.claim(campaign.id, 10, NOW)
     assert [(x.position, x.attempts) for x in due_now] == [(5, 1)]
-    assert await store.recipients.next_retry_at(campaign.id) == later
+    assert await store.recipients.next_due_at(campaign.id, NOW) == later
     assert [x.position for x in await store.recipients.claim(campaign.id, 10, later)] == [2]
     # A late duplicate outcome for an already-settled row changes nothing.
     await store.recipients.record([repo.Failed(c[0].id, "X", "late")], NOW)
