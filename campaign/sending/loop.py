@@ -231,12 +231,14 @@ class SendLoop:
                 # Quiet hours are looked at when the rows are about to leave, not when claimed.
                 items = await self.sender.sendable(await (ahead or self._claim()))
                 ahead = None
+                ctx.writeahead.followed()
                 if not items:
                     if await self._nothing_to_claim():
                         return True
                     continue
                 if self.sender.claims_ahead:
                     ahead = asyncio.ensure_future(self._claim())
+                    ahead.add_done_callback(ctx.writeahead.follow)
                 finished = await self._pace_out(items)
                 if finished is not None:
                     return finished

@@ -11,6 +11,13 @@ from collections.abc import Callable, Sequence
 
 from campaign.store import repository as repo
 
+# Each mark covers this much more of the requests to come (at the run's rate).
+MARK_S = 0.025
+# The next mark is written in the background once what is covered lasts no longer than this:
+# a mark waits for the store's write lock behind a claim or a recorder flush, 10 to 25 ms on
+# a busy 2-core machine, and the requests must not wait for it (docs/benchmarks.md).
+LEAD_S = 0.05
+
 
 class WriteAhead:
     def __init__(
@@ -26,6 +33,7 @@ class WriteAhead:
         self._rate = rate
         self._announced = 0  # the mark: claims up to this id may have been sent
         self._announcing: asyncio.Future[None] | None = None  # the next mark, being written
+        self._upcoming: Sequence[repo.Claim] = []  # the next claim, when it was taken ahead
 
     async def may_send(self, through: int | None = None) -> bool:
         """Write ahead through row ``through`` (or only check that this worker is alive).
@@ -39,14 +47,16 @@ class WriteAhead:
         return False
 
     async def announce(self, claims: Sequence[repo.Claim], index: int) -> bool:
-        """Write ahead before ``claims[index]`` leaves. A mark covers what the limiter lets
-        through in the next 25 ms, and the next one is written in the background once half of
-        that is used, so requests rarely wait for it: a worker that dies leaves at most about
-        40 ms of requests IN_DOUBT that it had not sent yet. False: a stop came meanwhile (or
-        this worker was declared dead, which stops it): send nothing more."""
+        """Write ahead before ``claims[index]`` leaves. Each mark covers what the limiter lets
+        through in 25 ms more (:data:`MARK_S`), and the next one is written in the background
+        while what is covered still lasts 50 ms (:data:`LEAD_S`), so requests do not wait for
+        it: a worker that dies leaves at most about 75 ms of requests IN_DOUBT that it had not
+        sent yet. False: a stop came meanwhile (or this worker was declared dead, which stops
+        it): send nothing more."""
         if self._worker is None:
             return True
-        ahead = max(2, math.ceil((self._rate() or 2000.0) * 0.025))
+        rate = self._rate() or 2000.0
+        ahead = max(2, math.ceil(rate * MARK_S))
         while claims[index].id > self._announced and not self._stop.is_set():
             if self._announcing is None or self._announcing.done():
                 if self._announcing is not None and not self._announcing.cancelled():
@@ -64,10 +74,34 @@ class WriteAhead:
             # IN_DOUBT (they may have left), so they had better have left.
             self._announcing.exception()
             self._announcing = None
-        covered = bisect.bisect_right([c.id for c in claims], self._announced) - index
-        if covered <= ahead // 2 and self._announcing is None and index + covered < len(claims):
-            self._announcing = asyncio.ensure_future(self._mark(claims, index + covered, ahead))
+        if self._announcing is None:
+            self._announce_next(claims, index, rate, ahead)
         return True
+
+    def _announce_next(
+        self, claims: Sequence[repo.Claim], index: int, rate: float, ahead: int
+    ) -> None:
+        """Start the next mark in the background when what is covered, from ``claims[index]``
+        on and into the next claim, lasts less than :data:`LEAD_S`."""
+        end = bisect.bisect_right(claims, self._announced, lo=index, key=_id)
+        rows, start, covered = claims, end, end - index
+        if end == len(claims):  # this claim is covered to its end: on into the next
+            rows = self._upcoming
+            start = bisect.bisect_right(rows, self._announced, key=_id)
+            covered += start
+        if covered <= max(1, math.ceil(rate * LEAD_S)) and start < len(rows):
+            self._announcing = asyncio.ensure_future(self._mark(rows, start, ahead))
+
+    def follow(self, claimed: asyncio.Future[list[repo.Claim]]) -> None:
+        """The next claim, taken while this one is paced out (a done callback): once this one
+        is covered to its end, the marks go on into it, so that its first request does not
+        wait for a mark either."""
+        if not claimed.cancelled() and claimed.exception() is None:
+            self._upcoming = claimed.result()
+
+    def followed(self) -> None:
+        """The claim that :meth:`follow` gave is now the one paced out (or was given back)."""
+        self._upcoming = []
 
     async def settle(self) -> None:
         """Wait for a mark being written (the run is ending)."""
@@ -78,3 +112,7 @@ class WriteAhead:
         through = claims[min(start + ahead, len(claims)) - 1].id
         if await self.may_send(through):  # if not, it has set the stop
             self._announced = max(self._announced, through)
+
+
+def _id(claim: repo.Claim) -> int:
+    return claim.id

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from campaign import config
 from campaign.sandbox import SandboxSettings, ThreadedSandbox
+from campaign.sending.writeahead import LEAD_S, MARK_S
 from campaign.sinch import signature
 from campaign.store.engine import create_engine_sync, upgrade_sync
 from tests.runs import RECIPIENTS, Runs, check_accounted_for
@@ -166,11 +167,11 @@ def _check(runs: Runs, mode: str, kills: list[Kill]) -> None:
         assert len(sent) == ROWS
         return
     # What never reached the sandbox yet is IN_DOUBT: the killed run had written ahead that it
-    # may send it (Dispatcher._announce). The mark covers 25 ms of requests at the run's rate
-    # and the next one is written once half of that is used, so at most 1.5 marks' worth are
-    # announced and unsent (plus requests started but not yet arrived). At 3,000/s that is 113;
-    # the bound is 50 ms of requests: 150 per kill.
-    bound = math.ceil(RATES[mode] * 0.05)
+    # may send it (campaign.sending.writeahead). Each mark covers MARK_S more of requests at
+    # the run's rate, the next one written while what is covered still lasts LEAD_S, so at
+    # most LEAD_S + MARK_S of requests are announced and unsent (plus requests started but
+    # not yet arrived): 225 at 3,000/s. The bound is a third more: 300 per kill.
+    bound = math.ceil(RATES[mode] * (LEAD_S + MARK_S) * 4 / 3)
     phantoms = [len(k.in_flight & in_doubt - set(sent)) for k in kills]
     print(f"{mode}: IN_DOUBT per kill, never reached the sandbox: {phantoms}")
     print(
