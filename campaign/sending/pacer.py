@@ -17,6 +17,12 @@ from campaign import pacing
 # request back: one request a second at 800/s, the same part of any worker's share.
 SPREAD_MARGIN = 0.00125
 
+# The most requests the pacer lets through at once: what it catches up after a stall of the
+# loop (7.5 ms at 800/s). On a 2-core machine shared with other busy processes the sender is
+# preempted for 5 to 10 ms several times a second, and a bucket of 4 lost 1% of the rate
+# there; a larger one is still held by the window (docs/benchmarks.md).
+BUCKET = 6
+
 
 def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:
     """The pacer: a leaky bucket that spreads requests evenly at just under ``rate`` per
@@ -25,11 +31,10 @@ def make_limiter(rate: float, guard: float = 0.0) -> AsyncLimiter:
 
     ``AsyncLimiter(rate, 1)`` would let a full second's worth through at once: the window
     would then send in bursts, each request of a burst a guard's width from going over. A
-    bucket of a few requests catches up after the loop's short stalls (a claim, a flush) and
-    no more.
+    bucket of :data:`BUCKET` requests catches up after the loop's short stalls and no more.
     """
     budget = rate / (1.0 + guard)
-    bucket = max(1, min(4, math.floor(budget / 25)))
+    bucket = max(1, min(BUCKET, math.floor(budget / 25)))
     leak = budget * (1 - SPREAD_MARGIN) if budget > 2 * bucket else budget / 2
     return AsyncLimiter(bucket, bucket / leak)
 
