@@ -185,7 +185,9 @@ def test_commands_beside_a_receiver_under_callback_load_never_find_the_database_
             run.kill()
     assert "locked" not in out + err, err
     assert run.returncode == 0, err
-    assert "the deadline passed" in out
+    # Either the deadline passed while sending, or what was left would have left the app's
+    # queue (full of the flood's messages) only after it: the same CANCELLED either way.
+    assert "deadline: the deadline passed" in out or "before the deadline" in out, out
     assert shared.callbacks_sent() - started > 1_000, "the receiver was not under load"
     # The database agrees with Sinch: everything of `later` cancelled there and here.
     assert shared.counts("later") == {"CANCELLED": 2_000}
