@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import operator
 from collections.abc import Callable, Sequence
 
 from campaign.store import repository as repo
+
+_id = operator.attrgetter("id")
 
 # Each mark covers this much more of the requests to come (at the run's rate).
 MARK_S = 0.025
@@ -112,7 +115,3 @@ class WriteAhead:
         through = claims[min(start + ahead, len(claims)) - 1].id
         if await self.may_send(through):  # if not, it has set the stop
             self._announced = max(self._announced, through)
-
-
-def _id(claim: repo.Claim) -> int:
-    return claim.id
