@@ -10,10 +10,11 @@ line (never the SQL or its parameters), the original kept as ``__cause__``. Noth
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -122,6 +123,7 @@ class Handle:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def _guard(function: _F) -> _F:
@@ -142,9 +144,32 @@ def _guard(function: _F) -> _F:
     @functools.wraps(function)
     async def coroutine(self: Group, *args: Any, **kwargs: Any) -> Any:
         with translating(self._db.place):
-            return await function(self, *args, **kwargs)
+            return await whole(function(self, *args, **kwargs))
 
     return coroutine  # type: ignore[return-value]
+
+
+async def whole(call: Awaitable[_T]) -> _T:
+    """Await ``call`` (a store call) to its end, even when the caller is cancelled meanwhile:
+    the caller's cancellation is raised once the call is over.
+
+    A statement cut short by a cancellation leaves its cursor alive in the traceback, and
+    SQLite cannot close a connection whose statement is not finalized: that connection, taken
+    out of the pool, keeps its write lock until the garbage collector frees the cursor. Every
+    other write then waits out the busy timeout and fails "database is locked" (a run's end,
+    which cancels its heartbeat, could leave the database locked for all that followed)."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done():  # the call itself was cancelled (the loop is shutting down)
+            raise
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation is what it sees
+        raise
 
 
 class Group:

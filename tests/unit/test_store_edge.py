@@ -3,6 +3,7 @@ public coroutine and async generator of a query group is guarded, and that no pa
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,3 +111,42 @@ def test_store_errors_are_campaign_errors_and_keep_their_type_when_copied() -> N
         error = kind("database x: it failed", reason="it failed")
         copy = type(error)(*error.args)  # as the receiver hands one error to many waiters
         assert str(copy) == "database x: it failed"
+
+
+async def test_a_store_call_runs_to_its_end_when_its_caller_is_cancelled() -> None:
+    """The caller's cancellation (even a second one) is raised once the call is over, and the
+    call's own error, if any, is retrieved (no "exception never retrieved")."""
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def call(fail: bool) -> int:
+        events.append("begin")
+        await release.wait()
+        events.append("commit")
+        if fail:
+            raise RuntimeError("database is locked")
+        return 1
+
+    for fail in (False, True):
+        events.clear()
+        release.clear()
+        caller = asyncio.create_task(edge.whole(call(fail)))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        await asyncio.sleep(0.01)
+        caller.cancel()  # cancelled again while it waits for the call
+        await asyncio.sleep(0.01)
+        assert not caller.done() and events == ["begin"]
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert events == ["begin", "commit"]
+
+
+async def test_a_store_call_cancelled_itself_is_cancelled() -> None:
+    inner: asyncio.Future[None] = asyncio.ensure_future(asyncio.sleep(10))
+    outer = asyncio.create_task(edge.whole(inner))
+    await asyncio.sleep(0.01)
+    inner.cancel()  # as the loop's shutdown cancels every task
+    with pytest.raises(asyncio.CancelledError):
+        await outer
