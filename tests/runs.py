@@ -8,9 +8,11 @@ and credentials in the environment.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -63,6 +65,25 @@ def sandbox_env(**extra: str) -> dict[str, str]:
         "SINCH_KEY_SECRET": config.SANDBOX_KEY_SECRET,
         **extra,
     }
+
+
+def finish(process: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Wait for ``process``, a `campaign` command. One still running after ``timeout`` seconds
+    is asked for its stacks (SIGUSR1: campaign.cli.stacks), killed, and fails the test with
+    the end of its stderr: a hang says where it hung."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(
+            f"{process.args!r} did not end within {timeout:g} s; "
+            f"its stderr ended with:\n{err[-20_000:]}"
+        ) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 class Runs:
@@ -145,15 +166,9 @@ class Runs:
         )
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        command = args or ("run", str(self.campaign))
-        return subprocess.run(
-            self.argv(*command),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.tmp,
-        )
+        """`campaign run` on the campaign (or the command ``args``), waited for. One that does
+        not end within ``timeout`` fails the test with where it was stuck (see :func:`finish`)."""
+        return finish(self.start(*args), timeout)
 
     # --- what the sandbox accepted ------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from campaign import descriptors, errors, secrets
+from campaign.cli import stacks
 from campaign.cli.commands import Command
 from campaign.cli.parser import build_parser, parse_args
 from campaign.config import Config, load_config
@@ -82,6 +83,7 @@ async def _supervised(command: Coroutine[Any, Any, int], verbose: bool) -> int:
         )
 
     loop.set_exception_handler(report)
+    stacks.install(loop)
     return await command
 
 
