@@ -23,6 +23,8 @@ ROWS = 1_000_000  # a file that takes seconds to read, so that every signal fall
 # in-process sandbox a tenth of a second or more on a loaded machine: at the default bound (200)
 # the drain alone took 3 to 9 s, which timed the sandbox, not the run.
 IN_FLIGHT = 16
+# Requests that may begin between the test's kill() and the run's handler.
+SIGNAL_IN_TRANSIT = 3
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +85,14 @@ def test_a_signal_stops_every_phase_promptly(
     # claimed (a thousand chunks, once one by one: 5 s) and prints its summary, whose counts
     # over a million rows take 2-3 s of it.
     assert took < (8.0 if phase == "sending" else 3.0), f"{took:.1f} s to stop"
-    # No send begins after the signal: what reaches the sandbox later was under way.
+    # No send begins after the signal: what reaches the sandbox later was under way, or began
+    # while the signal was on its way (the kernel's delivery and the run's loop finishing its
+    # step: a few milliseconds on a loaded machine, in which a CI run once started one more).
     since = sent - cli.sandbox.state.started
     late = [a for a in list(cli.sandbox.state.arrivals) if a.arrived > since]
-    assert len(late) <= IN_FLIGHT, f"{len(late)} requests arrived after the signal"
+    assert len(late) <= IN_FLIGHT + SIGNAL_IN_TRANSIT, (
+        f"{len(late)} requests arrived after the signal"
+    )
     if phase != "dry-run":
         return
     assert not cli.db.exists()  # a dry run writes nothing, stopped or not
