@@ -345,17 +345,23 @@ def test_status_and_parquet_report(cli: Cli) -> None:
     assert refused.returncode == 2 and "not set in the environment" in refused.stderr
 
 
-def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:
+def sandbox_command() -> tuple[subprocess.Popen[str], str]:
+    """`campaign sandbox` on a free port, and its URL (read off its banner)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "campaign", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None
+    banner = [process.stdout.readline() for _ in range(3)]
+    url = next(word for line in banner for word in line.split() if word.startswith("http://"))
+    return process, url
+
+
+def test_sandbox_command_serves_the_seed_curl_examples(tmp_path: Path) -> None:
+    process, url = sandbox_command()
     try:
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(3)]
-        url = next(word for line in banner for word in line.split() if word.startswith("http://"))
         token = json.loads(
             subprocess.run(
                 [

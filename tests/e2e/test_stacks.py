@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
+from tests.e2e.test_cli_e2e import sandbox_command
+
 
 def test_sigusr1_prints_every_thread_and_task_and_the_command_goes_on() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "sandbox", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, url = sandbox_command()
     try:
-        assert process.stdout is not None and process.stderr is not None
-        banner = [process.stdout.readline() for _ in range(3)]
-        url = next(word for line in banner for word in line.split() if word.startswith("http://"))
         process.send_signal(signal.SIGUSR1)
         time.sleep(0.5)
         # Still serving after the dump.
