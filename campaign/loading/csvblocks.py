@@ -181,6 +181,7 @@ def _parse(
             raise_if_empty=False,
             separator=form.delimiter,
         )
+        frame = _quotes_undoubled(frame, data, form.delimiter)
         return frame if columns is None else frame.select(columns)
     except pl.exceptions.PolarsError as exc:
         detail = _bad_row(data, rows_before, form.delimiter)
@@ -189,6 +190,28 @@ def _parse(
             detail = message.splitlines()[0] if message else type(exc).__name__
             detail = f"malformed CSV after row {rows_before}: {detail}"
         raise InputFileError(f"{name}: {detail}") from exc
+
+
+def _quotes_undoubled(frame: pl.DataFrame, data: bytes, delimiter: str) -> pl.DataFrame:
+    """``frame`` with its column names as CSV means them: Polars keeps a quoted header field's
+    doubled quotes (the field ``"a""b"`` is named ``a""b``, not ``a"b``). Only names holding
+    two quotes in a row are looked at, each taken as Python's csv reads the header where that
+    is what Polars had kept."""
+    if not any('""' in name for name in frame.columns):
+        return frame
+    record = data[: _first_record_end(data)]
+    decoded = next(_records(record, delimiter), [])
+    if len(decoded) != frame.width:
+        return frame
+    names = [
+        meant if kept == meant.replace('"', '""') else kept
+        for kept, meant in zip(frame.columns, decoded, strict=True)
+    ]
+    return (
+        frame.rename(dict(zip(frame.columns, names, strict=True)))
+        if len(set(names)) == len(names)
+        else frame
+    )
 
 
 def _bad_row(data: bytes, rows_before: int, delimiter: str = ",") -> str | None:

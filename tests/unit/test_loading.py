@@ -94,6 +94,21 @@ def test_quoted_fields_with_newlines_commas_and_quotes(tmp_path: Path) -> None:
     assert notes == ['line one\nline two, "quoted"', "x"]
 
 
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_quoted_header_names_are_read_as_csv_means_them(delimiter: str) -> None:
+    """A quote in a column's name is doubled in the quoted header field; the name is the
+    field's value (Polars kept the doubled quote), and a name holding two quotes is kept."""
+    names = ["phone", 'say "hi"', '"', 'two ""', "a,b;c", "plain"]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerows([names, ["1", "2", "3", "4", "5", "6"]])
+    data = buffer.getvalue().encode()
+    form = csvblocks.CsvFormat(delimiter=delimiter)
+    assert csvblocks.header(io.BytesIO(data), "f.csv", form) == names
+    (frame,) = csvblocks.read_blocks(io.BytesIO(data), "f.csv", names[1:4], form=form)
+    assert frame.columns == names[1:4] and frame.row(0) == ("2", "3", "4")
+
+
 def test_every_cell_is_text(tmp_path: Path) -> None:
     path = _write(tmp_path, "id,code,amount\n007,00123,1e3\n0042,-0,3.10\n")
     frame = _load(path, channel=Channel.MESSENGER, identity="id", parameters=("code", "amount"))
