@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaign.models import Status
 from campaign.sinch.wire import ChunkEntries
-from campaign.store import chunks, statements
+from campaign.store import chunks, statements, suppression
 from campaign.store.edge import Group
 from campaign.store.records import Chunk, Claim, Members
 from campaign.store.tables import batches, recipients
@@ -208,16 +208,23 @@ class Chunks(Group):
         held = [B.worker_id == worker_id] if worker_id is not None else []
         async with self.writes.begin() as conn:
             for start in range(0, len(numbers), 500):
+                part = list(numbers[start : start + 500])
+                given = (
+                    B.campaign_id == campaign_id,
+                    B.chunk.in_(part),
+                    B.status == chunks.SENDING,
+                    *held,
+                )
+                claimed_at = func.min(B.updated_at, type_=B.updated_at.type)
+                since = await conn.scalar(select(claimed_at).where(*given))
+                if since is None:
+                    continue
                 await conn.execute(
                     update(batches)
-                    .where(
-                        B.campaign_id == campaign_id,
-                        B.chunk.in_(list(numbers[start : start + 500])),
-                        B.status == chunks.SENDING,
-                        *held,
-                    )
+                    .where(*given)
                     .values(status=chunks.UNSENT, worker_id=None, updated_at=now)
                 )
+                await suppression.stop_given_back(conn, campaign_id, part, since, now)
 
     async def dissolve(
         self, campaign_id: int, now: datetime, larger_than: int | None = None
@@ -245,13 +252,18 @@ class Chunks(Group):
             statement = statements.claim_statement(
                 self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
             )
-            rows = (await conn.execute(statement)).all()
-            if not rows:
-                return None
+            while True:  # again while every row claimed was on the list (each time, fewer due)
+                claims = [Claim(*row) for row in (await conn.execute(statement)).all()]
+                if not claims:
+                    return None
+                stopped = await suppression.stop_claimed(conn, claims, now)
+                kept = sorted((c for c in claims if c.id not in stopped), key=lambda c: c.id)
+                if kept:
+                    break
             tag = await self._add_batch(
-                conn, campaign_id, campaign_key, number, len(rows), now, worker_id
+                conn, campaign_id, campaign_key, number, len(kept), now, worker_id
             )
-        return Chunk(number, tag, sorted((Claim(*row) for row in rows), key=lambda c: c.id))
+        return Chunk(number, tag, kept)
 
     async def new(
         self,

@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from campaign.models import Status
-from campaign.store import chunks, statements
+from campaign.store import chunks, statements, suppression
 from campaign.store.edge import Group
 from campaign.store.records import (
     OUTCOME_VALUES,
@@ -40,13 +40,18 @@ class Recipients(Group):
     async def claim(
         self, campaign_id: int, limit: int, now: datetime, worker_id: int | None = None
     ) -> list[Claim]:
-        """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them."""
+        """Atomically move up to ``limit`` due PENDING rows to IN_FLIGHT and return them, but
+        for those on the suppression list (:func:`~campaign.store.suppression.stop_claimed`)."""
+        statement = statements.claim_statement(
+            self.dialect, campaign_id, limit, now, worker_id=worker_id
+        )
         async with self.writes.begin() as conn:
-            statement = statements.claim_statement(
-                self.dialect, campaign_id, limit, now, worker_id=worker_id
-            )
-            rows = (await conn.execute(statement)).all()
-        return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
+            while True:  # again while every row claimed was on the list (each time, fewer due)
+                claims = [Claim(*row) for row in (await conn.execute(statement)).all()]
+                stopped = await suppression.stop_claimed(conn, claims, now)
+                kept = [c for c in claims if c.id not in stopped]
+                if kept or not claims:
+                    return sorted(kept, key=lambda c: c.id)
 
     async def record(
         self,

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import polars as pl
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +33,7 @@ from campaign.optout import OptOut
 from campaign.store import chunks, export
 from campaign.store.edge import Group
 from campaign.store.engine import sync_url
+from campaign.store.records import Claim
 from campaign.store.tables import batches, campaigns, recipients, suppression_changes, suppressions
 
 S = suppressions.c
@@ -40,6 +42,7 @@ B = batches.c
 OPTED_OUT = "OPTED_OUT"  # the error code of a SUPPRESSED recipient
 OPTED_OUT_NOTE = "on the suppression list (opted out)"
 _CHUNK = 5_000  # identities per statement (bind-parameter limits)
+_FEW = 50  # opt-outs during a chunk's flight matched on its rows' other identities too
 # The campaigns whose PENDING rows an opt-out stops: those not finished. The UPDATE walks their
 # (campaign_id, status) index, never the whole recipients table (no index on the identity: it
 # would cost every load more than the rest of it).
@@ -326,6 +329,63 @@ async def apply_opt_outs(
         await conn.execute(suppression_changes.insert(), changes)
     identities = [str(r["identity"]) for r in rows]
     return await _stop(conn, R.identity.in_(identities), now, _RUNNING)
+
+
+async def stop_claimed(conn: AsyncConnection, claims: Sequence[Claim], now: datetime) -> set[int]:
+    """In a claim's transaction: the claimed rows whose identity, or any of their identities,
+    is on the list become SUPPRESSED and are not sent; their ids. An opt-out stops the PENDING
+    rows of its identity when it comes, but not a row in flight then whose send is retried
+    later, nor a row that has it as another identity than its first: each is stopped here,
+    before it leaves. One indexed lookup of the claimed identities."""
+    own = {claim.id: _identities_of(claim) for claim in claims}
+    wanted = sorted(set().union(*own.values()))
+    on_list: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        part = wanted[start : start + _CHUNK]
+        on_list.update(
+            (await conn.execute(select(S.identity).where(S.identity.in_(part)))).scalars()
+        )
+    if not on_list:
+        return set()
+    stopped = {rid for rid, identities in own.items() if identities & on_list}
+    # Out of the chunk the claim put them in: they belong to no request.
+    values = {**_stopped(now), "chunk": None, "worker_id": None}
+    await conn.execute(update(recipients).where(R.id.in_(stopped)).values(**values))
+    return stopped
+
+
+async def stop_given_back(
+    conn: AsyncConnection, campaign_id: int, numbers: Sequence[int], since: datetime, now: datetime
+) -> int:
+    """In the transaction that gives formed chunks ``numbers`` back (claimed at ``since``, not
+    sent): their rows whose identity opted out meanwhile become SUPPRESSED, as the opt-out
+    would have made them had no worker held the chunk. Their other identities are matched when
+    few opted out meanwhile (:data:`_FEW`; each is a text search of the rows). How many."""
+    recent = list((await conn.execute(select(S.identity).where(S.created_at >= since))).scalars())
+    if not recent:
+        return 0
+    others = (
+        [
+            R.identities.contains(f'"identity":{orjson.dumps(i).decode()}', autoescape=True)
+            for i in recent[:_FEW]
+        ]
+        if len(recent) <= _FEW
+        else []
+    )
+    stopped = 0
+    for start in range(0, len(recent), _CHUNK):
+        which = or_(R.identity.in_(recent[start : start + _CHUNK]), *(others if not start else []))
+        stopped += await _stop(
+            conn, which, now, R.campaign_id == campaign_id, R.chunk.in_(list(numbers))
+        )
+    return stopped
+
+
+def _identities_of(claim: Claim) -> set[str]:
+    found = {claim.identity}
+    if claim.identities:
+        found.update(str(entry["identity"]) for entry in orjson.loads(claim.identities))
+    return found
 
 
 async def _stop(conn: AsyncConnection, which: object, now: datetime, *more: object) -> int:

@@ -3,6 +3,7 @@ the load's set-based marking, and a mid-campaign opt-out that stops PENDING rows
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from unittest.mock import ANY
 
@@ -99,6 +100,60 @@ async def test_an_opt_out_stops_pending_rows_of_every_campaign_not_claimed_ones(
     assert done.stopped == 1  # c2's PENDING row; c1's claimed one is the sender's to settle
     assert (await store.recipients.counts(one.id))[Status.IN_FLIGHT] == 1
     assert (await store.recipients.counts(two.id))[Status.SUPPRESSED] == 1
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_claim_stops_rows_in_flight_at_an_opt_out_and_rows_of_another_identity(
+    store: repo.Store, batch: bool
+) -> None:
+    """An opt-out stops PENDING rows of its identity when it comes. Two rows it cannot reach
+    then are stopped when they are claimed, before they leave: one in flight at the opt-out
+    whose send is retried, and one that has the identity as another than its first."""
+    campaign = await new_campaign(store)
+    loaded = frame([(i, "x", f"+1201555{i:04d}", None) for i in range(1, 4)])
+    second = (
+        '[{"channel":"SMS","identity":"+12015550002"},{"channel":"MESSENGER","identity":"psid-2"}]'
+    )
+    loaded = loaded.with_columns(identities=pl.Series([None, second, None], dtype=pl.String))
+    staged = store.ingest.stage(loaded, None, suppressed=await store.suppression.identities())
+    await store.ingest.write(campaign.id, "SMS", staged, NOW)
+
+    async def claim(size: int) -> list[int]:
+        if not batch:
+            return [c.position for c in await store.recipients.claim(campaign.id, size, NOW)]
+        chunk = await store.chunks.claim(campaign.id, campaign.key, size, NOW)
+        return [] if chunk is None else [c.position for c in chunk.claims]
+
+    assert await claim(1) == [1]  # in flight when the opt-outs come
+    done = await store.suppression.add(
+        ["+12015550001", "psid-2"], now=NOW, source="KEYWORD", by="m1"
+    )
+    assert done.stopped == 0  # one in flight, one whose first identity is another
+    first = next(r for r in await _rows(store, campaign.id) if r["position"] == 1)
+    await store.recipients.record([repo.Retry(first["id"], NOW, "HTTP_503", "busy")], NOW)
+    assert await claim(10) == [3]  # the retried row and the other identity's are not sent
+    rows = {r["position"]: r for r in await _rows(store, campaign.id)}
+    assert [(rows[p]["status"], rows[p]["error_code"]) for p in (1, 2, 3)] == [
+        ("SUPPRESSED", "OPTED_OUT"),
+        ("SUPPRESSED", "OPTED_OUT"),
+        ("IN_FLIGHT", None),
+    ]
+    assert rows[1]["chunk"] is None and rows[2]["chunk"] is None  # in no request
+    # Claims of rows that are all on the list find the next ones: none here.
+    await store.suppression.add(["+12015550003"], now=NOW, source="KEYWORD", by="m1")
+    await store.recipients.record([repo.Retry(rows[3]["id"], NOW, "HTTP_503", "busy")], NOW)
+    assert await claim(10) == []
+    assert (await store.recipients.counts(campaign.id)) == {Status.SUPPRESSED: 3}
+
+
+async def _rows(store: repo.Store, campaign_id: int) -> list[dict[str, Any]]:
+    from campaign.store.tables import recipients
+
+    async with store.engine.connect() as conn:
+        found = await conn.execute(
+            select(recipients).where(recipients.c.campaign_id == campaign_id)
+        )
+        return [dict(row._mapping) for row in found]
 
 
 # --- the receiver: inbound replies and OPT_OUT -------------------------------------------------
@@ -215,3 +270,39 @@ async def test_an_opt_out_takes_its_rows_out_of_unclaimed_chunks(store: repo.Sto
     ] == [phones[3]]
     counts = await store.recipients.counts(campaign.id)
     assert counts[Status.SUPPRESSED] == 3
+
+
+async def test_a_chunk_given_back_loses_the_rows_that_opted_out_while_it_was_held(
+    store: repo.Store,
+) -> None:
+    """Batch mode: an opt-out cannot take rows out of a chunk that a worker holds. When that
+    chunk is given back unsent (a retry, a stop), those rows are stopped then, on their first
+    identity or another, and the chunk's entries no longer hold them."""
+    campaign = await new_campaign(store)
+    phones = [f"+1201555{i:04d}" for i in range(1, 5)]  # chunk 1: rows 1-4
+    loaded = frame([(i, "x", p, None) for i, p in enumerate(phones, 1)])
+    second = (
+        '[{"channel":"SMS","identity":"+12015550002"},{"channel":"MESSENGER","identity":"p-2"}]'
+    )
+    loaded = loaded.with_columns(identities=pl.Series([None, second, None, None], dtype=pl.String))
+    chunking = repo.Chunking(10, campaign.key)
+    staged = store.ingest.stage(loaded, chunking, suppressed=await store.suppression.identities())
+    await store.ingest.write(campaign.id, "SMS", staged, NOW, chunking)
+    (held,) = await store.chunks.claim_formed(
+        campaign.id, NOW, None, 1, channel="SMS", campaign_key=campaign.key
+    )
+    later = NOW + timedelta(seconds=1)
+    done = await store.suppression.add([phones[0], "p-2"], now=later, source="KEYWORD", by="m")
+    assert done.stopped == 0  # the chunk is held: nothing leaves it now
+    await store.chunks.unclaim(campaign.id, held.number, later)
+    (again,) = await store.chunks.claim_formed(
+        campaign.id, later, None, 1, channel="SMS", campaign_key=campaign.key
+    )
+    assert again.number == held.number
+    assert again.members is not None and again.members.size == 2
+    entries = orjson.loads(again.members.entries)
+    assert [
+        e["recipient"]["identified_by"]["channel_identities"][0]["identity"] for e in entries
+    ] == phones[2:]
+    counts = await store.recipients.counts(campaign.id)
+    assert counts[Status.SUPPRESSED] == 2
