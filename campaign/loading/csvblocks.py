@@ -199,7 +199,8 @@ def _quotes_undoubled(frame: pl.DataFrame, data: bytes, delimiter: str) -> pl.Da
     is what Polars had kept."""
     if not any('""' in name for name in frame.columns):
         return frame
-    record = data[: _first_record_end(data)]
+    end = _first_record_end(data)
+    record = data if end < 0 else data[:end]
     decoded = next(_records(record, delimiter), [])
     if len(decoded) != frame.width:
         return frame
