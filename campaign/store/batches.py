@@ -252,14 +252,9 @@ class Chunks(Group):
             statement = statements.claim_statement(
                 self.dialect, campaign_id, size, now, chunk=number, worker_id=worker_id
             )
-            while True:  # again while every row claimed was on the list (each time, fewer due)
-                claims = [Claim(*row) for row in (await conn.execute(statement)).all()]
-                if not claims:
-                    return None
-                stopped = await suppression.stop_claimed(conn, claims, now)
-                kept = sorted((c for c in claims if c.id not in stopped), key=lambda c: c.id)
-                if kept:
-                    break
+            kept = await suppression.claim_unlisted(conn, statement, now)
+            if not kept:
+                return None
             tag = await self._add_batch(
                 conn, campaign_id, campaign_key, number, len(kept), now, worker_id
             )

@@ -46,12 +46,7 @@ class Recipients(Group):
             self.dialect, campaign_id, limit, now, worker_id=worker_id
         )
         async with self.writes.begin() as conn:
-            while True:  # again while every row claimed was on the list (each time, fewer due)
-                claims = [Claim(*row) for row in (await conn.execute(statement)).all()]
-                stopped = await suppression.stop_claimed(conn, claims, now)
-                kept = [c for c in claims if c.id not in stopped]
-                if kept or not claims:
-                    return sorted(kept, key=lambda c: c.id)
+            return await suppression.claim_unlisted(conn, statement, now)
 
     async def record(
         self,

@@ -27,6 +27,7 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
 
 from campaign.models import Status
 from campaign.optout import OptOut
@@ -331,6 +332,18 @@ async def apply_opt_outs(
     return await _stop(conn, R.identity.in_(identities), now, _RUNNING)
 
 
+async def claim_unlisted(conn: AsyncConnection, claim: Executable, now: datetime) -> list[Claim]:
+    """Run ``claim`` (a claim statement) and keep the claimed rows not on the list, by id
+    (:func:`stop_claimed`); again while every row it claimed was on the list (each time fewer
+    are due). []: no row is due."""
+    while True:
+        claims = [Claim(*row) for row in (await conn.execute(claim)).all()]
+        stopped = await stop_claimed(conn, claims, now)
+        kept = [c for c in claims if c.id not in stopped]
+        if kept or not claims:
+            return sorted(kept, key=lambda c: c.id)
+
+
 async def stop_claimed(conn: AsyncConnection, claims: Sequence[Claim], now: datetime) -> set[int]:
     """In a claim's transaction: the claimed rows whose identity, or any of their identities,
     is on the list become SUPPRESSED and are not sent; their ids. An opt-out stops the PENDING
@@ -367,14 +380,14 @@ async def stop_given_back(
     others = (
         [
             R.identities.contains(f'"identity":{orjson.dumps(i).decode()}', autoescape=True)
-            for i in recent[:_FEW]
+            for i in recent
         ]
-        if len(recent) <= _FEW
+        if len(recent) <= _FEW  # then one statement: _FEW < _CHUNK
         else []
     )
     stopped = 0
     for start in range(0, len(recent), _CHUNK):
-        which = or_(R.identity.in_(recent[start : start + _CHUNK]), *(others if not start else []))
+        which = or_(R.identity.in_(recent[start : start + _CHUNK]), *others)
         stopped += await _stop(
             conn, which, now, R.campaign_id == campaign_id, R.chunk.in_(list(numbers))
         )
